@@ -1,0 +1,1 @@
+"""Sessionwire's stateless REST API."""

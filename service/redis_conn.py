@@ -1,0 +1,72 @@
+"""Connecting to Redis: one client per process, patient at start, self-healing after."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+log = logging.getLogger(__name__)
+
+# What "Redis is unavailable" looks like to a caller; mapped to 503 at the edge.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+STARTUP_BACKOFF_MAX = 5.0
+
+
+def make_client(url: str, *, max_connections: int = 256) -> redis.Redis:
+    """A pooled client that fails fast while Redis is down and reconnects by itself."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        health_check_interval=15,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
+        max_connections=max_connections,
+    )
+
+
+async def wait_until_up(client: redis.Redis, url: str) -> None:
+    """Ping until Redis answers, backing off, and log every failed try."""
+    delay, attempt = 0.1, 1
+    while True:
+        try:
+            await client.ping()
+            log.info("connected to Redis at %s", redact(url))
+            return
+        except RedisError as exc:
+            log.warning(
+                "Redis at %s not answering (try %d: %s); retrying in %.1fs",
+                redact(url), attempt, exc, delay,
+            )
+        await asyncio.sleep(delay)
+        delay, attempt = min(delay * 2, STARTUP_BACKOFF_MAX), attempt + 1
+
+
+@asynccontextmanager
+async def connected(url: str, *, max_connections: int = 256) -> AsyncIterator[redis.Redis]:
+    """Create a client, wait for Redis, and close the client at the end."""
+    client = make_client(url, max_connections=max_connections)
+    try:
+        await wait_until_up(client, url)
+        yield client
+    finally:
+        await client.aclose()
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

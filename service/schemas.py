@@ -1,0 +1,111 @@
+"""Wire schemas: msgspec Structs are both the validators and the OpenAPI source."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+RevokeReason = Literal[
+    "logout", "revoked", "revoke_others", "logout_all", "expired", "evicted", "replaced"
+]
+DeviceId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
+    """Wire policy: unknown fields are ignored; every field is typed and bounded."""
+
+
+class LoginRequest(Base):
+    username: Annotated[str, Meta(min_length=1, max_length=128)]
+    password: Annotated[str, Meta(min_length=1, max_length=1024)]
+    device_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    device_id: DeviceId | None = None
+
+
+class Session(Base):
+    session_id: str
+    device_id: str | None
+    device_name: str
+    user_agent: str
+    ip: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+class SessionView(Session):
+    current: bool
+
+
+class LoginResponse(Base, kw_only=True):
+    token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_at: datetime
+    session: Session
+
+
+class RevokedResponse(Base):
+    revoked: list[str]
+
+
+class MeResponse(Base):
+    username: str
+    email: str
+    bio: str
+    session: Session
+
+
+class SessionsResponse(Base):
+    sessions: list[SessionView]
+
+
+class Actor(Base):
+    """The device that ended a session."""
+
+    session_id: str
+    device_name: str
+    ip: str
+
+
+class Revocation(Base):
+    reason: RevokeReason
+    at: datetime
+    by: Actor | None
+
+
+class FieldError(Base):
+    field: str
+    message: str
+
+
+class Problem(Base, omit_defaults=True, kw_only=True):
+    """RFC 9457 problem details, plus a stable machine-readable `code`."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+    revoked: Revocation | None = None
+    retry_after: int | None = None
+
+
+class Health(Base):
+    status: Literal["ok", "unavailable"]
+
+
+class ClientConfig(Base):
+    """What the page needs to find the gateway."""
+
+    gateway_url: str
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+json_encoder = msgspec.json.Encoder()

@@ -1,0 +1,170 @@
+"""One typed settings object, read once from the environment (12-factor)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_REDIS_HOST = "127.0.0.1"
+# API and worker must sign and verify with one secret, so the generated one is kept on disk.
+DEV_SECRET_FILE = ".sessionwire/dev-jwt-secret"
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str | None = None
+    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    jwt_secret_generated: bool = False
+    jwt_issuer: str = "sessionwire"
+    app_env: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    gateway_port: int = 8001
+    # Where the page finds the gateway; empty means "same host as the page, GATEWAY_PORT".
+    gateway_public_url: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    session_idle_timeout: int = 3600
+    session_max_age: int = 7 * 24 * 3600
+    session_touch_interval: int = 60
+    max_sessions_per_user: int = 10
+    login_max_failures: int = 5
+    login_failure_window: int = 300
+    users_file: str = "demo_users.json"
+    log_level: str = "INFO"
+    dev_redis_port: int = 6379
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://{DEFAULT_REDIS_HOST}:{self.dev_redis_port}/0"
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """Origins allowed to open the WebSocket; defaults to the API's own addresses."""
+        if self.allowed_origins:
+            return frozenset(self.allowed_origins)
+        return frozenset(
+            f"http://{host}:{self.port}" for host in ("localhost", "127.0.0.1", self.host)
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default os.environ); raise ConfigError on a bad value."""
+        env = os.environ if env is None else env
+        read = _Reader(env)
+        app_env = read("APP_ENV", str, "development", choices=("development", "production", "test"))
+        secret = env.get("JWT_SECRET", "")
+        if secret and len(secret) < 32:
+            raise ConfigError("JWT_SECRET must be at least 32 characters")
+        if not secret and app_env == "production":
+            raise ConfigError("JWT_SECRET is required when APP_ENV=production")
+        idle = read("SESSION_IDLE_TIMEOUT", int, 3600, minimum=1)
+        max_age = read("SESSION_MAX_AGE", int, 7 * 24 * 3600, minimum=1)
+        generated = not secret
+        secret = secret or _dev_secret(Path(env.get("DEV_SECRET_FILE", DEV_SECRET_FILE)))
+        return cls(
+            redis_url=env.get("REDIS_URL") or None,
+            jwt_issuer=read("JWT_ISSUER", str, "sessionwire"),
+            app_env=app_env,
+            host=read("HOST", str, "127.0.0.1"),
+            port=read("PORT", int, 8000, minimum=1, maximum=65535),
+            gateway_port=read("GATEWAY_PORT", int, 8001, minimum=1, maximum=65535),
+            gateway_public_url=read("GATEWAY_PUBLIC_URL", str, ""),
+            allowed_origins=read("ALLOWED_ORIGINS", _csv, ()),
+            trusted_proxies=read("TRUSTED_PROXIES", _networks, ()),
+            session_idle_timeout=idle,
+            session_max_age=max_age,
+            session_touch_interval=read("SESSION_TOUCH_INTERVAL", int, min(60, idle), minimum=0),
+            max_sessions_per_user=read("MAX_SESSIONS_PER_USER", int, 10, minimum=1),
+            login_max_failures=read("LOGIN_MAX_FAILURES", int, 5, minimum=1),
+            login_failure_window=read("LOGIN_FAILURE_WINDOW", int, 300, minimum=1),
+            users_file=read("USERS_FILE", str, "demo_users.json"),
+            log_level=read(
+                "LOG_LEVEL", str.upper, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+            dev_redis_port=read("DEV_REDIS_PORT", int, 6379, minimum=1, maximum=65535),
+            jwt_secret=secret,
+            jwt_secret_generated=generated,
+        )
+
+    def warn_about_defaults(self) -> None:
+        """Log what a developer should know about the values in force."""
+        if self.jwt_secret_generated:
+            log.warning(
+                "JWT_SECRET is not set: using a generated development secret from %s "
+                "(shared by the processes started here; set JWT_SECRET in production)",
+                DEV_SECRET_FILE,
+            )
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def __call__(
+        self,
+        name: str,
+        parse: Callable[[str], T],
+        default: T,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        choices: tuple[str, ...] = (),
+    ) -> T:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
+        if choices and value not in choices:
+            raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+        if minimum is not None and value < minimum:  # type: ignore[operator]
+            raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+        if maximum is not None and value > maximum:  # type: ignore[operator]
+            raise ConfigError(f"{name}={raw!r} must be at most {maximum}")
+        return value
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+
+
+def _networks(raw: str) -> tuple[IpNetwork, ...]:
+    return tuple(ipaddress.ip_network(part, strict=False) for part in _csv(raw))
+
+
+def _dev_secret(path: Path) -> str:
+    """Read the development secret at `path`, creating it atomically if it is missing."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
+            tmp.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp.name, path)  # atomic: a racing process keeps whichever came first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp.name)
+    return path.read_text().strip()

@@ -1,0 +1,73 @@
+"""JWTs that carry only who (`sub`) and which session (`sid`): HS256, pinned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jwt
+
+from service.settings import Settings
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["sub", "sid", "iat", "exp", "iss"]
+
+
+class TokenError(Exception):
+    """The token can't be used; `code` is the contract's 401 code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    username: str
+    session_id: str
+    expires_at: int
+
+
+class TokenCodec:
+    def __init__(self, settings: Settings) -> None:
+        self._secret = settings.jwt_secret
+        self._issuer = settings.jwt_issuer
+
+    def issue(self, username: str, session_id: str, issued_ms: int, expires_ms: int) -> str:
+        claims = {
+            "sub": username,
+            "sid": session_id,
+            "iat": issued_ms // 1000,
+            "exp": expires_ms // 1000,
+            "iss": self._issuer,
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Claims:
+        """Decode and check signature, algorithm, issuer and expiry; raise TokenError."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError("token_expired", "The token has expired; sign in again.") from None
+        except jwt.InvalidTokenError as exc:
+            raise TokenError("invalid_token", f"The token is not valid: {exc}.") from None
+        sub, sid = claims["sub"], claims["sid"]
+        if not isinstance(sub, str) or not isinstance(sid, str) or not sub or not sid:
+            raise TokenError("invalid_token", "The token's sub and sid must be strings.")
+        return Claims(username=sub, session_id=sid, expires_at=int(claims["exp"]))
+
+
+def bearer_token(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <jwt>` header; raise TokenError otherwise."""
+    if not header:
+        raise TokenError("missing_token", "Send the token as 'Authorization: Bearer <token>'.")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenError("invalid_token", "The Authorization scheme must be 'Bearer <token>'.")
+    return token.strip()
