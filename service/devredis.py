@@ -54,7 +54,9 @@ def _redis_server(binary: str, host: str, port: int) -> Iterator[None]:
         if _wait_for(host, port, proc) and proc.poll() is None:
             log.warning(
                 "no REDIS_URL and nothing at %s:%d: started an embedded redis-server (%s)",
-                host, port, binary,
+                host,
+                port,
+                binary,
             )
         yield
     finally:
@@ -76,7 +78,8 @@ def _fakeredis_server(host: str, port: int) -> Iterator[None]:
     log.warning(
         "no REDIS_URL, nothing at %s:%d and no redis-server on PATH: "
         "started an embedded fakeredis server (development only; data is in memory)",
-        host, port,
+        host,
+        port,
     )
     try:
         yield

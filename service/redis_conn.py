@@ -45,7 +45,10 @@ async def wait_until_up(client: redis.Redis, url: str) -> None:
         except RedisError as exc:
             log.warning(
                 "Redis at %s not answering (try %d: %s); retrying in %.1fs",
-                redact(url), attempt, exc, delay,
+                redact(url),
+                attempt,
+                exc,
+                delay,
             )
         await asyncio.sleep(delay)
         delay, attempt = min(delay * 2, STARTUP_BACKOFF_MAX), attempt + 1

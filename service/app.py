@@ -1,0 +1,78 @@
+"""The API application factory: it only wires."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from importlib.resources import files
+
+import redis.asyncio as redis
+from aiohttp import web
+
+from service import typedefs
+from service.errors import problem_middleware
+from service.inputs import MAX_BODY
+from service.metrics import ApiMetrics
+from service.openapi import build_openapi
+from service.ratelimit import LoginLimiter
+from service.redis_conn import connected
+from service.routes import routes
+from service.settings import Settings
+from service.store import SessionStore
+from service.tokens import TokenCodec
+from service.users import UserDirectory
+
+STATIC = files("service") / "static"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis_client: redis.Redis | None = None,
+    users: UserDirectory | None = None,
+) -> web.Application:
+    """Build the API. A given `redis_client` is used as is and left open for its owner."""
+    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY)
+    app[typedefs.SETTINGS] = settings
+    app[typedefs.METRICS] = ApiMetrics()
+    app[typedefs.TOKENS] = TokenCodec(settings)
+    app[typedefs.USERS] = users or UserDirectory.load(settings.users_file)
+    app.cleanup_ctx.append(_redis_ctx(redis_client))
+    app.add_routes(routes)
+    openapi = json.dumps(build_openapi()).encode()
+    app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
+    app.router.add_get("/", _page)
+    app.router.add_static("/static", str(STATIC), append_version=False)
+    return app
+
+
+def _redis_ctx(given: redis.Redis | None):
+    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[typedefs.SETTINGS]
+        if given is not None:
+            _attach(app, given)
+            yield
+            return
+        async with connected(settings.effective_redis_url) as client:
+            _attach(app, client)
+            yield
+
+    return redis_ctx
+
+
+def _attach(app: web.Application, client: redis.Redis) -> None:
+    settings = app[typedefs.SETTINGS]
+    app[typedefs.REDIS] = client
+    app[typedefs.STORE] = SessionStore(client, settings)
+    app[typedefs.LIMITER] = LoginLimiter(client, settings)
+
+
+def _static_bytes(body: bytes, content_type: str):
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=content_type)
+
+    return handler
+
+
+async def _page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(str(STATIC / "index.html"), headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,153 @@
+"""Domain errors become RFC 9457 problem+json in one middleware, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from service import typedefs
+from service.ratelimit import RateLimited
+from service.redis_conn import REDIS_DOWN
+from service.schemas import FieldError, Problem, Revocation, json_encoder
+from service.store import SessionGone
+from service.tokens import TokenError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "application/problem+json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An error with a status and a stable `code`, raised anywhere below the handlers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.title, self.detail = status, code, title, detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def validation_error(field: str, message: str) -> ApiError:
+    return ApiError(
+        422,
+        "validation_error",
+        "Invalid request",
+        f"{field}: {message}",
+        errors=[FieldError(field=field, message=message)],
+    )
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    errors: list[FieldError] | None = None,
+    revoked: Revocation | None = None,
+    retry_after: int | None = None,
+) -> web.Response:
+    body = Problem(
+        type=f"https://sessionwire.dev/problems/{code}",
+        title=title,
+        status=status,
+        detail=detail,
+        code=code,
+        errors=errors,
+        revoked=revoked,
+        retry_after=retry_after,
+    )
+    return web.Response(
+        status=status, body=json_encoder.encode(body), content_type=PROBLEM_TYPE, headers=headers
+    )
+
+
+def unauthorized(code: str, detail: str, revoked: Revocation | None = None) -> web.Response:
+    headers = {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{code}"'}
+    return problem_response(401, code, "Unauthorized", detail, headers=headers, revoked=revoked)
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    400: "bad_request",
+}
+
+
+def _to_problem(exc: Exception) -> web.Response:
+    match exc:
+        case ApiError():
+            return problem_response(
+                exc.status, exc.code, exc.title, exc.detail, headers=exc.headers, errors=exc.errors
+            )
+        case TokenError():
+            return unauthorized(exc.code, exc.detail)
+        case SessionGone(tombstone=tomb):
+            detail = "This session has ended" + (f" ({tomb.reason})." if tomb else ".")
+            return unauthorized("session_revoked", detail, tomb.to_wire() if tomb else None)
+        case RateLimited():
+            return problem_response(
+                429,
+                "rate_limited",
+                "Too many failed sign-ins",
+                f"Too many failed sign-in attempts; try again in {exc.retry_after} s.",
+                headers={"Retry-After": str(exc.retry_after)},
+                retry_after=exc.retry_after,
+            )
+        case web.HTTPException():
+            code = _HTTP_CODES.get(exc.status, "http_error")
+            detail = (
+                exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+            )
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return problem_response(exc.status, code, exc.reason, detail, headers=headers)
+    raise exc
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map every failure to problem+json, count the request, and time it."""
+    metrics = request.app[typedefs.METRICS]
+    started = time.perf_counter()
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except REDIS_DOWN as exc:
+        log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
+        metrics.redis_errors.inc()
+        response = problem_response(
+            503,
+            "redis_unavailable",
+            "Service unavailable",
+            "The session store is unavailable; try again shortly.",
+            headers={"Retry-After": "1"},
+        )
+    except (ApiError, TokenError, SessionGone, RateLimited, web.HTTPException) as exc:
+        if isinstance(exc, web.HTTPException) and exc.status < 400:
+            raise
+        response = _to_problem(exc)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        response = problem_response(
+            500, "internal_error", "Internal error", "Something went wrong on our side."
+        )
+    metrics.requests.labels(route_name, request.method, str(response.status)).inc()
+    metrics.latency.labels(route_name).observe(time.perf_counter() - started)
+    return response

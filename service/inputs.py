@@ -1,0 +1,105 @@
+"""Reading what a request says: bodies, the client's address, its device."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+from ua_parser import parse as parse_user_agent
+
+from service.errors import ApiError, validation_error
+from service.settings import IpNetwork
+
+T = TypeVar("T")
+MAX_BODY = 64 * 1024
+MAX_USER_AGENT = 512
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_PATH_IN_ERROR = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+async def decode_body(request: web.Request, schema: type[T]) -> T:
+    """Decode a JSON or form body into `schema`, or raise a 4xx ApiError."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "payload_too_large", "Payload too large", "The body is over 64 KiB.")
+    if request.content_type in FORM_TYPES:
+        form = await request.post()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        return _convert(lambda: msgspec.convert(fields, schema))
+    if request.content_type != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "Send application/json or application/x-www-form-urlencoded.",
+        )
+    body = await request.read()
+    return _convert(lambda: msgspec.json.decode(body, type=schema))
+
+
+def _convert(decode: object) -> T:  # type: ignore[type-var]
+    try:
+        return decode()  # type: ignore[operator]
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH_IN_ERROR.search(message)
+        field = match.group(1) if match else _missing_field(message)
+        raise validation_error(field or "body", _PATH_IN_ERROR.sub("", message)) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "malformed_body", "Malformed body", f"Not valid JSON: {exc}") from None
+
+
+def _missing_field(message: str) -> str:
+    match = re.search(r"missing required field `([^`]+)`", message)
+    return match.group(1) if match else ""
+
+
+def client_ip(request: web.Request, trusted: tuple[IpNetwork, ...]) -> str:
+    """The peer address, or the first untrusted hop of X-Forwarded-For from a trusted proxy."""
+    peer = request.remote or ""
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop if _is_ip(hop) else peer
+    return hops[0] if hops and _is_ip(hops[0]) else peer
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_trusted(address: str, trusted: tuple[IpNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+@lru_cache(maxsize=1024)
+def device_name_from(user_agent: str) -> str:
+    """A readable device name such as 'Firefox on Ubuntu' or 'Mobile Safari on iPhone'."""
+    if not user_agent:
+        return "Unknown device"
+    parsed = parse_user_agent(user_agent[:MAX_USER_AGENT])
+    browser = parsed.user_agent.family if parsed.user_agent else ""
+    os_name = parsed.os.family if parsed.os else ""
+    device = parsed.device.family if parsed.device else ""
+    place = device if device and device not in ("Other", "Mac", "Generic Smartphone") else os_name
+    if browser and browser != "Other" and place and place != "Other":
+        return f"{browser} on {place}"
+    if browser and browser != "Other":
+        return browser
+    if place and place != "Other":
+        return place
+    product = user_agent.split("/", 1)[0].split(" ", 1)[0].strip()[:40]
+    return product if product.isprintable() and product else "Unknown device"

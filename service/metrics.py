@@ -1,0 +1,46 @@
+"""Prometheus metrics of the API, on a registry of the app's own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "ApiMetrics"]
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sessionwire_http_requests",
+            "HTTP requests served",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sessionwire_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.logins = Counter(
+            "sessionwire_logins",
+            "Sign-in attempts by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.revocations = Counter(
+            "sessionwire_revocations",
+            "Sessions revoked through the API",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "sessionwire_redis_unavailable",
+            "Requests answered 503 because Redis was down",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,185 @@
+"""HTTP handlers: thin; decode, call the store, encode."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from aiohttp import web
+
+from service import typedefs
+from service.auth import Caller, authenticate
+from service.errors import ApiError, problem_response
+from service.inputs import client_ip, decode_body, device_name_from
+from service.metrics import CONTENT_TYPE_LATEST
+from service.redis_conn import REDIS_DOWN
+from service.schemas import (
+    ClientConfig,
+    Health,
+    LoginRequest,
+    LoginResponse,
+    MeResponse,
+    RevokedResponse,
+    SessionsResponse,
+    SessionView,
+    from_ms,
+    json_encoder,
+)
+from service.store import RevokeMode, StoredSession
+from service.users import USERNAME_PATTERN
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json_encoder.encode(body), status=status, content_type="application/json"
+    )
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.Response:
+    body = await decode_body(request, LoginRequest)
+    app, ip = request.app, client_ip(request, request.app[typedefs.SETTINGS].trusted_proxies)
+    limiter, metrics = app[typedefs.LIMITER], app[typedefs.METRICS]
+    await limiter.check(body.username, ip)
+    user = None
+    if USERNAME_PATTERN.match(body.username):
+        user = await app[typedefs.USERS].authenticate(body.username, body.password)
+    else:  # same cost as a real check, so timing tells nothing
+        await app[typedefs.USERS].authenticate("", body.password)
+    if user is None:
+        await limiter.record_failure(body.username, ip)
+        metrics.logins.labels("failure").inc()
+        log.info("failed sign-in for %r from %s", body.username[:64], ip)
+        raise ApiError(
+            401, "invalid_credentials", "Invalid credentials", "The username or password is wrong."
+        )
+    await limiter.clear(user.username)
+    user_agent = request.headers.get("User-Agent", "")[:512]
+    session, replaced = await app[typedefs.STORE].create(
+        user.username,
+        session_id=secrets.token_urlsafe(16),
+        device_id=body.device_id or "",
+        device_name=body.device_name or device_name_from(user_agent),
+        user_agent=user_agent,
+        ip=ip,
+    )
+    metrics.logins.labels("success").inc()
+    log.info(
+        "signed in %s on %r (session %s); ended %s",
+        user.username,
+        session.device_name,
+        session.session_id,
+        replaced,
+    )
+    token = app[typedefs.TOKENS].issue(
+        user.username, session.session_id, session.created_ms, session.max_ms
+    )
+    return json_response(
+        LoginResponse(token=token, expires_at=from_ms(session.max_ms), session=session.to_wire())
+    )
+
+
+async def _revoke(
+    request: web.Request, caller: Caller, mode: RevokeMode, target: str, reason: str
+) -> web.Response:
+    revoked = await request.app[typedefs.STORE].revoke(
+        caller.username, mode, target, reason, caller.session.as_actor()
+    )
+    if mode == "one" and not revoked:
+        raise ApiError(
+            404, "session_not_found", "Session not found", "You have no session with that id."
+        )
+    request.app[typedefs.METRICS].revocations.labels(reason).inc(len(revoked))
+    return json_response(RevokedResponse(revoked=revoked))
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    return await _revoke(request, caller, "one", caller.session.session_id, "logout")
+
+
+@routes.delete("/sessions/{session_id}")
+async def revoke_session(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    target = request.match_info["session_id"]
+    reason = "logout" if target == caller.session.session_id else "revoked"
+    return await _revoke(request, caller, "one", target, reason)
+
+
+@routes.post("/sessions/revoke-others")
+async def revoke_others(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    return await _revoke(request, caller, "others", caller.session.session_id, "revoke_others")
+
+
+@routes.post("/logout-all")
+async def logout_all(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    return await _revoke(request, caller, "all", caller.session.session_id, "logout_all")
+
+
+@routes.get("/me")
+async def me(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    user = request.app[typedefs.USERS].get(caller.username)
+    if user is None:  # removed from the users file after signing in
+        raise ApiError(404, "user_not_found", "User not found", "This user no longer exists.")
+    return json_response(
+        MeResponse(
+            username=user.username, email=user.email, bio=user.bio, session=caller.session.to_wire()
+        )
+    )
+
+
+def _view(session: StoredSession, current_id: str) -> SessionView:
+    wire = session.to_wire()
+    return SessionView(
+        **{f: getattr(wire, f) for f in wire.__struct_fields__},
+        current=session.session_id == current_id,
+    )
+
+
+@routes.get("/sessions")
+async def list_sessions(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    sessions = await request.app[typedefs.STORE].list(caller.username)
+    current = caller.session.session_id
+    return json_response(SessionsResponse(sessions=[_view(s, current) for s in sessions]))
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response(Health(status="ok"))
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[typedefs.REDIS].ping()
+    except REDIS_DOWN:
+        return problem_response(
+            503,
+            "redis_unavailable",
+            "Service unavailable",
+            "Redis is not answering.",
+            headers={"Retry-After": "1"},
+        )
+    return json_response(Health(status="ok"))
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[typedefs.METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get("/config")
+async def config(request: web.Request) -> web.Response:
+    """Where the page's WebSocket should connect."""
+    settings = request.app[typedefs.SETTINGS]
+    url = settings.gateway_public_url or f"ws://{request.url.host}:{settings.gateway_port}/ws"
+    return json_response(ClientConfig(gateway_url=url))

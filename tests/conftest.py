@@ -1,0 +1,152 @@
+"""Shared fixtures: a private redis-server per test run, settings, processes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of our own on a free port, which a test may stop and start again."""
+
+    def __init__(self) -> None:
+        if not shutil.which("redis-server"):
+            pytest.fail("redis-server is not installed (bash .ci/run installs it)")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="sw-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def flush(self) -> None:
+        with redis.Redis(port=self.port) as client:
+            client.flushall()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One private redis-server for the whole run; each test starts from an empty one."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    if redis_server.proc is None:
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server for one test alone, for tests that stop and restart it."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+PASSWORD = "correct horse"
+TEST_USERS = ("alice", "bob", "carol")
+
+
+def _write_test_users() -> Path:
+    """Users whose hashes are cheap to verify, so tests can sign in hundreds of times."""
+    from argon2 import PasswordHasher
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    users = [
+        {
+            "username": name,
+            "email": f"{name}@example.com",
+            "bio": f"{name} tests things",
+            "password_hash": cheap.hash(PASSWORD),
+        }
+        for name in TEST_USERS
+    ]
+    path = Path(tempfile.mkdtemp(prefix="sw-users-")) / "users.json"
+    path.write_text(json.dumps({"users": users}))
+    return path
+
+
+TEST_USERS_FILE = _write_test_users()
+
+
+def make_settings(redis_url: str, **overrides: object) -> Settings:
+    """Settings for a test: its own Redis, a fixed secret, cheap test users."""
+    values: dict[str, object] = {
+        "redis_url": redis_url,
+        "jwt_secret": TEST_SECRET,
+        "jwt_secret_generated": False,
+        "app_env": "test",
+        "users_file": str(TEST_USERS_FILE),
+        "session_touch_interval": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return make_settings(redis_url)
