@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from ua_parser import parse as parse_user_agent
 
 from service.errors import ApiError, validation_error
@@ -26,7 +27,12 @@ async def decode_body(request: web.Request, schema: type[T]) -> T:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, "payload_too_large", "Payload too large", "The body is over 64 KiB.")
     if request.content_type in FORM_TYPES:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, HttpProcessingError):  # bad encoding, boundary or part headers
+            raise ApiError(
+                400, "malformed_body", "Malformed body", "The form body could not be parsed."
+            ) from None
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         return _convert(lambda: msgspec.convert(fields, schema))
     if request.content_type != "application/json":
@@ -48,7 +54,7 @@ def _convert(decode: object) -> T:  # type: ignore[type-var]
         match = _PATH_IN_ERROR.search(message)
         field = match.group(1) if match else _missing_field(message)
         raise validation_error(field or "body", _PATH_IN_ERROR.sub("", message)) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed_body", "Malformed body", f"Not valid JSON: {exc}") from None
 
 

@@ -8,13 +8,18 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
+from service.app import create_app
 from service.settings import Settings
+from service.users import UserDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-" + "x" * 40
@@ -150,3 +155,71 @@ def make_settings(redis_url: str, **overrides: object) -> Settings:
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
     return make_settings(redis_url)
+
+
+# --- API test helpers (tests/test_api_*.py) ---
+
+FIREFOX_UA = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+
+
+@pytest.fixture(scope="session")
+def shared_users() -> UserDirectory:
+    """The test users, loaded once: building the dummy hash costs a real argon2 run.
+
+    The directory queues hashing on an asyncio primitive, which binds to the loop of the
+    first test that makes logins wait for each other; tests that sign in concurrently pass
+    `users=fresh_users` to `make_api`.
+    """
+    return UserDirectory.load(TEST_USERS_FILE)
+
+
+@pytest.fixture
+def fresh_users() -> UserDirectory:
+    """A directory of the test users for this test alone."""
+    return UserDirectory.load(TEST_USERS_FILE)
+
+
+@pytest.fixture
+def make_api(
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient]],
+    redis_url: str,
+    shared_users: UserDirectory,
+) -> Callable[..., Awaitable[TestClient]]:
+    """Start the API with settings overrides (on the per-test Redis unless `url` is given)."""
+
+    async def make(
+        *, url: str | None = None, users: UserDirectory | None = None, **overrides: object
+    ) -> TestClient:
+        app = create_app(make_settings(url or redis_url, **overrides), users=users or shared_users)
+        return await aiohttp_client(app)
+
+    return make
+
+
+@pytest.fixture
+async def api(make_api: Callable[..., Awaitable[TestClient]]) -> TestClient:
+    """The API with the test settings."""
+    return await make_api()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def login(
+    client: TestClient,
+    username: str = "alice",
+    password: str = PASSWORD,
+    *,
+    user_agent: str = FIREFOX_UA,
+    **fields: str,
+) -> dict[str, Any]:
+    """Sign in through the API and return the 200 body."""
+    resp = await client.post(
+        "/login",
+        json={"username": username, "password": password, **fields},
+        headers={"User-Agent": user_agent},
+    )
+    body = await resp.json()
+    assert resp.status == 200, body
+    return body  # type: ignore[no-any-return]
