@@ -8,15 +8,17 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from service import keys
 from service.app import create_app
 from service.settings import Settings
 from service.users import UserDirectory
@@ -223,3 +225,52 @@ async def login(
     body = await resp.json()
     assert resp.status == 200, body
     return body  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def rdb(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the per-test Redis, for looking at what the API stored."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+class EventWatch:
+    """One user's session events, read from the event log and the pub/sub channel."""
+
+    def __init__(self, client: aioredis.Redis, username: str) -> None:
+        self.client, self.username = client, username
+        self.pubsub = client.pubsub()
+        self.mark = "0-0"
+
+    async def __aenter__(self) -> EventWatch:
+        await self.pubsub.subscribe(keys.channel(self.username))
+        confirm = await self.pubsub.get_message(timeout=5)
+        assert confirm and confirm["type"] == "subscribe"
+        last = await self.client.xrevrange(keys.event_log(self.username), count=1)
+        self.mark = last[0][0] if last else "0-0"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pubsub.aclose()
+
+    async def take(self) -> list[dict[str, Any]]:
+        """The events since the last take; the channel must carry exactly the logged ones."""
+        entries = await self.client.xrange(keys.event_log(self.username), min=f"({self.mark}")
+        if entries:
+            self.mark = entries[-1][0]
+        published = []
+        for _ in entries:
+            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+            assert message is not None, "an event was logged but not published"
+            published.append(json.loads(message["data"]))
+        assert [e["id"] for e in published] == [entry_id for entry_id, _ in entries]
+        for event, (_, fields) in zip(published, entries, strict=True):
+            assert {k: v for k, v in event.items() if k != "id"} == json.loads(fields["e"])
+        return published
+
+
+@pytest.fixture
+def watch_events(rdb: aioredis.Redis) -> Callable[[str], EventWatch]:
+    """`async with watch_events("alice") as events: ...; await events.take()`."""
+    return lambda username: EventWatch(rdb, username)
