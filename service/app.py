@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from importlib.resources import files
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from service import typedefs
 from service.errors import problem_middleware
-from service.inputs import MAX_BODY
+from service.inputs import MAX_BODY, device_name_from
 from service.metrics import ApiMetrics
 from service.openapi import build_openapi
 from service.ratelimit import LoginLimiter
@@ -38,6 +39,7 @@ def create_app(
     app[typedefs.TOKENS] = TokenCodec(settings)
     app[typedefs.USERS] = users or UserDirectory.load(settings.users_file)
     app.cleanup_ctx.append(_redis_ctx(redis_client))
+    app.cleanup_ctx.append(_warm_user_agent_parser)
     app.add_routes(routes)
     openapi = json.dumps(build_openapi()).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
@@ -58,6 +60,12 @@ def _redis_ctx(given: redis.Redis | None):
             yield
 
     return redis_ctx
+
+
+async def _warm_user_agent_parser(app: web.Application) -> AsyncIterator[None]:
+    """ua-parser compiles its rules on first use (~0.5 s): do it now, off the loop."""
+    await asyncio.to_thread(device_name_from, "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")
+    yield
 
 
 def _attach(app: web.Application, client: redis.Redis) -> None:

@@ -21,9 +21,13 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 STARTUP_BACKOFF_MAX = 5.0
 
 
-def make_client(url: str, *, max_connections: int = 256) -> redis.Redis:
-    """A pooled client that fails fast while Redis is down and reconnects by itself."""
-    return redis.Redis.from_url(
+def make_client(url: str, *, max_connections: int = 64) -> redis.Redis:
+    """A pooled client that fails fast while Redis is down and reconnects by itself.
+
+    The pool blocks (briefly) for a free connection instead of failing, so a burst of
+    requests shares a bounded number of connections rather than getting 503s.
+    """
+    pool = redis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
         health_check_interval=15,
@@ -31,7 +35,9 @@ def make_client(url: str, *, max_connections: int = 256) -> redis.Redis:
         socket_timeout=5,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
         max_connections=max_connections,
+        timeout=5,
     )
+    return redis.Redis.from_pool(pool)
 
 
 async def wait_until_up(client: redis.Redis, url: str) -> None:
@@ -55,7 +61,7 @@ async def wait_until_up(client: redis.Redis, url: str) -> None:
 
 
 @asynccontextmanager
-async def connected(url: str, *, max_connections: int = 256) -> AsyncIterator[redis.Redis]:
+async def connected(url: str, *, max_connections: int = 64) -> AsyncIterator[redis.Redis]:
     """Create a client, wait for Redis, and close the client at the end."""
     client = make_client(url, max_connections=max_connections)
     try:

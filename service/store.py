@@ -94,9 +94,10 @@ event_decoder = msgspec.json.Decoder(Event)
 _json = msgspec.json.Encoder()
 
 
-def _load_script(name: str) -> str:
+def _load_script(name: str, *, with_library: bool = True) -> str:
     lua = files("service") / "lua"
-    return (lua / "lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    library = (lua / "lib.lua").read_text() + "\n" if with_library else ""
+    return library + (lua / f"{name}.lua").read_text()
 
 
 def now_ms() -> int:
@@ -123,7 +124,7 @@ class SessionStore:
         self.touch_ms = settings.session_touch_interval * 1000
         self.max_sessions = settings.max_sessions_per_user
         self._create = client.register_script(_load_script("create"))
-        self._check = client.register_script(_load_script("check"))
+        self._touch = client.register_script(_load_script("touch", with_library=False))
         self._revoke = client.register_script(_load_script("revoke"))
         self._expire = client.register_script(_load_script("expire"))
         self._list = client.register_script(_load_script("list"))
@@ -157,12 +158,28 @@ class SessionStore:
         return _session_decoder.decode(raw), list(revoked)
 
     async def check(self, username: str, session_id: str) -> StoredSession:
-        """Return the live session, recording activity; raise SessionGone if it ended."""
-        key_list, args = self._common(username, now_ms())
-        live, raw = await self._check(keys=key_list, args=[*args, session_id, self.touch_ms])
-        if not live:
-            raise SessionGone(decode_tombstone(raw))
-        return _session_decoder.decode(raw)
+        """Return the live session, recording activity; raise SessionGone if it ended.
+
+        One HGETALL per request; a write only once per touch interval. A session found
+        past its deadline is expired on the spot, so its device is notified even if the
+        sweeper has not come by yet.
+        """
+        record_key = keys.session_record(username, session_id)
+        fields = await self.redis.hgetall(record_key)
+        now = now_ms()
+        if fields:
+            session = msgspec.convert(fields, StoredSession, strict=False)
+            if session.deadline_ms > now and now - session.seen_ms < self.touch_ms:
+                return session
+            state = await self._touch(
+                keys=[record_key, keys.session_index(username)], args=[now, GRACE_MS, session_id]
+            )
+            if state == 1:
+                session.seen_ms = now
+                return session
+            if state == 2:
+                await self.expire(username, session_id)
+        raise SessionGone(await self.tombstone(username, session_id))
 
     async def list(self, username: str) -> list[StoredSession]:
         """Live sessions, most recently seen first."""

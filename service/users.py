@@ -24,6 +24,9 @@ USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 # argon2-cffi's default is RFC 9106's low-memory profile: argon2id, t=3, 64 MiB, p=4,
 # above OWASP's minimum (argon2id, 19 MiB, t=2, p=1).
 hasher = PasswordHasher()
+# argon2 is CPU-bound and multi-threaded (p=4); verifying a few at a time leaves the
+# other cores to the event loop, so a login storm queues logins instead of stalling /me.
+HASH_CONCURRENCY = max(1, (os.cpu_count() or 2) // 2)
 
 
 class User(msgspec.Struct, kw_only=True):
@@ -44,6 +47,7 @@ class UserDirectory:
         self._users = {user.username: user for user in users}
         # Unknown users are checked against this, so they cost what a wrong password costs.
         self._dummy_hash = hasher.hash(os.urandom(16).hex())
+        self._hashing = asyncio.Semaphore(HASH_CONCURRENCY)
 
     @classmethod
     def load(cls, path: str | Path) -> UserDirectory:
@@ -56,7 +60,8 @@ class UserDirectory:
         """The user if the password is right, else None; same cost either way."""
         user = self._users.get(username)
         stored = user.password_hash if user else self._dummy_hash
-        ok = await asyncio.to_thread(_verify, stored, password)
+        async with self._hashing:
+            ok = await asyncio.to_thread(_verify, stored, password)
         return user if ok and user else None
 
 

@@ -1,0 +1,34 @@
+"""A login storm: CONCURRENCY clients signing in as fast as the API lets them.
+
+python -m bench.storm API_URL SECONDS CONCURRENCY
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import aiohttp
+
+
+async def storm(url: str, seconds: float, concurrency: int) -> int:
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def client(n: int) -> None:
+        nonlocal done
+        body = {"username": "user123", "password": "1234", "device_id": f"storm-{n}"}
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                async with http.post(url + "/login", json=body) as resp:
+                    await resp.read()
+                done += 1
+
+    await asyncio.gather(*(client(n) for n in range(concurrency)))
+    return done
+
+
+if __name__ == "__main__":
+    logins = asyncio.run(storm(sys.argv[1], float(sys.argv[2]), int(sys.argv[3])))
+    print(logins)

@@ -1,0 +1,46 @@
+// Words for times, waits and reasons, in the page's language.
+
+const LANG = document.documentElement.lang || "en";
+const relativeFormat = new Intl.RelativeTimeFormat(LANG, { numeric: "auto" });
+const clockFormat = new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "medium" });
+const UNITS = [["day", 86400], ["hour", 3600], ["minute", 60]];
+
+const REASONS = {
+  logout: "This device was signed out.",
+  revoked: "Another of your devices signed this one out.",
+  revoke_others: "Another of your devices signed out all other devices.",
+  logout_all: "Someone signed out everywhere, from another of your devices.",
+  expired: "Your session expired.",
+  evicted: "You were signed in on too many devices, so this one, the least recently used, was signed out.",
+  replaced: "You signed in again on this device, which ended this earlier sign-in.",
+  invalid: "Your sign-in is no longer valid.",
+};
+
+/** "just now", "5 minutes ago", "yesterday". */
+export function relativeTime(date, now = Date.now()) {
+  const seconds = Math.round((date.getTime() - now) / 1000);
+  if (Math.abs(seconds) < 45) return "just now";
+  for (const [unit, size] of UNITS) {
+    if (Math.abs(seconds) >= size) return relativeFormat.format(Math.round(seconds / size), unit);
+  }
+  return relativeFormat.format(Math.round(seconds / 60), "minute");
+}
+
+/** "Nov 27, 2026, 7:31:05 AM": the exact time, for tooltips and sentences. */
+export function clockTime(date) {
+  return clockFormat.format(date);
+}
+
+/** A wait in words, rounded up: "40 seconds", "5 minutes". */
+export function waitInWords(seconds) {
+  if (seconds < 60) return plural(Math.max(1, Math.ceil(seconds)), "second");
+  return plural(Math.ceil(seconds / 60), "minute");
+}
+
+export function reasonInWords(reason) {
+  return REASONS[reason] ?? "This device was signed out.";
+}
+
+function plural(count, unit) {
+  return `${count} ${unit}${count === 1 ? "" : "s"}`;
+}
