@@ -1,0 +1,112 @@
+"""Real-browser fixtures: headless Chromium, the real API and worker, one context per device."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import ROOT, free_port
+from tests.processes import Process, process_env, running
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DESKTOP = {"width": 1100, "height": 760}
+PHONE = {"width": 390, "height": 780}
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """The API and the worker it points the page at."""
+
+    api: Process
+    worker: Process
+
+    @property
+    def url(self) -> str:
+        return self.api.url + "/"
+
+
+OpenDevice = Callable[..., Page]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium from Debian's package; missing, the run fails (never skips)."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; "
+            "bash .ci/run does this) or point CHROMIUM at a Chromium binary"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def api_only(redis_url: str, tmp_path: Path) -> Iterator[Process]:
+    """The API alone, for what needs no live updates; LOGIN_MAX_FAILURES is low."""
+    with running("service", redis_url, tmp_path, LOGIN_MAX_FAILURES="2") as api:
+        yield api
+
+
+@pytest.fixture
+def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """API and worker; the worker's port is chosen first so /config can point at it."""
+    gateway_port = free_port()
+    with running("service", redis_url, tmp_path, GATEWAY_PORT=str(gateway_port)) as api:
+        env = process_env(redis_url, GATEWAY_PORT=str(gateway_port), ALLOWED_ORIGINS=api.url)
+        worker = Process("workers", gateway_port, env, tmp_path / "workers.log").start()
+        try:
+            yield Stack(api, worker)
+        finally:
+            worker.stop()
+
+
+@pytest.fixture
+def open_device(browser: Browser) -> Iterator[OpenDevice]:
+    """Open the page as a separate device: its own context (storage) and User-Agent."""
+    contexts = []
+
+    def open_page(url: str, user_agent: str, phone: bool = False) -> Page:
+        context = browser.new_context(
+            user_agent=user_agent,
+            viewport=PHONE if phone else DESKTOP,
+            is_mobile=phone,
+            has_touch=phone,
+            locale="en-US",
+            timezone_id="UTC",
+        )
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(url)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def screenshot(tmp_path: Path) -> Callable[[Page, str], None]:
+    """Save a screenshot; under docs/img when SCREENSHOTS=docs/img (so runs don't dirty git)."""
+    target = Path(os.environ.get("SCREENSHOTS", "") or tmp_path)
+    target = target if target.is_absolute() else ROOT / target
+    target.mkdir(parents=True, exist_ok=True)
+
+    def save(page: Page, name: str) -> None:
+        page.screenshot(path=target / f"{name}.png", full_page=True)
+
+    return save
