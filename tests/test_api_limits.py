@@ -1,0 +1,231 @@
+"""Rate limiting, trusted proxies, idle timeout, maximum age and last-seen throttling."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
+from argon2 import PasswordHasher
+
+from service import keys
+from service.users import UserDirectory
+from tests.conftest import PASSWORD, EventWatch, bearer, login
+
+MakeApi = Callable[..., Awaitable[TestClient]]
+
+
+def proxies(*nets: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n) for n in nets)
+
+
+async def attempt(
+    api: TestClient, username: str = "alice", password: str = "wrong", xff: str | None = None
+) -> tuple[int, dict[str, Any], Any]:
+    headers = {"X-Forwarded-For": xff} if xff else {}
+    resp = await api.post(
+        "/login", json={"username": username, "password": password}, headers=headers
+    )
+    return resp.status, await resp.json(content_type=None), resp.headers
+
+
+async def test_failures_per_username_are_limited(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures=3, login_failure_window=300)
+    for _ in range(3):
+        assert (await attempt(api))[0] == 401
+    status, body, headers = await attempt(api, password=PASSWORD)  # even the right one
+    assert status == 429
+    assert body["code"] == "rate_limited"
+    assert 250 <= int(headers["Retry-After"]) <= 300
+    assert body["retry_after"] == int(headers["Retry-After"])
+    assert headers["Content-Type"] == "application/problem+json"
+    assert (await attempt(api, "bob", PASSWORD))[0] == 200  # other names are not affected
+
+
+async def test_the_limit_lifts_when_the_window_passes(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures=2, login_failure_window=1)
+    for _ in range(2):
+        assert (await attempt(api))[0] == 401
+    status, _, headers = await attempt(api, password=PASSWORD)
+    assert status == 429
+    assert headers["Retry-After"] == "1"
+    deadline = time.monotonic() + 5
+    while (status := (await attempt(api, password=PASSWORD))[0]) == 429:
+        assert time.monotonic() < deadline, "the window never passed"
+        await asyncio.sleep(0.1)
+    assert status == 200
+
+
+async def test_successes_are_never_limited(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures=1, max_sessions_per_user=50)
+    for _ in range(20):
+        await login(api)
+
+
+async def test_a_success_clears_the_usernames_failures(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures=3)
+    for _ in range(3):
+        for _ in range(2):
+            assert (await attempt(api))[0] == 401
+        assert (await attempt(api, password=PASSWORD))[0] == 200
+
+
+async def test_failures_per_client_ip_are_limited_at_five_times(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures=1, trusted_proxies=proxies("127.0.0.1/32"))
+    # Five names, one failure each, from one address: the address is now at 5 x 1.
+    for name in ("alice", "bob", "carol", "dave", "erin"):
+        assert (await attempt(api, name, xff="203.0.113.9"))[0] == 401
+    status, body, _ = await attempt(api, "frank", xff="203.0.113.9")
+    assert status == 429
+    assert body["code"] == "rate_limited"
+    # Another address is not limited by it; carol is still limited by her own count.
+    assert (await attempt(api, "frank", xff="198.51.100.7"))[0] == 401
+    assert (await attempt(api, "carol", PASSWORD, xff="198.51.100.7"))[0] == 429
+
+
+async def test_forwarded_for_is_ignored_from_untrusted_peers(api: TestClient) -> None:
+    resp = await api.post(
+        "/login",
+        json={"username": "alice", "password": PASSWORD},
+        headers={"X-Forwarded-For": "203.0.113.5"},
+    )
+    assert (await resp.json())["session"]["ip"] == "127.0.0.1"
+
+
+async def test_forwarded_for_is_honoured_from_trusted_proxies(make_api: MakeApi) -> None:
+    api = await make_api(trusted_proxies=proxies("127.0.0.0/8", "10.0.0.0/8"))
+    cases = {
+        "203.0.113.5": "203.0.113.5",
+        "203.0.113.5, 10.1.2.3": "203.0.113.5",  # the first hop a trusted proxy did not add
+        "6.6.6.6, 203.0.113.5, 10.1.2.3": "203.0.113.5",  # a client can't spoof past it
+        "not-an-ip": "127.0.0.1",
+        "10.0.0.1": "10.0.0.1",
+        "2001:db8::1": "2001:db8::1",
+    }
+    for header, expected in cases.items():
+        resp = await api.post(
+            "/login",
+            json={"username": "alice", "password": PASSWORD},
+            headers={"X-Forwarded-For": header},
+        )
+        assert (await resp.json())["session"]["ip"] == expected, header
+
+
+async def test_forwarded_for_spoofing_does_not_dodge_the_ip_limit(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures=1)  # no trusted proxies
+    for i, name in enumerate(("alice", "bob", "carol", "dave", "erin")):
+        assert (await attempt(api, name, xff=f"192.0.2.{i}"))[0] == 401
+    assert (await attempt(api, "frank", xff="192.0.2.99"))[0] == 429
+
+
+async def test_unknown_user_and_wrong_password_cost_the_same(tmp_path: Path) -> None:
+    # With real (default) argon2 parameters, as in production.
+    path = tmp_path / "users.json"
+    real_hash = PasswordHasher().hash(PASSWORD)
+    path.write_text(json.dumps({"users": [{"username": "alice", "password_hash": real_hash}]}))
+    users = UserDirectory.load(path)
+
+    async def cost(username: str) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            assert await users.authenticate(username, "wrong") is None
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    known, unknown = await cost("alice"), await cost("nobody")
+    assert 0.5 < unknown / known < 2, (known, unknown)
+
+
+async def test_idle_sessions_expire(
+    make_api: MakeApi, watch_events: Callable[[str], EventWatch]
+) -> None:
+    api = await make_api(session_idle_timeout=1)
+    body = await login(api)
+    async with watch_events("alice") as events:
+        await asyncio.sleep(1.05)  # real time must pass for an idle timeout
+        resp = await api.get("/me", headers=bearer(body["token"]))
+        (event,) = await events.take()
+    assert resp.status == 401
+    problem = await resp.json(content_type=None)
+    assert problem["code"] == "session_revoked"
+    assert problem["revoked"]["reason"] == "expired"
+    assert problem["revoked"]["by"] is None
+    assert event["reason"] == "expired"
+    assert event["session_id"] == body["session"]["session_id"]
+    assert event["by"] is None
+
+
+async def test_activity_keeps_a_session_alive(make_api: MakeApi) -> None:
+    api = await make_api(session_idle_timeout=1, session_touch_interval=0)
+    body = await login(api)
+    ends = time.monotonic() + 1.6
+    while time.monotonic() < ends:
+        resp = await api.get("/me", headers=bearer(body["token"]))
+        assert resp.status == 200
+        await asyncio.sleep(0.2)
+
+
+async def test_an_idle_session_is_not_listed_and_has_a_ttl(
+    make_api: MakeApi, rdb: aioredis.Redis
+) -> None:
+    short = await make_api(session_idle_timeout=1)
+    idle = await login(short, device_name="Idle")
+    sid = idle["session"]["session_id"]
+    ttl = await rdb.pttl(keys.session_record("alice", sid))
+    assert 0 < ttl <= 1000 + 60_000  # the deadline plus a grace for the sweeper
+    api = await make_api()
+    active = await login(api, device_name="Active")
+    await asyncio.sleep(1.05)
+    resp = await api.get("/sessions", headers=bearer(active["token"]))
+    names = [s["device_name"] for s in (await resp.json())["sessions"]]
+    assert names == ["Active"]
+
+
+async def test_sessions_end_at_their_maximum_age(make_api: MakeApi) -> None:
+    api = await make_api(session_max_age=2, session_idle_timeout=3600)
+    body = await login(api)
+    created = datetime.fromisoformat(body["session"]["created_at"])
+    assert (datetime.fromisoformat(body["expires_at"]) - created).total_seconds() == 2
+    assert datetime.fromisoformat(body["session"]["expires_at"]) == datetime.fromisoformat(
+        body["expires_at"]
+    )
+    deadline = time.monotonic() + 5
+    while (resp := await api.get("/me", headers=bearer(body["token"]))).status == 200:
+        assert time.monotonic() < deadline, "the session outlived its maximum age"
+        await asyncio.sleep(0.2)
+    problem = await resp.json(content_type=None)
+    assert resp.status == 401
+    assert problem["code"] in ("token_expired", "session_revoked")
+
+
+async def test_last_seen_is_written_at_most_once_per_interval(
+    make_api: MakeApi, rdb: aioredis.Redis
+) -> None:
+    api = await make_api(session_touch_interval=60)
+    body = await login(api)
+    record = keys.session_record("alice", body["session"]["session_id"])
+    seen_before = await rdb.hget(record, "seen_ms")
+    for _ in range(5):
+        me = await (await api.get("/me", headers=bearer(body["token"]))).json()
+        assert me["session"]["last_seen_at"] == body["session"]["last_seen_at"]
+    assert await rdb.hget(record, "seen_ms") == seen_before
+
+
+async def test_last_seen_advances_after_the_interval(make_api: MakeApi) -> None:
+    api = await make_api(session_touch_interval=1)
+    body = await login(api)
+    first = datetime.fromisoformat(body["session"]["last_seen_at"])
+    await asyncio.sleep(1.05)
+    me = await (await api.get("/me", headers=bearer(body["token"]))).json()
+    assert datetime.fromisoformat(me["session"]["last_seen_at"]) > first
+    listed = await (await api.get("/sessions", headers=bearer(body["token"]))).json()
+    assert listed["sessions"][0]["last_seen_at"] == me["session"]["last_seen_at"]
