@@ -1,0 +1,80 @@
+"""Redis stopped mid-test: 503 redis_unavailable where Redis is needed; recovery without restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import PASSWORD, RedisServer, bearer, login
+
+MakeApi = Callable[..., Awaitable[TestClient]]
+
+
+async def wait_ready(api: TestClient, limit: float = 15) -> None:
+    deadline = time.monotonic() + limit
+    while (await api.get("/readyz")).status != 200:
+        assert time.monotonic() < deadline, "the API did not recover"
+        await asyncio.sleep(0.05)
+
+
+async def test_redis_down_then_back(make_api: MakeApi, own_redis: RedisServer) -> None:
+    api = await make_api(url=own_redis.url)
+    mine = await login(api, device_name="Mine")
+    other = await login(api, device_name="Other")
+    auth = bearer(mine["token"])
+
+    own_redis.stop()
+    calls = [
+        ("POST", "/login", {"json": {"username": "alice", "password": PASSWORD}}),
+        ("POST", "/login", {"json": {"username": "alice", "password": "wrong"}}),
+        ("POST", "/login", {"data": {"username": "bob", "password": PASSWORD}}),
+        ("GET", "/me", {"headers": auth}),
+        ("GET", "/sessions", {"headers": auth}),
+        ("DELETE", f"/sessions/{other['session']['session_id']}", {"headers": auth}),
+        ("POST", "/sessions/revoke-others", {"headers": auth}),
+        ("POST", "/logout-all", {"headers": auth}),
+        ("POST", "/logout", {"headers": auth}),
+        ("GET", "/readyz", {}),
+    ]
+    for method, path, kwargs in calls:
+        resp = await api.request(method, path, **kwargs)  # type: ignore[arg-type]
+        assert resp.status == 503, (method, path, await resp.text())
+        assert resp.content_type == "application/problem+json"
+        body = await resp.json(content_type=None)
+        assert body["code"] == "redis_unavailable"
+        assert resp.headers["Retry-After"] == "1"
+    # What needs no Redis still answers; a token problem is still a 401, not a 503.
+    assert (await api.get("/healthz")).status == 200
+    assert (await api.get("/openapi.json")).status == 200
+    assert (await api.get("/")).status == 200
+    assert (await api.get("/me")).status == 401
+    assert (await api.post("/login", json={"username": 1})).status == 422
+    metrics = await (await api.get("/metrics")).text()
+    assert "sessionwire_redis_unavailable_total 9.0" in metrics
+
+    own_redis.start()  # same port, empty: this server keeps nothing on disk
+    await wait_ready(api)
+    assert (await api.get("/me", headers=auth)).status == 401  # its data is gone
+    fresh = await login(api)
+    me = await api.get("/me", headers=bearer(fresh["token"]))
+    assert me.status == 200
+    assert (await me.json())["username"] == "alice"
+    listed = await (await api.get("/sessions", headers=bearer(fresh["token"]))).json()
+    assert [s["session_id"] for s in listed["sessions"]] == [fresh["session"]["session_id"]]
+    logout = await api.post("/logout", headers=bearer(fresh["token"]))
+    assert logout.status == 200
+
+
+async def test_redis_restarted_between_requests_on_pooled_connections(
+    make_api: MakeApi, own_redis: RedisServer
+) -> None:
+    api = await make_api(url=own_redis.url)
+    await asyncio.gather(*(login(api, device_name=f"D{i}") for i in range(8)))
+    own_redis.stop()
+    own_redis.start()
+    # The pool's connections all died; the next requests must not fail for it.
+    fresh = await login(api)
+    assert (await api.get("/me", headers=bearer(fresh["token"]))).status == 200
