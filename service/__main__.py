@@ -23,6 +23,7 @@ def setup_logging(level: str) -> None:
 def main() -> int:
     try:
         settings = Settings.from_env()
+        app = create_app(settings)
     except ConfigError as exc:
         print(f"sessionwire: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -30,7 +31,7 @@ def main() -> int:
     settings.warn_about_defaults()
     with embedded_redis_if_needed(settings):
         web.run_app(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             print=lambda _: logging.getLogger("service").info(

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Settings:
         generated = not secret
         secret = secret or _dev_secret(Path(env.get("DEV_SECRET_FILE", DEV_SECRET_FILE)))
         return cls(
-            redis_url=env.get("REDIS_URL") or None,
+            redis_url=read("REDIS_URL", _redis_url, None),
             jwt_issuer=read("JWT_ISSUER", str, "sessionwire"),
             app_env=app_env,
             host=read("HOST", str, "127.0.0.1"),
@@ -149,6 +150,14 @@ class _Reader:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+
+
+def _redis_url(raw: str) -> str:
+    url = urlsplit(raw)
+    if url.scheme not in ("redis", "rediss", "unix") or not (url.netloc or url.path):
+        raise ValueError("it must be a redis://, rediss:// or unix:// URL")
+    _ = url.port  # raises ValueError for a port that is not a number in range
+    return raw
 
 
 def _networks(raw: str) -> tuple[IpNetwork, ...]:

@@ -19,6 +19,8 @@ import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from service.settings import ConfigError
+
 # Names that can't break a Redis hash tag or a key.
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 # argon2-cffi's default is RFC 9106's low-memory profile: argon2id, t=3, 64 MiB, p=4,
@@ -51,7 +53,11 @@ class UserDirectory:
 
     @classmethod
     def load(cls, path: str | Path) -> UserDirectory:
-        return cls(msgspec.json.decode(Path(path).read_bytes(), type=UsersFile).users)
+        """Read the users file; raise ConfigError if it is missing or malformed."""
+        try:
+            return cls(msgspec.json.decode(Path(path).read_bytes(), type=UsersFile).users)
+        except (OSError, msgspec.DecodeError) as exc:
+            raise ConfigError(f"USERS_FILE={str(path)!r} can't be used: {exc}") from None
 
     def get(self, username: str) -> User | None:
         return self._users.get(username)

@@ -1,0 +1,145 @@
+"""Settings from the environment: every value checked, a bad one is one clear line."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from service.settings import ConfigError, Settings
+
+SECRET = "s" * 40
+
+
+def from_env(tmp_path: Path, **env: str) -> Settings:
+    return Settings.from_env({"DEV_SECRET_FILE": str(tmp_path / "secret"), **env})
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = from_env(tmp_path)
+    assert settings.redis_url is None
+    assert settings.effective_redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.app_env == "development"
+    assert settings.port == 8000
+    assert settings.gateway_port == 8001
+    assert settings.session_idle_timeout == 3600
+    assert settings.session_max_age == 7 * 24 * 3600
+    assert settings.session_touch_interval == 60
+    assert settings.max_sessions_per_user == 10
+    assert settings.login_max_failures == 5
+    assert settings.login_failure_window == 300
+    assert settings.jwt_issuer == "sessionwire"
+    assert settings.users_file == "demo_users.json"
+    assert settings.log_level == "INFO"
+    assert settings.trusted_proxies == ()
+
+
+def test_values_are_parsed(tmp_path: Path) -> None:
+    settings = from_env(
+        tmp_path,
+        REDIS_URL="redis://:pw@redis.example:6380/2",
+        JWT_SECRET=SECRET,
+        APP_ENV="production",
+        HOST="0.0.0.0",
+        PORT=" 9000 ",
+        GATEWAY_PORT="9001",
+        ALLOWED_ORIGINS="https://a.example/, https://b.example",
+        TRUSTED_PROXIES="10.0.0.0/8, 192.168.1.1",
+        SESSION_IDLE_TIMEOUT="30",
+        SESSION_MAX_AGE="600",
+        MAX_SESSIONS_PER_USER="3",
+        LOGIN_MAX_FAILURES="7",
+        LOGIN_FAILURE_WINDOW="60",
+        JWT_ISSUER="me",
+        USERS_FILE="users.json",
+        LOG_LEVEL="debug",
+        DEV_REDIS_PORT="7000",
+    )
+    assert settings.redis_url == "redis://:pw@redis.example:6380/2"
+    assert settings.jwt_secret == SECRET
+    assert not settings.jwt_secret_generated
+    assert settings.is_production
+    assert (settings.host, settings.port, settings.gateway_port) == ("0.0.0.0", 9000, 9001)
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("192.168.1.1/32"),
+    )
+    assert settings.session_idle_timeout == 30
+    assert settings.session_touch_interval == 30  # never longer than the idle timeout
+    assert settings.session_max_age == 600
+    assert settings.max_sessions_per_user == 3
+    assert (settings.login_max_failures, settings.login_failure_window) == (7, 60)
+    assert settings.jwt_issuer == "me"
+    assert settings.users_file == "users.json"
+    assert settings.log_level == "DEBUG"
+    assert settings.dev_redis_port == 7000
+    assert SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "abc"),
+        ("PORT", "0"),
+        ("PORT", "70000"),
+        ("PORT", "80.5"),
+        ("GATEWAY_PORT", "-1"),
+        ("DEV_REDIS_PORT", "x"),
+        ("SESSION_IDLE_TIMEOUT", "0"),
+        ("SESSION_IDLE_TIMEOUT", "1h"),
+        ("SESSION_MAX_AGE", "-5"),
+        ("SESSION_TOUCH_INTERVAL", "-1"),
+        ("MAX_SESSIONS_PER_USER", "0"),
+        ("LOGIN_MAX_FAILURES", "none"),
+        ("LOGIN_FAILURE_WINDOW", "0"),
+        ("APP_ENV", "staging"),
+        ("LOG_LEVEL", "LOUD"),
+        ("TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("TRUSTED_PROXIES", "proxy.example"),
+        ("JWT_SECRET", "short"),
+        ("REDIS_URL", "localhost:6379"),
+        ("REDIS_URL", "http://redis.example"),
+        ("REDIS_URL", "redis://"),
+        ("REDIS_URL", "redis://host:port/0"),
+        ("REDIS_URL", "redis://host:99999"),
+    ],
+)
+def test_a_bad_value_is_one_clear_line(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        from_env(tmp_path, **{name: value})
+    message = str(caught.value)
+    assert name in message
+    assert "\n" not in message
+
+
+def test_production_requires_a_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="JWT_SECRET is required when APP_ENV=production"):
+        from_env(tmp_path, APP_ENV="production")
+    assert not (tmp_path / "secret").exists()
+
+
+def test_development_generates_one_shared_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = from_env(tmp_path), from_env(tmp_path)
+    assert first.jwt_secret_generated
+    assert len(first.jwt_secret) >= 32
+    assert first.jwt_secret == second.jwt_secret == (tmp_path / "secret").read_text().strip()
+    first.warn_about_defaults()
+    assert "JWT_SECRET is not set" in caplog.text
+    assert first.jwt_secret not in caplog.text
+
+
+def test_empty_values_mean_the_default(tmp_path: Path) -> None:
+    settings = from_env(tmp_path, PORT="", REDIS_URL="", LOG_LEVEL="  ")
+    assert settings.port == 8000
+    assert settings.redis_url is None
+    assert settings.log_level == "INFO"
+
+
+def test_origins_default_to_the_apis_own_addresses(tmp_path: Path) -> None:
+    settings = from_env(tmp_path, PORT="8123")
+    assert "http://localhost:8123" in settings.origins
+    assert "http://127.0.0.1:8123" in settings.origins
