@@ -1,0 +1,312 @@
+"""The WebSocket gateway in process: auth, messages, reasons, fan-out, slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as redis
+from pytest_aiohttp import AiohttpClient
+
+from service import keys
+from service.schemas import Actor
+from service.settings import Settings
+from service.store import SessionStore
+from service.tokens import TokenCodec
+from tests.conftest import make_settings
+from tests.test_worker_support import WAIT, Device, Login, sign_in
+from workers.app import create_gateway_app
+from workers.typedefs import HUB, LISTENER
+
+Gateway = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
+    conn = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield conn
+    await conn.aclose()
+
+
+@pytest.fixture
+async def gateway(aiohttp_client: AiohttpClient, settings: Settings) -> Gateway:
+    """Start a gateway app (default settings unless given) and wait for its pub/sub."""
+
+    async def start(app_settings: Settings = settings, **kwargs: Any) -> Any:
+        app = create_gateway_app(app_settings, **kwargs)
+        test_client = await aiohttp_client(app)
+        await asyncio.wait_for(app[LISTENER].connected.wait(), WAIT)
+        return test_client
+
+    return start
+
+
+@pytest.fixture
+def store(client: redis.Redis, settings: Settings) -> SessionStore:
+    return SessionStore(client, settings)
+
+
+async def connect(gw: Any, login: Login) -> Device:
+    device = Device(
+        await gw.ws_connect("/ws", protocols=("sessionwire.v1", f"bearer.{login.token}"))
+    )
+    assert (await device.ready())["session_id"] == login.sid
+    return device
+
+
+def actor(login: Login) -> Actor:
+    return login.session.as_actor()
+
+
+async def test_gateway_ready_echoes_only_the_protocol(
+    gateway: Gateway, store: SessionStore, settings: Settings
+) -> None:
+    gw = await gateway()
+    alice = await sign_in(store, settings, "alice")
+    ws = await gw.ws_connect("/ws", protocols=("sessionwire.v1", f"bearer.{alice.token}"))
+    assert ws.protocol == "sessionwire.v1"
+    assert await Device(ws).next() == {
+        "type": "ready",
+        "session_id": alice.sid,
+        "username": "alice",
+    }
+    await ws.close()
+
+
+async def test_gateway_accepts_authorization_header(
+    gateway: Gateway, store: SessionStore, settings: Settings
+) -> None:
+    gw = await gateway()
+    alice = await sign_in(store, settings, "alice")
+    ws = await gw.ws_connect("/ws", headers={"Authorization": f"Bearer {alice.token}"})
+    assert (await Device(ws).ready())["username"] == "alice"
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "missing_token"),
+        ({"Authorization": "Basic abc"}, "invalid_token"),
+        ({"Sec-WebSocket-Protocol": "sessionwire.v1, bearer.not-a-jwt"}, "invalid_token"),
+        ("expired", "token_expired"),
+    ],
+)
+async def test_gateway_refuses_bad_tokens_before_upgrade(
+    gateway: Gateway, settings: Settings, headers: Any, code: str
+) -> None:
+    gw = await gateway()
+    if headers == "expired":
+        past = int(time.time() * 1000) - 10_000
+        token = TokenCodec(settings).issue("alice", "sid", past - 1000, past)
+        headers = {"Authorization": f"Bearer {token}"}
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await gw.ws_connect("/ws", headers=headers)
+    assert refused.value.status == 401
+    resp = await gw.get("/ws", headers=headers)  # the same refusal, read as a plain response
+    assert resp.status == 401
+    assert resp.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert resp.content_type == "application/problem+json"
+    body = await resp.json()
+    assert body["code"] == code and body["status"] == 401 and body["title"] and body["detail"]
+    assert "not-a-jwt" not in body["detail"]
+
+
+async def test_gateway_checks_origin(gateway: Gateway, store: SessionStore, redis_url: str) -> None:
+    settings = make_settings(redis_url, allowed_origins=("https://app.example",))
+    gw = await gateway(settings)
+    alice = await sign_in(store, settings, "alice")
+    protocols = ("sessionwire.v1", f"bearer.{alice.token}")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await gw.ws_connect("/ws", protocols=protocols, origin="https://evil.example")
+    assert refused.value.status == 403
+    resp = await gw.get("/ws", headers={"Origin": "https://evil.example"})
+    assert (await resp.json())["code"] == "origin_not_allowed"
+    ws = await gw.ws_connect("/ws", protocols=protocols, origin="https://app.example")
+    await Device(ws).ready()
+    await ws.close()
+
+
+async def test_gateway_revoked_session_at_connect(
+    gateway: Gateway, store: SessionStore, settings: Settings
+) -> None:
+    gw = await gateway()
+    phone = await sign_in(store, settings, "alice", "phone")
+    laptop = await sign_in(store, settings, "alice", "laptop")
+    await store.revoke("alice", "one", phone.sid, "revoked", actor(laptop))
+    ws = await gw.ws_connect("/ws", protocols=("sessionwire.v1", f"bearer.{phone.token}"))
+    assert ws.protocol == "sessionwire.v1"
+    notice = await Device(ws).revoked()
+    assert notice["session_id"] == phone.sid and notice["reason"] == "revoked"
+    assert notice["by"] == {"session_id": laptop.sid, "device_name": "laptop", "ip": "127.0.0.1"}
+    assert notice["at"].endswith("Z") or "+00:00" in notice["at"]
+
+
+async def test_gateway_sessions_changed_reaches_other_devices(
+    gateway: Gateway, store: SessionStore, settings: Settings
+) -> None:
+    gw = await gateway()
+    laptop = await sign_in(store, settings, "alice", "laptop")
+    laptop_ws = await connect(gw, laptop)
+    phone = await sign_in(store, settings, "alice", "phone")
+    created = await laptop_ws.expect("sessions.changed")
+    assert created["event"] == "created" and created["session"]["session_id"] == phone.sid
+    assert created["session"]["device_name"] == "phone"
+    phone_ws = await connect(gw, phone)
+    await store.revoke("alice", "one", phone.sid, "revoked", actor(laptop))
+    notice = await phone_ws.revoked()
+    assert notice["by"]["session_id"] == laptop.sid
+    changed = await laptop_ws.expect("sessions.changed")
+    assert changed["event"] == "revoked" and changed["session"]["session_id"] == phone.sid
+    await laptop_ws.ws.close()
+
+
+async def test_gateway_other_users_see_nothing(
+    gateway: Gateway, store: SessionStore, settings: Settings
+) -> None:
+    gw = await gateway()
+    bob = await connect(gw, await sign_in(store, settings, "bob"))
+    alice = await sign_in(store, settings, "alice")
+    alice_ws = await connect(gw, alice)
+    await store.revoke("alice", "one", alice.sid, "logout", actor(alice))
+    await alice_ws.revoked()
+    bob2 = await sign_in(store, settings, "bob", "second")
+    changed = await bob.expect("sessions.changed")  # bob's first message is his own
+    assert changed["session"]["session_id"] == bob2.sid
+    await bob.ws.close()
+
+
+@pytest.mark.parametrize(
+    "reason", ["logout", "revoked", "revoke_others", "logout_all", "evicted", "replaced"]
+)
+async def test_gateway_each_reason_has_its_by(
+    gateway: Gateway, store: SessionStore, redis_url: str, reason: str
+) -> None:
+    settings = make_settings(redis_url, max_sessions_per_user=2)
+    store = SessionStore(store.redis, settings)
+    gw = await gateway(settings)
+    phone = await sign_in(store, settings, "alice", "phone", device_id="phone-1")
+    laptop = await sign_in(store, settings, "alice", "laptop")
+    phone_ws = await connect(gw, phone)
+    laptop_ws = await connect(gw, laptop)
+    by: Actor | None
+    if reason == "logout":
+        await store.revoke("alice", "one", phone.sid, "logout", actor(phone))
+        by = actor(phone)
+    elif reason == "revoked":
+        await store.revoke("alice", "one", phone.sid, "revoked", actor(laptop))
+        by = actor(laptop)
+    elif reason == "revoke_others":
+        await store.revoke("alice", "others", laptop.sid, "revoke_others", actor(laptop))
+        by = actor(laptop)
+    elif reason == "logout_all":
+        await store.revoke("alice", "all", laptop.sid, "logout_all", actor(laptop))
+        by = actor(laptop)
+    else:  # a third sign-in evicts the least recently seen, or replaces the same device
+        await store.check("alice", laptop.sid)  # the phone is now least recently seen
+        newcomer = await sign_in(
+            store,
+            settings,
+            "alice",
+            "tablet",
+            device_id="phone-1" if reason == "replaced" else "tab-1",
+        )
+        by = actor(newcomer)
+    notice = await phone_ws.revoked()
+    assert notice["reason"] == reason
+    assert notice["session_id"] == phone.sid
+    assert notice["by"] == {"session_id": by.session_id, "device_name": by.device_name, "ip": by.ip}
+    if reason == "logout_all":
+        assert (await laptop_ws.until("session.revoked"))["reason"] == "logout_all"
+        assert await laptop_ws.closed() == 4501
+    else:
+        kinds = set()
+        for _ in range(2 if reason in ("evicted", "replaced") else 1):
+            changed = await laptop_ws.expect("sessions.changed")
+            kinds.add((changed["event"], changed["session"]["session_id"] == phone.sid))
+        assert ("revoked", True) in kinds
+        await laptop_ws.ws.close()
+
+
+async def test_gateway_duplicate_event_is_delivered_once(
+    gateway: Gateway, store: SessionStore, settings: Settings, client: redis.Redis
+) -> None:
+    gw = await gateway()
+    laptop_ws = await connect(gw, await sign_in(store, settings, "alice", "laptop"))
+    first = await sign_in(store, settings, "alice", "first")
+    assert (await laptop_ws.expect("sessions.changed"))["session"]["session_id"] == first.sid
+    # Publish the same event again, as a replay after a reconnect would.
+    [(entry_id, fields)] = await client.xrevrange(keys.event_log("alice"), count=1)
+    await client.publish(keys.channel("alice"), f'{{"id":"{entry_id}",{fields["e"][1:]}')
+    second = await sign_in(store, settings, "alice", "second")
+    assert (await laptop_ws.expect("sessions.changed"))["session"]["session_id"] == second.sid
+    await laptop_ws.ws.close()
+
+
+async def test_gateway_slow_client_never_delays_others(
+    gateway: Gateway, store: SessionStore, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(redis_url, max_sessions_per_user=100)
+    store = SessionStore(store.redis, settings)
+    gw = await gateway(settings, queue_size=8)
+    stuck = await sign_in(store, settings, "alice", "stuck")
+    reader = await sign_in(store, settings, "alice", "reader")
+    stuck_ws = await connect(gw, stuck)
+    reader_ws = await connect(gw, reader)
+    # The stuck client's sends never complete, as when its TCP window stays shut.
+    [stuck_conn] = gw.app[HUB].users["alice"].sessions[stuck.sid]
+    never = asyncio.Event()
+
+    async def blocked_send(data: str) -> None:
+        await never.wait()
+
+    stuck_conn.ws.send_str = blocked_send  # type: ignore[method-assign]
+    started = time.monotonic()
+    for n in range(20):
+        await sign_in(store, settings, "alice", f"extra-{n}")
+    for _ in range(20):
+        await reader_ws.expect("sessions.changed", wait=1.0)
+    assert time.monotonic() - started < 2.0
+    assert await stuck_ws.closed() == 1013
+    assert "client not reading" in caplog.text
+    metrics = await (await gw.get("/metrics")).text()
+    assert "sessionwire_slow_clients_closed_total 1.0" in metrics
+    await reader_ws.ws.close()
+
+
+async def test_gateway_health_and_metrics(
+    gateway: Gateway, store: SessionStore, settings: Settings
+) -> None:
+    gw = await gateway()
+    assert (await gw.get("/healthz")).status == 200
+    assert (await gw.get("/readyz")).status == 200
+    alice = await sign_in(store, settings, "alice")
+    device = await connect(gw, alice)
+    await store.revoke("alice", "one", alice.sid, "logout", actor(alice))
+    await device.revoked()
+    text = await (await gw.get("/metrics")).text()
+    for name in (
+        "sessionwire_gateway_sockets",
+        "sessionwire_notice_latency_seconds_bucket",
+        'sessionwire_gateway_notices_total{type="session.revoked"} 1.0',
+        "sessionwire_pubsub_reconnects_total",
+    ):
+        assert name in text
+
+
+async def test_gateway_readyz_when_redis_is_down(
+    aiohttp_client: AiohttpClient, own_redis: Any
+) -> None:
+    app = create_gateway_app(make_settings(own_redis.url))
+    gw = await aiohttp_client(app)
+    own_redis.stop()
+    resp = await gw.get("/readyz")
+    assert resp.status == 503
+    assert (await resp.json())["code"] == "redis_unavailable"
+    resp = await gw.get("/ws", headers={"Authorization": "Bearer x"})
+    assert resp.status == 401  # the token is checked before Redis is needed
+    own_redis.start()

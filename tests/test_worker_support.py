@@ -1,0 +1,102 @@
+"""Helpers for the worker tests: sign a device in (through the store) and talk WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from service.settings import Settings
+from service.store import SessionStore, StoredSession
+from service.tokens import TokenCodec
+
+WAIT = 5.0  # how long a test waits for a message that must come
+
+
+@dataclass
+class Login:
+    username: str
+    session: StoredSession
+    token: str
+
+    @property
+    def sid(self) -> str:
+        return self.session.session_id
+
+
+async def sign_in(
+    store: SessionStore,
+    settings: Settings,
+    username: str,
+    device_name: str = "device",
+    device_id: str = "",
+) -> Login:
+    """Create a session as POST /login does (minus the password) and issue its token."""
+    session, _ = await store.create(
+        username,
+        session_id=secrets.token_urlsafe(16),
+        device_id=device_id,
+        device_name=device_name,
+        user_agent="pytest",
+        ip="127.0.0.1",
+    )
+    token = TokenCodec(settings).issue(
+        username, session.session_id, session.created_ms, session.max_ms
+    )
+    return Login(username, session, token)
+
+
+class Device:
+    """One connected socket, with waits that time out instead of hanging."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def connect(
+        cls, session: aiohttp.ClientSession, url: str, token: str, **kwargs: Any
+    ) -> Device:
+        ws = await session.ws_connect(
+            url, protocols=("sessionwire.v1", f"bearer.{token}"), **kwargs
+        )
+        return cls(ws)
+
+    async def next(self, wait: float = WAIT) -> dict[str, Any]:
+        msg = await asyncio.wait_for(self.ws.receive(), wait)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            raise AssertionError(f"expected a text frame, got {msg.type} {msg.data!r}")
+        return json.loads(msg.data)
+
+    async def expect(self, kind: str, wait: float = WAIT) -> dict[str, Any]:
+        message = await self.next(wait)
+        assert message["type"] == kind, message
+        return message
+
+    async def until(self, kind: str, wait: float = WAIT) -> dict[str, Any]:
+        """Skip other messages until one of `kind` comes."""
+        while True:
+            message = await self.next(wait)
+            if message["type"] == kind:
+                return message
+
+    async def ready(self) -> dict[str, Any]:
+        return await self.expect("ready")
+
+    async def closed(self, wait: float = WAIT) -> int | None:
+        """Wait for the close and return the code the server sent."""
+        msg = await asyncio.wait_for(self.ws.receive(), wait)
+        # The server may drop TCP right after its close frame; the frame's code is what counts.
+        if msg.type == aiohttp.WSMsgType.CLOSE:
+            return int(msg.data)
+        assert msg.type == aiohttp.WSMsgType.CLOSED, msg
+        return self.ws.close_code
+
+    async def revoked(self, wait: float = WAIT) -> dict[str, Any]:
+        """Expect the session.revoked notice, then the 4501 close."""
+        message = await self.expect("session.revoked", wait)
+        assert await self.closed() == 4501
+        return message

@@ -1,0 +1,1 @@
+"""The worker process: WebSocket push gateway plus background duties (expiry sweeper)."""

@@ -1,0 +1,158 @@
+"""HTTP edge of the worker: `GET /ws` (auth before the upgrade) and health endpoints."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from service import keys
+from service.redis_conn import REDIS_DOWN
+from service.schemas import Health, Problem, json_encoder
+from service.store import SessionGone, now_ms
+from service.tokens import TokenError, bearer_token
+from workers import messages
+from workers.hub import ZERO_ID, Conn, StreamId, parse_id
+from workers.typedefs import HUB, LISTENER, METRICS, REDIS, SETTINGS, STORE, TOKENS
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = "sessionwire.v1"
+BEARER_PROTOCOL_PREFIX = "bearer."
+HEARTBEAT = 25.0  # below the ~60 s idle cut of common proxies
+CLOSE_TIMEOUT = 1.0  # wait for the peer's close frame this long, then drop it
+MAX_CLIENT_MESSAGE = 4096  # clients need not send anything
+
+
+def problem(
+    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = Problem(title=title, status=status, detail=detail, code=code)
+    return web.Response(
+        status=status,
+        body=json_encoder.encode(body),
+        headers=headers,
+        content_type="application/problem+json",
+    )
+
+
+def redis_unavailable() -> web.Response:
+    return problem(
+        503,
+        "redis_unavailable",
+        "Service Unavailable",
+        "The session store is unavailable; try again shortly.",
+    )
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Redis trouble is a 503 problem and anything unexpected a 500: never a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except (RedisError, *REDIS_DOWN) as exc:
+        log.warning("%s %s: Redis unavailable: %s", request.method, request.path, exc)
+        return redis_unavailable()
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return problem(500, "internal_error", "Internal Server Error", "Something went wrong.")
+
+
+def token_of(request: web.Request) -> str:
+    """The token from the `bearer.<jwt>` subprotocol, else from `Authorization: Bearer`."""
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    for proto in (part.strip() for part in offered.split(",")):
+        if proto.startswith(BEARER_PROTOCOL_PREFIX) and len(proto) > len(BEARER_PROTOCOL_PREFIX):
+            return proto[len(BEARER_PROTOCOL_PREFIX) :]
+    return bearer_token(request.headers.get("Authorization"))
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """Authenticate, upgrade, then push this device's session events until it leaves."""
+    app = request.app
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.rstrip("/") not in app[SETTINGS].origins:
+        return problem(
+            403,
+            "origin_not_allowed",
+            "Forbidden",
+            "This page's origin may not open the device socket.",
+        )
+    try:
+        claims = app[TOKENS].verify(token_of(request))
+    except TokenError as exc:
+        return problem(
+            401,
+            exc.code,
+            "Unauthorized",
+            exc.detail,
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    user, sid = claims.username, claims.session_id
+    # The log position is read before the check, so whatever happens after the check is
+    # replayed from the log even if it is published before the subscription is live.
+    cursor = await log_position(request, user)
+    try:
+        await app[STORE].check(user, sid)
+        gone: SessionGone | None = None
+    except SessionGone as exc:
+        gone = exc
+
+    ws = web.WebSocketResponse(
+        protocols=(PROTOCOL,),
+        heartbeat=HEARTBEAT,
+        compress=False,
+        timeout=CLOSE_TIMEOUT,
+        max_msg_size=MAX_CLIENT_MESSAGE,
+    )
+    await ws.prepare(request)
+    if gone is not None:
+        await ws.send_str(messages.revoked_from_tombstone(sid, gone.tombstone, now_ms()))
+        app[METRICS].sent("session.revoked", 0)
+        await ws.close(code=messages.CLOSE_REVOKED, message=b"session revoked")
+        return ws
+
+    conn = Conn(app[HUB], ws, user, sid, cursor)
+    conn.send(messages.encode(messages.Ready(session_id=sid, username=user)), "ready")
+    listener = app[LISTENER]
+    await listener.join(conn)
+    try:
+        async for _ in ws:  # clients need not send; reading keeps pings and closes flowing
+            pass
+    finally:
+        await listener.leave(conn)
+        await conn.finish()
+    return ws
+
+
+async def log_position(request: web.Request, user: str) -> StreamId:
+    last = await request.app[REDIS].xrevrange(keys.event_log(user), "+", "-", count=1)
+    return parse_id(last[0][0]) if last else ZERO_ID
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(
+        body=json_encoder.encode(Health(status="ok")), content_type="application/json"
+    )
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when Redis answers and the pub/sub connection is up."""
+    try:
+        await request.app[REDIS].ping()
+    except (RedisError, *REDIS_DOWN):
+        return redis_unavailable()
+    if not request.app[LISTENER].connected.is_set():
+        return redis_unavailable()
+    return web.Response(
+        body=json_encoder.encode(Health(status="ok")), content_type="application/json"
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
