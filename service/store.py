@@ -110,7 +110,7 @@ def decode_tombstone(raw: str | None) -> Tombstone | None:
         return None
     try:
         return _tombstone_decoder.decode(raw)
-    except msgspec.ValidationError:
+    except msgspec.DecodeError:  # malformed JSON, or valid JSON of the wrong shape
         return None
 
 

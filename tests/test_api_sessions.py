@@ -6,8 +6,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
+from service import keys
 from tests.conftest import FIREFOX_UA, PASSWORD, EventWatch, bearer, login
 
 IPHONE_UA = (
@@ -412,3 +414,12 @@ async def test_bearer_scheme_is_case_insensitive(api: TestClient) -> None:
     token = (await login(api))["token"]
     resp = await api.get("/me", headers={"Authorization": f"bearer {token}"})
     assert resp.status == 200
+
+
+async def test_a_corrupt_tombstone_is_a_plain_401(api: TestClient, rdb: aioredis.Redis) -> None:
+    body = await login(api)
+    await post_json(api, "/logout", body["token"])
+    await rdb.set(keys.tombstone("alice", body["session"]["session_id"]), "{broken")
+    problem = await get_json(api, "/me", body["token"], 401)
+    assert problem["code"] == "session_revoked"
+    assert "revoked" not in problem

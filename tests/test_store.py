@@ -1,0 +1,264 @@
+"""The session data layer on fakeredis: fast checks of each script's rules."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import fakeredis
+import pytest
+import redis.asyncio as aioredis
+
+from service import keys, store
+from service.schemas import Actor
+from service.store import GRACE_MS, SessionGone, SessionStore, StoredSession
+from tests.conftest import make_settings
+
+ALICE_PHONE = Actor(session_id="by-sid", device_name="Phone", ip="10.0.0.1")
+
+
+class Clock:
+    """The store's clock, moved by hand (ms since the epoch)."""
+
+    def __init__(self) -> None:
+        self.now = time.time_ns() // 1_000_000  # Redis's own clock sets TTLs
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aioredis.Redis]:
+    conn = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    yield conn
+    await conn.aclose()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(store, "now_ms", fake)
+    return fake
+
+
+@pytest.fixture
+def make_store(client: aioredis.Redis, clock: Clock) -> Callable[..., SessionStore]:
+    def make(**overrides: object) -> SessionStore:
+        return SessionStore(client, make_settings("redis://unused", **overrides))
+
+    return make
+
+
+async def create(
+    s: SessionStore, sid: str, device_id: str = "", user: str = "alice"
+) -> StoredSession:
+    session, _ = await s.create(
+        user,
+        session_id=sid,
+        device_id=device_id,
+        device_name=f"dev {sid}",
+        user_agent="ua",
+        ip="127.0.0.1",
+    )
+    return session
+
+
+async def events(client: aioredis.Redis, user: str = "alice") -> list[dict[str, Any]]:
+    return [json.loads(f["e"]) for _, f in await client.xrange(keys.event_log(user))]
+
+
+async def test_create_stores_and_logs(
+    make_store: Callable[..., SessionStore], client: aioredis.Redis, clock: Clock
+) -> None:
+    s = make_store(session_idle_timeout=60, session_max_age=600)
+    session, revoked = await s.create(
+        "alice", session_id="s1", device_id="d1", device_name="Phone", user_agent="ua", ip="1.2.3.4"
+    )
+    assert revoked == []
+    assert session.session_id == "s1"
+    assert (session.created_ms, session.seen_ms) == (clock.now, clock.now)
+    assert session.max_ms == clock.now + 600_000
+    assert session.deadline_ms == clock.now + 60_000
+    wire = session.to_wire()
+    assert wire.device_id == "d1"
+    assert wire.expires_at.timestamp() * 1000 == clock.now + 60_000
+    assert await client.zscore(keys.session_index("alice"), "s1") == clock.now
+    assert await client.hget(keys.user_prefix("alice") + "dev", "d1") == "s1"
+    due = await client.zscore(keys.DUE_INDEX, keys.due_member("alice", "s1"))
+    assert due == clock.now + 60_000
+    (event,) = await events(client)
+    assert event["type"] == "session.created"
+    assert event["by"] == {"session_id": "s1", "device_name": "Phone", "ip": "1.2.3.4"}
+    # every key of the user is on the user's hash tag
+    for key in await client.keys("sw:{u:alice}*"):
+        assert key.startswith(keys.user_prefix("alice"))
+
+
+async def test_check_touches_at_most_once_per_interval(
+    make_store: Callable[..., SessionStore], client: aioredis.Redis, clock: Clock
+) -> None:
+    s = make_store(session_touch_interval=60)
+    created = await create(s, "s1")
+    clock.now += 30_000
+    assert (await s.check("alice", "s1")).seen_ms == created.seen_ms
+    assert await client.zscore(keys.session_index("alice"), "s1") == created.seen_ms
+    clock.now += 31_000
+    touched = await s.check("alice", "s1")
+    assert touched.seen_ms == clock.now
+    assert await client.zscore(keys.session_index("alice"), "s1") == clock.now
+    assert int(await client.hget(keys.session_record("alice", "s1"), "seen_ms")) == clock.now
+
+
+async def test_check_of_an_unknown_session(make_store: Callable[..., SessionStore]) -> None:
+    with pytest.raises(SessionGone) as gone:
+        await make_store().check("alice", "nope")
+    assert gone.value.tombstone is None
+
+
+async def test_revoke_one_leaves_a_tombstone(
+    make_store: Callable[..., SessionStore], client: aioredis.Redis, clock: Clock
+) -> None:
+    s = make_store(session_max_age=600)
+    await create(s, "s1", device_id="d1")
+    await create(s, "s2")
+    assert await s.revoke("alice", "one", "s1", "revoked", ALICE_PHONE) == ["s1"]
+    assert await s.revoke("alice", "one", "s1", "revoked", ALICE_PHONE) == []
+    with pytest.raises(SessionGone) as gone:
+        await s.check("alice", "s1")
+    tomb = gone.value.tombstone
+    assert tomb is not None
+    assert (tomb.reason, tomb.at, tomb.by) == ("revoked", clock.now, ALICE_PHONE)
+    assert tomb.to_wire().reason == "revoked"
+    ttl = await client.pttl(keys.tombstone("alice", "s1"))
+    assert 600_000 < ttl <= 600_000 + GRACE_MS + 1000  # until the token would have expired
+    assert not await client.exists(keys.session_record("alice", "s1"))
+    assert await client.hget(keys.user_prefix("alice") + "dev", "d1") is None
+    assert [x.session_id for x in await s.list("alice")] == ["s2"]
+    assert [e["reason"] for e in await events(client)] == [None, None, "revoked"]
+
+
+async def test_revoke_others_and_all(make_store: Callable[..., SessionStore]) -> None:
+    s = make_store()
+    for sid in ("s1", "s2", "s3"):
+        await create(s, sid)
+    assert sorted(await s.revoke("alice", "others", "s2", "revoke_others", None)) == ["s1", "s3"]
+    assert [x.session_id for x in await s.list("alice")] == ["s2"]
+    await create(s, "s4")
+    assert sorted(await s.revoke("alice", "all", "s2", "logout_all", None)) == ["s2", "s4"]
+    assert await s.list("alice") == []
+
+
+async def test_users_are_apart(make_store: Callable[..., SessionStore]) -> None:
+    s = make_store()
+    await create(s, "s1", user="alice")
+    await create(s, "s2", user="bob")
+    assert await s.revoke("alice", "one", "s2", "revoked", None) == []
+    assert await s.revoke("alice", "all", "s1", "logout_all", None) == ["s1"]
+    assert (await s.check("bob", "s2")).session_id == "s2"
+
+
+async def test_same_device_id_replaces(
+    make_store: Callable[..., SessionStore], client: aioredis.Redis
+) -> None:
+    s = make_store()
+    await create(s, "s1", device_id="phone")
+    _, revoked = await s.create(
+        "alice", session_id="s2", device_id="phone", device_name="P", user_agent="", ip=""
+    )
+    assert revoked == ["s1"]
+    assert (await s.tombstone("alice", "s1")).reason == "replaced"  # type: ignore[union-attr]
+    assert await client.hgetall(keys.user_prefix("alice") + "dev") == {"phone": "s2"}
+
+
+async def test_the_least_recently_seen_is_evicted(
+    make_store: Callable[..., SessionStore], clock: Clock
+) -> None:
+    s = make_store(max_sessions_per_user=2, session_touch_interval=0)
+    await create(s, "s1")
+    clock.now += 1
+    await create(s, "s2")
+    clock.now += 1
+    await s.check("alice", "s1")
+    clock.now += 1
+    _, revoked = await s.create(
+        "alice", session_id="s3", device_id="", device_name="", user_agent="", ip=""
+    )
+    assert revoked == ["s2"]
+    tomb = await s.tombstone("alice", "s2")
+    assert tomb is not None and tomb.reason == "evicted"
+    assert tomb.by is not None and tomb.by.session_id == "s3"
+    assert [x.session_id for x in await s.list("alice")] == ["s3", "s1"]
+
+
+async def test_idle_and_max_age_deadlines(
+    make_store: Callable[..., SessionStore], client: aioredis.Redis, clock: Clock
+) -> None:
+    s = make_store(session_idle_timeout=10, session_max_age=25, session_touch_interval=0)
+    await create(s, "s1")
+    for _ in range(2):
+        clock.now += 9_000
+        await s.check("alice", "s1")  # activity moves the idle deadline on
+    clock.now += 9_000  # 27 s: past the maximum age though active
+    with pytest.raises(SessionGone) as gone:
+        await s.check("alice", "s1")
+    assert gone.value.tombstone is not None and gone.value.tombstone.reason == "expired"
+    assert gone.value.tombstone.by is None
+    assert (await events(client))[-1]["reason"] == "expired"
+
+
+async def test_expire_sweeps_only_what_is_due(
+    make_store: Callable[..., SessionStore], clock: Clock
+) -> None:
+    s = make_store(session_idle_timeout=10, session_touch_interval=0)
+    await create(s, "s1")
+    clock.now += 6_000
+    await create(s, "s2")
+    assert await s.expire("alice", "s1") == ([], clock.now + 4_000)
+    clock.now += 5_000
+    revoked, deadline = await s.expire("alice", "s1")
+    assert revoked == ["s1"]
+    assert deadline is None
+    assert [x.session_id for x in await s.list("alice")] == ["s2"]
+
+
+async def test_list_skips_sessions_past_their_deadline(
+    make_store: Callable[..., SessionStore], clock: Clock
+) -> None:
+    s = make_store(session_idle_timeout=10)
+    await create(s, "s1")
+    clock.now += 10_000
+    assert await s.list("alice") == []
+
+
+async def test_a_corrupt_tombstone_is_no_tombstone(
+    make_store: Callable[..., SessionStore], client: aioredis.Redis
+) -> None:
+    s = make_store()
+    await client.set(keys.tombstone("alice", "s9"), "{not json")
+    with pytest.raises(SessionGone) as gone:
+        await s.check("alice", "s9")
+    assert gone.value.tombstone is None
+    await client.set(keys.tombstone("alice", "s9"), '{"reason": 5}')
+    assert await s.tombstone("alice", "s9") is None
+
+
+async def test_events_are_published_as_logged(
+    make_store: Callable[..., SessionStore], client: aioredis.Redis
+) -> None:
+    s = make_store()
+    pubsub = client.pubsub()
+    await pubsub.subscribe(keys.channel("alice"))
+    assert (await pubsub.get_message(timeout=1))["type"] == "subscribe"  # type: ignore[index]
+    await create(s, "s1")
+    await s.revoke("alice", "one", "s1", "logout", ALICE_PHONE)
+    logged = await client.xrange(keys.event_log("alice"))
+    for entry_id, fields in logged:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+        assert message is not None
+        published = store.event_decoder.decode(message["data"])
+        assert published.id == entry_id
+        assert json.loads(message["data"]) == {**json.loads(fields["e"]), "id": entry_id}
+    assert keys.username_from_channel(keys.channel("alice")) == "alice"
+    await pubsub.aclose()
