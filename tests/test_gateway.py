@@ -18,7 +18,7 @@ from service.settings import Settings
 from service.store import SessionStore
 from service.tokens import TokenCodec
 from tests.conftest import make_settings
-from tests.test_worker_support import WAIT, Device, Login, sign_in
+from tests.test_worker_support import WAIT, Device, Login, connect, sign_in
 from workers.app import create_gateway_app
 from workers.typedefs import HUB, LISTENER
 
@@ -48,14 +48,6 @@ async def gateway(aiohttp_client: AiohttpClient, settings: Settings) -> Gateway:
 @pytest.fixture
 def store(client: redis.Redis, settings: Settings) -> SessionStore:
     return SessionStore(client, settings)
-
-
-async def connect(gw: Any, login: Login) -> Device:
-    device = Device(
-        await gw.ws_connect("/ws", protocols=("sessionwire.v1", f"bearer.{login.token}"))
-    )
-    assert (await device.ready())["session_id"] == login.sid
-    return device
 
 
 def actor(login: Login) -> Actor:

@@ -100,3 +100,31 @@ class Device:
         message = await self.expect("session.revoked", wait)
         assert await self.closed() == 4501
         return message
+
+
+async def start_gateway(aiohttp_client: Any, settings: Settings, **kwargs: Any) -> Any:
+    """An in-process gateway (pytest-aiohttp test client) whose pub/sub is connected."""
+    from workers.app import create_gateway_app
+    from workers.typedefs import LISTENER
+
+    app = create_gateway_app(settings, **kwargs)
+    client = await aiohttp_client(app)
+    await asyncio.wait_for(app[LISTENER].connected.wait(), WAIT)
+    return client
+
+
+async def connect(gw: Any, login: Login) -> Device:
+    """Connect a device to an in-process gateway and read its `ready`."""
+    ws = await gw.ws_connect("/ws", protocols=("sessionwire.v1", f"bearer.{login.token}"))
+    device = Device(ws)
+    assert (await device.ready())["session_id"] == login.sid
+    return device
+
+
+async def metric(gw: Any, line_start: str) -> float:
+    """The value of the first /metrics line starting with `line_start`."""
+    text = await (await gw.get("/metrics")).text()
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{line_start} not in /metrics")

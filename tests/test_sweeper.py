@@ -1,0 +1,126 @@
+"""Expiry: idle or too old sessions end as `expired`, once, promptly, with a notice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as redis
+from pytest_aiohttp import AiohttpClient
+
+from service import keys
+from service.settings import Settings
+from service.store import SessionStore, now_ms
+from tests.conftest import make_settings
+from tests.test_worker_support import connect, metric, sign_in, start_gateway
+from workers.sweeper import Lease
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
+    conn = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield conn
+    await conn.aclose()
+
+
+@pytest.fixture
+def short(redis_url: str) -> Settings:
+    """Sessions that go idle after one second."""
+    return make_settings(redis_url, session_idle_timeout=1, max_sessions_per_user=100)
+
+
+async def revoked_events(client: redis.Redis, user: str) -> list[str]:
+    """Session ids of every session.revoked event in the user's log."""
+    entries = await client.xrange(keys.event_log(user))
+    return [
+        fields["e"].split('"session_id":"', 1)[1].split('"', 1)[0]
+        for _, fields in entries
+        if '"type":"session.revoked"' in fields["e"]
+    ]
+
+
+async def test_sweeper_expires_idle_session_with_notice(
+    aiohttp_client: AiohttpClient, short: Settings, client: redis.Redis
+) -> None:
+    gw = await start_gateway(aiohttp_client, short)
+    store = SessionStore(client, short)
+    phone = await sign_in(store, short, "alice", "phone")
+    device = await connect(gw, phone)  # the check at connect counts as activity
+    notice = await device.revoked(wait=5)
+    received = now_ms()
+    assert notice["reason"] == "expired" and notice["by"] is None
+    deadline = (await store.tombstone("alice", phone.sid)).at  # type: ignore[union-attr]
+    assert received - deadline < 1000
+    assert await client.zcard(keys.DUE_INDEX) == 0
+    assert await metric(gw, "sessionwire_sessions_expired_total") == 1
+
+
+async def test_sweeper_reschedules_an_active_session(
+    aiohttp_client: AiohttpClient, redis_url: str, client: redis.Redis
+) -> None:
+    settings = make_settings(redis_url, session_idle_timeout=2)
+    gw = await start_gateway(aiohttp_client, settings)
+    store = SessionStore(client, settings)
+    login = await sign_in(store, settings, "alice", "phone")
+    member = keys.due_member("alice", login.sid)
+    first = await client.zscore(keys.DUE_INDEX, member)
+    await store.check("alice", login.sid)  # activity moves the deadline, not the index
+    device = await connect(gw, login)
+    started = time.monotonic()
+    notice = await device.revoked(wait=6)
+    assert notice["reason"] == "expired"
+    assert time.monotonic() - started > 1.5  # it lived past the first deadline
+    assert first is not None
+
+
+async def test_sweeper_two_workers_never_double_notify(
+    aiohttp_client: AiohttpClient, short: Settings, client: redis.Redis
+) -> None:
+    workers = [await start_gateway(aiohttp_client, short) for _ in range(2)]
+    store = SessionStore(client, short)
+    logins = [
+        await sign_in(store, short, user, f"{user}-{n}")
+        for user in ("alice", "bob", "carol")
+        for n in range(2)
+    ]
+    devices = [await connect(workers[n % 2], login) for n, login in enumerate(logins)]
+    for login, device in zip(logins, devices, strict=True):
+        notice = await device.until("session.revoked", wait=5)
+        assert notice["session_id"] == login.sid and notice["reason"] == "expired"
+        assert await device.closed() == 4501
+    for user in ("alice", "bob", "carol"):
+        ids = await revoked_events(client, user)
+        assert sorted(ids) == sorted(lg.sid for lg in logins if lg.username == user)
+    swept = [await metric(gw, "sessionwire_sessions_expired_total") for gw in workers]
+    assert sum(swept) == len(logins)
+
+
+async def test_sweeper_survives_bad_entries(
+    aiohttp_client: AiohttpClient, short: Settings, client: redis.Redis
+) -> None:
+    await client.zadd(keys.DUE_INDEX, {"no-space-here": 0, "ghost unknown-session": 0})
+    await client.set(keys.session_index("broken"), "not a zset")  # the script will fail
+    await client.zadd(keys.DUE_INDEX, {keys.due_member("broken", "x"): 0})
+    gw = await start_gateway(aiohttp_client, short)
+    store = SessionStore(client, short)
+    login = await sign_in(store, short, "alice", "phone")
+    device = await connect(gw, login)
+    assert (await device.revoked(wait=5))["reason"] == "expired"
+    # The broken entry is put off, not retried in a tight loop; the others are gone.
+    broken = await client.zscore(keys.DUE_INDEX, keys.due_member("broken", "x"))
+    assert broken is not None and broken > now_ms() + 30_000
+    assert await client.zscore(keys.DUE_INDEX, "ghost unknown-session") is None
+
+
+async def test_sweeper_lease_has_one_holder(client: redis.Redis) -> None:
+    first, second = Lease(client, keys.SWEEPER_LEASE), Lease(client, keys.SWEEPER_LEASE)
+    assert await first.acquire()
+    assert not await second.acquire()
+    assert await first.acquire()  # renewed by its owner only
+    assert await client.get(keys.SWEEPER_LEASE) == first.token
+    await second.release()  # not the owner: no effect
+    assert await client.get(keys.SWEEPER_LEASE) == first.token
+    await first.release()
+    assert await second.acquire()
+    assert not await first.acquire()
