@@ -32,24 +32,34 @@ class LoginLimiter:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(user_key).pttl(user_key).get(ip_key).pttl(ip_key)
             user_count, user_ttl, ip_count, ip_ttl = await pipe.execute()
+        self._enforce(int(user_count or 0), user_ttl, int(ip_count or 0), ip_ttl)
+
+    async def record_failure(self, username: str, ip: str) -> None:
+        """Count a failed attempt; raise RateLimited if it was past a limit.
+
+        Guesses sent at once all pass `check` before any of them is counted; counting
+        them one by one here (INCR is atomic) turns all but the first few into 429s,
+        so a burst learns no more than the limit allows.
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in (keys.login_failures_by_user(username), keys.login_failures_by_ip(ip)):
+                pipe.incr(key).pexpire(key, self.window_ms, nx=True).pttl(key)
+            user_count, _, user_ttl, ip_count, _, ip_ttl = await pipe.execute()
+        self._enforce(user_count - 1, user_ttl, ip_count - 1, ip_ttl)
+
+    async def clear(self, username: str) -> None:
+        """A success clears the username's failures (not the IP's)."""
+        await self.redis.delete(keys.login_failures_by_user(username))
+
+    def _enforce(self, user_count: int, user_ttl: int, ip_count: int, ip_ttl: int) -> None:
         waits = [
             ttl
             for count, ttl, limit in (
                 (user_count, user_ttl, self.user_limit),
                 (ip_count, ip_ttl, self.ip_limit),
             )
-            if count is not None and int(count) >= limit
+            if count >= limit
         ]
         if waits:
             longest = max(waits)
             raise RateLimited(max(1, -(-longest // 1000)) if longest > 0 else 1)
-
-    async def record_failure(self, username: str, ip: str) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in (keys.login_failures_by_user(username), keys.login_failures_by_ip(ip)):
-                pipe.incr(key).pexpire(key, self.window_ms, nx=True)
-            await pipe.execute()
-
-    async def clear(self, username: str) -> None:
-        """A success clears the username's failures (not the IP's)."""
-        await self.redis.delete(keys.login_failures_by_user(username))

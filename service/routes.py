@@ -50,12 +50,14 @@ async def login(request: web.Request) -> web.Response:
     else:  # same cost as a real check, so timing tells nothing
         await app[typedefs.USERS].authenticate("", body.password)
     if user is None:
-        await limiter.record_failure(body.username, ip)
         metrics.logins.labels("failure").inc()
         log.info("failed sign-in for %r from %s", body.username[:64], ip)
+        await limiter.record_failure(body.username, ip)
         raise ApiError(
             401, "invalid_credentials", "Invalid credentials", "The username or password is wrong."
         )
+    # The right password, if it came in a burst of guesses, is refused like the rest of it.
+    await limiter.check(body.username, ip)
     await limiter.clear(user.username)
     user_agent = request.headers.get("User-Agent", "")[:512]
     session, replaced = await app[typedefs.STORE].create(

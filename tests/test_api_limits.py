@@ -229,3 +229,15 @@ async def test_last_seen_advances_after_the_interval(make_api: MakeApi) -> None:
     assert datetime.fromisoformat(me["session"]["last_seen_at"]) > first
     listed = await (await api.get("/sessions", headers=bearer(body["token"]))).json()
     assert listed["sessions"][0]["last_seen_at"] == me["session"]["last_seen_at"]
+
+
+async def test_concurrent_guesses_get_no_more_answers_than_the_limit(
+    make_api: MakeApi, fresh_users: UserDirectory
+) -> None:
+    api = await make_api(users=fresh_users, login_max_failures=3)
+    guesses = [f"guess-{i}" for i in range(40)] + [PASSWORD]
+    results = await asyncio.gather(*(attempt(api, "alice", guess) for guess in guesses))
+    statuses = [status for status, _, _ in results]
+    assert statuses.count(401) == 3, statuses  # every other guess is refused, unanswered
+    assert set(statuses) <= {401, 429, 200}
+    assert (await attempt(api, "alice", PASSWORD))[0] == 429
