@@ -54,7 +54,7 @@ def _convert(decode: object) -> T:  # type: ignore[type-var]
         match = _PATH_IN_ERROR.search(message)
         field = match.group(1) if match else _missing_field(message)
         raise validation_error(field or "body", _PATH_IN_ERROR.sub("", message)) from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting
         raise ApiError(400, "malformed_body", "Malformed body", f"Not valid JSON: {exc}") from None
 
 

@@ -35,7 +35,16 @@ async def post_raw(api: TestClient, data: bytes, content_type: str | None) -> An
 
 @pytest.mark.parametrize(
     "data",
-    [b"{", b"", b"not json", b'{"username": "alice",}', b'{"username": "\xff\xfe"}', b"\x00"],
+    [
+        b"{",
+        b"",
+        b"not json",
+        b'{"username": "alice",}',
+        b'{"username": "\xff\xfe"}',
+        b"\x00",
+        b'{"pad": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+    ],
+    ids=["open", "empty", "text", "trailing-comma", "not-utf8", "nul", "deep-nesting"],
 )
 async def test_malformed_json_is_400(api: TestClient, data: bytes) -> None:
     await problem(await post_raw(api, data, "application/json"), 400, "malformed_body")

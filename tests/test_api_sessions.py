@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
@@ -86,6 +87,14 @@ async def test_login_with_a_form(api: TestClient) -> None:
     assert body["session"]["device_name"] == "Bob's phone"
     me = await get_json(api, "/me", body["token"])
     assert me["username"] == "bob"
+
+
+async def test_login_with_a_multipart_form(api: TestClient) -> None:
+    form = aiohttp.FormData({"username": "carol", "password": PASSWORD, "device_id": "c-1"})
+    form.add_field("avatar", b"\x00\x01", filename="a.png")  # files are ignored
+    resp = await api.post("/login", data=form)
+    assert resp.status == 200
+    assert (await resp.json())["session"]["device_id"] == "c-1"
 
 
 async def test_device_name_comes_from_the_user_agent(api: TestClient) -> None:
@@ -423,3 +432,12 @@ async def test_a_corrupt_tombstone_is_a_plain_401(api: TestClient, rdb: aioredis
     problem = await get_json(api, "/me", body["token"], 401)
     assert problem["code"] == "session_revoked"
     assert "revoked" not in problem
+
+
+async def test_config_names_the_gateway(make_api: Callable[..., Any]) -> None:
+    api = await make_api(gateway_port=9123)
+    resp = await api.get("/config")
+    assert resp.status == 200
+    assert (await resp.json())["gateway_url"] == "ws://127.0.0.1:9123/ws"
+    public = await make_api(gateway_public_url="wss://example.com/ws")
+    assert (await (await public.get("/config")).json())["gateway_url"] == "wss://example.com/ws"
