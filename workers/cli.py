@@ -1,0 +1,282 @@
+"""`sessionwire`: a device client for terminals (sign in, list and sign out devices, listen).
+
+Tokens are kept per profile in `$SESSIONWIRE_HOME` (default ~/.config/sessionwire), one
+0600 file each, so two terminals can be two devices: `--profile laptop`, `--profile phone`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import random
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+DEFAULT_API = "http://127.0.0.1:8000"
+DEFAULT_GATEWAY = "ws://127.0.0.1:8001/ws"
+PROFILE_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+
+
+class CliError(Exception):
+    """Something to tell the user in one line; exit status 1."""
+
+
+def home() -> Path:
+    if custom := os.environ.get("SESSIONWIRE_HOME"):
+        return Path(custom)
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "sessionwire"
+
+
+def profile_path(profile: str) -> Path:
+    if not PROFILE_PATTERN.match(profile):
+        raise CliError(f"bad profile name {profile!r}: use letters, digits, '.', '_', '-'")
+    return home() / f"{profile}.json"
+
+
+def save_profile(profile: str, data: dict[str, Any]) -> None:
+    path = profile_path(profile)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a token is a secret
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out)
+
+
+def load_profile(profile: str) -> dict[str, Any]:
+    try:
+        return json.loads(profile_path(profile).read_text())
+    except (OSError, ValueError):
+        raise CliError(f"not signed in (profile {profile!r}): run 'sessionwire login'") from None
+
+
+def forget_profile(profile: str) -> None:
+    profile_path(profile).unlink(missing_ok=True)
+
+
+async def call(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    token: str | None = None,
+    body: dict[str, Any] | None = None,
+) -> Any:
+    """One API request; a problem+json answer becomes a CliError with its detail."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with http.request(method, url, json=body, headers=headers) as resp:
+            payload = await resp.json(content_type=None)
+            if resp.status >= 400:
+                detail = payload.get("detail") if isinstance(payload, dict) else None
+                raise CliError(f"{resp.status}: {detail or resp.reason}")
+            return payload
+    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        raise CliError(f"cannot reach the API at {url}: {exc}") from None
+    except (aiohttp.ContentTypeError, ValueError):
+        raise CliError(f"unexpected answer from {url}") from None
+
+
+async def login(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    username = args.username
+    body = {"username": username, "password": args.password, "device_name": args.device_name}
+    answer = await call(http, "POST", f"{args.api}/login", body=body)
+    session = answer["session"]
+    save_profile(
+        args.profile,
+        {"token": answer["token"], "username": username, "session_id": session["session_id"]},
+    )
+    print(
+        f"signed in as {username} on {session['device_name']!r} "
+        f"(session {session['session_id']}, profile {args.profile})"
+    )
+    return EXIT_OK
+
+
+async def devices(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    token = load_profile(args.profile)["token"]
+    answer = await call(http, "GET", f"{args.api}/sessions", token)
+    for s in answer["sessions"]:
+        mark = "*" if s.get("current") else " "
+        print(
+            f"{mark} {s['session_id']:24} {s['device_name'][:28]:28} {s['ip']:15} "
+            f"last seen {s['last_seen_at']}"
+        )
+    return EXIT_OK
+
+
+async def revoke(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    token = load_profile(args.profile)["token"]
+    answer = await call(http, "DELETE", f"{args.api}/sessions/{args.session_id}", token)
+    print("signed out: " + ", ".join(answer["revoked"]))
+    return EXIT_OK
+
+
+async def revoke_others(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    token = load_profile(args.profile)["token"]
+    answer = await call(http, "POST", f"{args.api}/sessions/revoke-others", token)
+    print("signed out: " + (", ".join(answer["revoked"]) or "no other device"))
+    return EXIT_OK
+
+
+async def logout(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    token = load_profile(args.profile)["token"]
+    await call(http, "POST", f"{args.api}/logout", token)
+    forget_profile(args.profile)
+    print("signed out")
+    return EXIT_OK
+
+
+def describe(message: dict[str, Any]) -> str:
+    kind = message.get("type")
+    if kind == "ready":
+        return f"connected as {message['username']} (session {message['session_id']})"
+    if kind == "sessions.changed":
+        s = message["session"]
+        what = "new sign-in" if message["event"] == "created" else "signed out"
+        return f"{what}: {s['device_name']} ({s['ip']}), session {s['session_id']}"
+    if kind == "session.revoked":
+        by = message.get("by")
+        who = f" by {by['device_name']} ({by['ip']})" if by else ""
+        return f"this device was signed out: {message['reason']}{who} at {message['at']}"
+    return f"message: {message}"
+
+
+async def listen(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    """Print notices until this session ends; reconnect with backoff when the link drops."""
+    token = load_profile(args.profile)["token"]
+    protocols = ("sessionwire.v1", f"bearer.{token}")
+    delay = BACKOFF_START
+    while True:
+        try:
+            async with http.ws_connect(args.gateway, protocols=protocols, heartbeat=30) as ws:
+                delay = BACKOFF_START
+                code = await _read(ws)
+                if code is None:  # session.revoked was shown: this device is signed out
+                    forget_profile(args.profile)
+                    return EXIT_OK
+                print(f"connection closed ({code})", flush=True)
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status in (401, 403):
+                print(f"refused by the gateway ({exc.status}): sign in again", flush=True)
+                return EXIT_ERROR
+            print(f"gateway answered {exc.status}", flush=True)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            print(f"cannot reach the gateway at {args.gateway}: {exc}", flush=True)
+        wait = delay * random.uniform(0.8, 1.2)  # jitter: devices don't return in lockstep
+        print(f"reconnecting in {wait:.1f}s", flush=True)
+        await asyncio.sleep(wait)
+        delay = min(delay * 2, BACKOFF_MAX)
+
+
+async def _read(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    """Print messages; None once the session ended, else the close code."""
+    while True:
+        msg = await ws.receive()
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            message = json.loads(msg.data)
+            print(describe(message), flush=True)
+            if message.get("type") == "session.revoked":
+                return None
+        elif msg.type == aiohttp.WSMsgType.CLOSE:
+            code = int(msg.data)
+            if 4500 <= code < 5000:  # the application's "do not reconnect"
+                print(f"the gateway ended this session ({code}: {msg.extra})", flush=True)
+                return None
+            return code
+        elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            return ws.close_code or 1006
+
+
+COMMANDS = {
+    "login": login,
+    "devices": devices,
+    "revoke": revoke,
+    "revoke-others": revoke_others,
+    "logout": logout,
+    "listen": listen,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    top = argparse.ArgumentParser(prog="sessionwire", description=__doc__.splitlines()[0])
+    _common_options(
+        top,
+        {
+            "api": env("SESSIONWIRE_API", DEFAULT_API),
+            "gateway": env("SESSIONWIRE_GATEWAY", DEFAULT_GATEWAY),
+            "profile": env("SESSIONWIRE_PROFILE", "default"),
+        },
+    )
+    # The same options after the command ("sessionwire devices --profile phone") win.
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, None)
+    sub = top.add_subparsers(dest="command", required=True)
+    sign_in = sub.add_parser(
+        "login", parents=[common], help="sign in and store the token for this profile"
+    )
+    sign_in.add_argument("--username", "-u")
+    sign_in.add_argument("--password", help="else $SESSIONWIRE_PASSWORD, else a prompt")
+    sign_in.add_argument("--device-name", default="terminal")
+    sub.add_parser(
+        "devices", parents=[common], help="list this user's signed-in devices (* = this one)"
+    )
+    one = sub.add_parser("revoke", parents=[common], help="sign out one device")
+    one.add_argument("session_id")
+    sub.add_parser("revoke-others", parents=[common], help="sign out every other device")
+    sub.add_parser("logout", parents=[common], help="sign out this device")
+    sub.add_parser(
+        "listen", parents=[common], help="print notices as they come; exit when signed out"
+    )
+    return top
+
+
+def _common_options(parser: argparse.ArgumentParser, defaults: dict[str, str] | None) -> None:
+    def default(name: str) -> str:
+        return defaults[name] if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--api", default=default("api"), help="API base URL (env SESSIONWIRE_API)")
+    parser.add_argument(
+        "--gateway",
+        default=default("gateway"),
+        help="gateway WebSocket URL (env SESSIONWIRE_GATEWAY)",
+    )
+    parser.add_argument(
+        "--profile",
+        default=default("profile"),
+        help="which stored sign-in to use (env SESSIONWIRE_PROFILE)",
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    args.api = args.api.rstrip("/")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=5)) as http:
+        return await COMMANDS[args.command](args, http)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "login":  # prompts happen before the event loop starts
+            args.username = args.username or input("username: ")
+            args.password = (
+                args.password or os.environ.get("SESSIONWIRE_PASSWORD") or getpass.getpass()
+            )
+        return asyncio.run(run(args))
+    except CliError as exc:
+        print(f"sessionwire: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
