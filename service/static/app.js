@@ -215,9 +215,14 @@ function signOutDevice(session, button) {
     return signOutSelf(button, "POST", "/logout", "You signed out of this device.");
   }
   return act(button, async () => {
-    await authed("DELETE", `/sessions/${encodeURIComponent(session.session_id)}`);
+    try {
+      await authed("DELETE", `/sessions/${encodeURIComponent(session.session_id)}`);
+    } catch (error) {
+      if (error.code !== "session_not_found") throw error; // already gone is fine
+    }
     sessionsChanged("revoked", session);
     showNotice(`Signed out ${session.device_name}.`);
+    $("other-devices-title").focus(); // its button is gone; keep keyboard users in place
   });
 }
 

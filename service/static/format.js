@@ -16,9 +16,9 @@ const REASONS = {
   invalid: "Your sign-in is no longer valid.",
 };
 
-/** "just now", "5 minutes ago", "yesterday". */
+/** "just now", "5 minutes ago", "yesterday"; a past time, so clock skew never says "in …". */
 export function relativeTime(date, now = Date.now()) {
-  const seconds = Math.round((date.getTime() - now) / 1000);
+  const seconds = Math.min(0, Math.round((date.getTime() - now) / 1000));
   if (Math.abs(seconds) < 45) return "just now";
   for (const [unit, size] of UNITS) {
     if (Math.abs(seconds) >= size) return relativeFormat.format(Math.round(seconds / size), unit);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,17 +63,25 @@ def api_only(redis_url: str, tmp_path: Path) -> Iterator[Process]:
         yield api
 
 
-@pytest.fixture
-def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
-    """API and worker; the worker's port is chosen first so /config can point at it."""
+@contextmanager
+def running_stack(redis_url: str, tmp: Path, **env: str) -> Iterator[Stack]:
+    """API and worker with the same extra `env`; the worker's port is chosen first for /config."""
     gateway_port = free_port()
-    with running("service", redis_url, tmp_path, GATEWAY_PORT=str(gateway_port)) as api:
-        env = process_env(redis_url, GATEWAY_PORT=str(gateway_port), ALLOWED_ORIGINS=api.url)
-        worker = Process("workers", gateway_port, env, tmp_path / "workers.log").start()
+    with running("service", redis_url, tmp, GATEWAY_PORT=str(gateway_port), **env) as api:
+        worker_env = process_env(
+            redis_url, GATEWAY_PORT=str(gateway_port), ALLOWED_ORIGINS=api.url, **env
+        )
+        worker = Process("workers", gateway_port, worker_env, tmp / "workers.log").start()
         try:
             yield Stack(api, worker)
         finally:
             worker.stop()
+
+
+@pytest.fixture
+def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(redis_url, tmp_path) as started:
+        yield started
 
 
 @pytest.fixture

@@ -6,10 +6,11 @@ Every check reads what a person would see on the screen.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser.conftest import OpenDevice, Stack
+from tests.browser.conftest import OpenDevice, Stack, running_stack
 from tests.conftest import PASSWORD
 from tests.processes import Process
 
@@ -82,7 +83,11 @@ def test_sign_in_errors_are_shown_in_words(
     expect(page.get_by_label("Username")).to_be_focused()
     screenshot(page, "sign-in")
 
-    sign_in(page, password="wrong password")
+    # Keyboard only: type, Tab to the next field, Enter submits.
+    page.keyboard.type("alice")
+    page.keyboard.press("Tab")
+    page.keyboard.type("wrong password")
+    page.keyboard.press("Enter")
     expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
     screenshot(page, "sign-in-error")
 
@@ -147,6 +152,10 @@ def test_signing_out_a_device_shows_it_signed_out_within_a_second(
     signed_in(phone, PHONE)
     expect(card(laptop, PHONE)).to_have_count(1)
 
+    this_device(phone).get_by_role("button", name="Sign out this device").click()
+    expect(phone.get_by_text("You signed out of this device.")).to_be_visible()
+    expect(card(laptop, PHONE)).to_have_count(0, timeout=LIVE_WITHIN_MS)
+
 
 def test_sign_out_all_other_devices_then_everywhere(stack: Stack, open_device: OpenDevice) -> None:
     laptop = open_device(stack.url, FIREFOX_UBUNTU)
@@ -192,3 +201,15 @@ def test_reconnects_after_the_worker_restarts(stack: Stack, open_device: OpenDev
     expect(laptop.get_by_text("New sign-in on Kitchen tablet")).to_be_visible(
         timeout=LIVE_WITHIN_MS
     )
+
+
+def test_an_idle_session_expires_on_screen(
+    redis_url: str, tmp_path: Path, open_device: OpenDevice
+) -> None:
+    with running_stack(redis_url, tmp_path, SESSION_IDLE_TIMEOUT="2") as short_lived:
+        laptop = open_device(short_lived.url, FIREFOX_UBUNTU)
+        sign_in(laptop)
+        signed_in(laptop, LAPTOP)
+        expect(signed_out_heading(laptop)).to_be_visible(timeout=STARTUP_MS * 2)
+        expect(laptop.get_by_text("Your session expired.")).to_be_visible()
+        assert laptop.evaluate("sessionStorage.getItem('sessionwire.token')") is None
