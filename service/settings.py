@@ -95,7 +95,10 @@ class Settings:
             trusted_proxies=read("TRUSTED_PROXIES", _networks, ()),
             session_idle_timeout=idle,
             session_max_age=max_age,
-            session_touch_interval=read("SESSION_TOUCH_INTERVAL", int, min(60, idle), minimum=0),
+            # Below the idle timeout, or a session in use would expire between two writes.
+            session_touch_interval=read(
+                "SESSION_TOUCH_INTERVAL", int, min(60, idle // 2), minimum=0, maximum=idle - 1
+            ),
             max_sessions_per_user=read("MAX_SESSIONS_PER_USER", int, 10, minimum=1),
             login_max_failures=read("LOGIN_MAX_FAILURES", int, 5, minimum=1),
             login_failure_window=read("LOGIN_FAILURE_WINDOW", int, 300, minimum=1),

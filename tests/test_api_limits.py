@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
@@ -164,10 +165,11 @@ async def test_idle_sessions_expire(
     assert event["by"] is None
 
 
-async def test_activity_keeps_a_session_alive(make_api: MakeApi) -> None:
-    api = await make_api(session_idle_timeout=1, session_touch_interval=0)
+@pytest.mark.parametrize(("idle", "touch"), [(1, 0), (2, 1)])
+async def test_activity_keeps_a_session_alive(make_api: MakeApi, idle: int, touch: int) -> None:
+    api = await make_api(session_idle_timeout=idle, session_touch_interval=touch)
     body = await login(api)
-    ends = time.monotonic() + 1.6
+    ends = time.monotonic() + idle * 1.6
     while time.monotonic() < ends:
         resp = await api.get("/me", headers=bearer(body["token"]))
         assert resp.status == 200

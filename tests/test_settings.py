@@ -67,7 +67,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         ipaddress.ip_network("192.168.1.1/32"),
     )
     assert settings.session_idle_timeout == 30
-    assert settings.session_touch_interval == 30  # never longer than the idle timeout
+    assert settings.session_touch_interval == 15  # well inside the idle timeout
     assert settings.session_max_age == 600
     assert settings.max_sessions_per_user == 3
     assert (settings.login_max_failures, settings.login_failure_window) == (7, 60)
@@ -91,6 +91,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         ("SESSION_IDLE_TIMEOUT", "1h"),
         ("SESSION_MAX_AGE", "-5"),
         ("SESSION_TOUCH_INTERVAL", "-1"),
+        ("SESSION_TOUCH_INTERVAL", "3600"),  # as long as the default idle timeout
         ("MAX_SESSIONS_PER_USER", "0"),
         ("LOGIN_MAX_FAILURES", "none"),
         ("LOGIN_FAILURE_WINDOW", "0"),
@@ -143,3 +144,10 @@ def test_origins_default_to_the_apis_own_addresses(tmp_path: Path) -> None:
     settings = from_env(tmp_path, PORT="8123")
     assert "http://localhost:8123" in settings.origins
     assert "http://127.0.0.1:8123" in settings.origins
+
+
+@pytest.mark.parametrize(("idle", "touch"), [("1", 0), ("2", 1), ("30", 15), ("3600", 60)])
+def test_the_default_touch_interval_is_inside_the_idle_timeout(
+    tmp_path: Path, idle: str, touch: int
+) -> None:
+    assert from_env(tmp_path, SESSION_IDLE_TIMEOUT=idle).session_touch_interval == touch
