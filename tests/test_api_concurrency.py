@@ -83,9 +83,11 @@ async def test_concurrent_logins_with_one_device_id_leave_one_session(
     assert len(live) == 1
 
 
+@pytest.mark.parametrize("touch_interval", [0, 60], ids=["touch-every-request", "read-only"])
 async def test_a_revoke_racing_requests_never_leaves_the_token_working(
-    api: TestClient, rdb: aioredis.Redis
+    make_api: MakeApi, rdb: aioredis.Redis, touch_interval: int
 ) -> None:
+    api = await make_api(session_touch_interval=touch_interval)
     victim = await login(api, device_name="Victim")
     actor = await login(api, device_name="Actor")
     sid = victim["session"]["session_id"]
