@@ -54,7 +54,11 @@ async def login(request: web.Request) -> web.Response:
         log.info("failed sign-in for %r from %s", body.username[:64], ip)
         await limiter.record_failure(body.username, ip)
         raise ApiError(
-            401, "invalid_credentials", "Invalid credentials", "The username or password is wrong."
+            401,
+            "invalid_credentials",
+            "Invalid credentials",
+            "The username or password is wrong.",
+            headers={"WWW-Authenticate": 'Bearer realm="sessionwire"'},  # a 401 must challenge
         )
     # The right password, if it came in a burst of guesses, is refused like the rest of it.
     await limiter.check(body.username, ip)

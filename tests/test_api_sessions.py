@@ -135,6 +135,7 @@ async def test_wrong_password_and_unknown_user_get_the_same_401(api: TestClient)
         answers.append((headers, await resp.read()))
     assert answers[0] == answers[1] == answers[2]
     assert b"invalid_credentials" in answers[0][1]
+    assert answers[0][0]["WWW-Authenticate"].startswith("Bearer")
 
 
 async def test_same_device_id_replaces_the_session(api: TestClient, watch_events: Watch) -> None:
