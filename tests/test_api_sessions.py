@@ -7,10 +7,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
+import msgspec
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from service import keys
+from service.schemas import (
+    LoginResponse,
+    MeResponse,
+    Problem,
+    RevokedResponse,
+    SessionsResponse,
+)
 from tests.conftest import FIREFOX_UA, PASSWORD, EventWatch, bearer, login
 
 IPHONE_UA = (
@@ -442,3 +450,19 @@ async def test_config_names_the_gateway(make_api: Callable[..., Any]) -> None:
     assert (await resp.json())["gateway_url"] == "ws://127.0.0.1:9123/ws"
     public = await make_api(gateway_public_url="wss://example.com/ws")
     assert (await (await public.get("/config")).json())["gateway_url"] == "wss://example.com/ws"
+
+
+async def test_responses_match_their_published_schemas(api: TestClient) -> None:
+    raw = await (await api.post("/login", json={"username": "alice", "password": PASSWORD})).read()
+    body = msgspec.json.decode(raw, type=LoginResponse)
+    auth = bearer(body.token)
+    msgspec.json.decode(await (await api.get("/me", headers=auth)).read(), type=MeResponse)
+    listed = await (await api.get("/sessions", headers=auth)).read()
+    assert msgspec.json.decode(listed, type=SessionsResponse).sessions[0].current
+    bad = await (await api.post("/login", json={"username": "alice"})).read()
+    assert msgspec.json.decode(bad, type=Problem).errors
+    out = await (await api.post("/logout", headers=auth)).read()
+    assert msgspec.json.decode(out, type=RevokedResponse).revoked == [body.session.session_id]
+    gone = await (await api.get("/me", headers=auth)).read()
+    revoked = msgspec.json.decode(gone, type=Problem).revoked
+    assert revoked is not None and revoked.reason == "logout"

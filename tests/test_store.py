@@ -262,3 +262,13 @@ async def test_events_are_published_as_logged(
         assert json.loads(message["data"]) == {**json.loads(fields["e"]), "id": entry_id}
     assert keys.username_from_channel(keys.channel("alice")) == "alice"
     await pubsub.aclose()
+
+
+async def test_the_event_log_is_capped(
+    make_store: Callable[..., SessionStore], client: aioredis.Redis
+) -> None:
+    s = make_store(max_sessions_per_user=1)
+    for i in range(300):  # each evicts the one before: 599 events
+        await create(s, f"s{i}")
+    length = await client.xlen(keys.event_log("alice"))
+    assert store.EVENT_LOG_LENGTH <= length < store.EVENT_LOG_LENGTH + 100
