@@ -58,10 +58,10 @@ function revocationFrom(error) {
 
 // ---- screens ---------------------------------------------------------------
 
-function showSignIn({ note = "", error = "" } = {}) {
+function showSignIn(note = "") {
   leave();
   showMessage("sign-in-note", note);
-  showMessage("sign-in-error", error);
+  showMessage("sign-in-error", "");
   $("username").value ||= state.username;
   showScreen("sign-in", { focus: false });
   ($("username").value ? $("password") : $("username")).focus();
@@ -247,7 +247,7 @@ function signOutSelf(button, method, path, note) {
       // Already signed out (401): that is what we wanted.
       if (!(error instanceof ApiError && error.status === 401)) throw error;
     }
-    showSignIn({ note });
+    showSignIn(note);
   });
 }
 

@@ -45,7 +45,14 @@ export class Gateway {
 
   #open() {
     this.#handlers.onStatus(this.#failures ? "reconnecting" : "connecting");
-    const socket = new WebSocket(this.#url, [PROTOCOL, `bearer.${this.#token}`]);
+    let socket;
+    try {
+      socket = new WebSocket(this.#url, [PROTOCOL, `bearer.${this.#token}`]);
+    } catch {
+      this.#stopped = true; // a malformed address: retrying cannot help
+      this.#handlers.onStatus("off");
+      return;
+    }
     socket.onmessage = (event) => this.#receive(event.data);
     socket.onclose = (event) => this.#closed(socket, event);
     this.#socket = socket;
