@@ -237,9 +237,8 @@ async def test_concurrent_guesses_get_no_more_answers_than_the_limit(
     make_api: MakeApi, fresh_users: UserDirectory
 ) -> None:
     api = await make_api(users=fresh_users, login_max_failures=3)
-    guesses = [f"guess-{i}" for i in range(40)] + [PASSWORD]
+    guesses = [f"guess-{i}" for i in range(40)]
     results = await asyncio.gather(*(attempt(api, "alice", guess) for guess in guesses))
-    statuses = [status for status, _, _ in results]
-    assert statuses.count(401) == 3, statuses  # every other guess is refused, unanswered
-    assert set(statuses) <= {401, 429, 200}
+    statuses = sorted(status for status, _, _ in results)
+    assert statuses == [401] * 3 + [429] * 37  # past the limit a guess learns nothing
     assert (await attempt(api, "alice", PASSWORD))[0] == 429
