@@ -137,6 +137,10 @@ def test_both_devices_listed_and_a_new_sign_in_appears_live(
     token = phone.evaluate("sessionStorage.getItem('sessionwire.token')")
     assert token and token not in phone.url
     assert phone.evaluate("localStorage.length") == 0
+    # A reload keeps this tab signed in, as the same device.
+    phone.reload()
+    signed_in(phone, PHONE)
+    expect(other_devices(laptop).get_by_role("listitem")).to_have_count(1)
 
 
 def test_signing_out_a_device_shows_it_signed_out_within_a_second(
