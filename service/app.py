@@ -24,6 +24,12 @@ from service.tokens import TokenCodec
 from service.users import UserDirectory
 
 STATIC = files("service") / "static"
+# The page loads only its own files; it talks to the API (same origin) and the gateway
+# (another port, hence ws: and wss:).
+PAGE_CSP = (
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def create_app(
@@ -45,7 +51,15 @@ def create_app(
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
     app.router.add_get("/", _page)
     app.router.add_static("/static", str(STATIC), append_version=False)
+    app.on_response_prepare.append(_security_headers)
     return app
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path == "/" or request.path.startswith("/static/"):
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
 
 
 def _redis_ctx(given: redis.Redis | None):
