@@ -10,6 +10,7 @@ from aiohttp import web
 from service.devredis import embedded_redis_if_needed
 from service.settings import ConfigError, Settings
 from workers.app import create_gateway_app
+from workers.gateway import HEARTBEAT
 
 # honcho sends SIGKILL 5 s after SIGTERM; sockets close within ~1.5 s, handlers get this.
 SHUTDOWN_TIMEOUT = 2.0
@@ -33,6 +34,9 @@ def main() -> None:
             host=settings.host,
             port=settings.gateway_port,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
+            # aiohttp rounds timers longer than this up to whole seconds, which would make
+            # every socket's 25 s heartbeat fire in once-a-second bursts that delay notices.
+            timeout_ceil_threshold=HEARTBEAT + 5,
             print=None,
         )
 

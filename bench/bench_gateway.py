@@ -1,0 +1,438 @@
+"""Benchmark the worker gateway: revoke request -> notice latency, and memory per socket.
+
+    python -m bench.bench_gateway [--runs 3] [--seconds 10] [--rate 100]
+                                  [--sizes 100,10000] [--write docs/BENCHMARKS.md]
+
+Each measurement starts a private redis-server, one API process (`python -m service`) and
+one worker process (`python -m workers`), creates the sessions directly in Redis (2 devices
+per user), connects every device from client processes (separate from the worker), waits
+until all got `ready`, reads the worker's RSS, then revokes sessions through the API at a
+steady rate (open loop) and times each request against the notice's arrival at the user's
+*other* device (both sides read CLOCK_MONOTONIC, shared by processes on one machine).
+
+Modes: `changed` revokes an extra, unconnected session of the user, so the socket count
+stays constant and the user's connected device gets `sessions.changed`; `revoked` signs a
+connected device out, which gets `session.revoked` and close 4501.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.bench_api import free_port, wait_http
+from service.redis_conn import make_client
+from service.settings import Settings
+from service.store import SessionStore
+from service.tokens import TokenCodec
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret-" + "x" * 40
+START, END = "<!-- bench_gateway:start -->", "<!-- bench_gateway:end -->"
+CLIENT_PROCESSES = 4
+CONNECT_CONCURRENCY = 64
+SETTLE = 2.0  # seconds idle before reading RSS, and for late notices after the last revoke
+
+
+@dataclass
+class Result:
+    sockets: int
+    mode: str
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    api_p50_ms: float
+    samples: int
+    missing: int
+    rss_per_socket_kib: float
+    connect_s: float
+
+
+# -- client processes ---------------------------------------------------------------------
+
+
+async def client_main(devices: list[list[str]], out_path: Path, url: str) -> None:
+    """Connect every (token, sid) device; record (subject, own sid, type, t_ns) receipts."""
+    receipts: list[tuple[str, str, str, int]] = []
+    ready = 0
+    all_ready = asyncio.Event()
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    connector = aiohttp.TCPConnector(limit=0)
+
+    async def device(http: aiohttp.ClientSession, token: str, sid: str) -> None:
+        nonlocal ready
+        async with gate:
+            ws = await http.ws_connect(url, protocols=("sessionwire.v1", f"bearer.{token}"))
+        async for msg in ws:
+            now = time.monotonic_ns()
+            message = json.loads(msg.data)
+            kind = message["type"]
+            if kind == "ready":
+                ready += 1
+                if ready == len(devices):
+                    all_ready.set()
+            elif kind == "session.revoked":
+                receipts.append((message["session_id"], sid, kind, now))
+            elif kind == "sessions.changed":
+                receipts.append((message["session"]["session_id"], sid, kind, now))
+
+    async with aiohttp.ClientSession(connector=connector) as http:
+        tasks = [asyncio.create_task(device(http, token, sid)) for token, sid in devices]
+        await all_ready.wait()
+        gc.collect()
+        gc.freeze()  # the harness's own GC pauses are not the gateway's latency
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # the driver says when to stop
+        await asyncio.to_thread(out_path.write_text, json.dumps(receipts))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# -- the driver ---------------------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@contextmanager
+def started(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def make_sessions(url: str, users: int, extras: int) -> list[dict[str, Any]]:
+    """Two devices per user (a, b) plus `extras` unconnected sessions spread over users."""
+    settings = Settings(redis_url=url, jwt_secret=SECRET, max_sessions_per_user=1000)
+    client = make_client(url)  # a blocking pool: thousands of creates share 64 connections
+    store, codec = SessionStore(client, settings), TokenCodec(settings)
+
+    async def one(user: str, name: str) -> tuple[str, str]:
+        session, _ = await store.create(
+            user,
+            session_id=secrets.token_urlsafe(16),
+            device_id="",
+            device_name=name,
+            user_agent="bench",
+            ip="127.0.0.1",
+        )
+        token = codec.issue(user, session.session_id, session.created_ms, session.max_ms)
+        return token, session.session_id
+
+    people: list[dict[str, Any]] = []
+    for start in range(0, users, 500):
+        batch = [f"u{n:05d}" for n in range(start, min(users, start + 500))]
+        pairs = await asyncio.gather(*(one(u, d) for u in batch for d in ("a", "b")))
+        for i, user in enumerate(batch):
+            people.append({"user": user, "a": pairs[2 * i], "b": pairs[2 * i + 1], "extras": []})
+    for n in range(extras):
+        person = people[n % users]
+        person["extras"].append((await one(person["user"], f"extra-{n}"))[1])
+    await client.aclose()
+    return people
+
+
+async def measure(size: int, mode: str, rate: int, seconds: int, tmp: Path) -> Result:
+    revocations = rate * seconds
+    users = size // 2
+    if mode == "revoked" and revocations > users:
+        raise SystemExit(f"{revocations} revocations need {revocations} users; raise --sizes")
+    redis_port, api_port, gw_port = free_port(), free_port(), free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET": SECRET,
+        "APP_ENV": "test",
+        "LOG_LEVEL": "WARNING",
+        "MAX_SESSIONS_PER_USER": "1000",
+        "PORT": str(api_port),
+        "GATEWAY_PORT": str(gw_port),
+        "USERS_FILE": str(ROOT / "demo_users.json"),
+    }
+    with ExitStack() as stack:
+        stack.enter_context(
+            started(
+                [
+                    "redis-server",
+                    "--port",
+                    str(redis_port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(tmp),
+                ],
+                env,
+                tmp / "redis.log",
+            )
+        )
+        stack.enter_context(started([sys.executable, "-m", "service"], env, tmp / "api.log"))
+        worker = stack.enter_context(
+            started([sys.executable, "-m", "workers"], env, tmp / "worker.log")
+        )
+        wait_http(f"http://127.0.0.1:{api_port}/readyz")
+        wait_http(f"http://127.0.0.1:{gw_port}/readyz")
+        extras = revocations if mode == "changed" else 0
+        people = await make_sessions(redis_url, users, extras)
+        rss_before = rss_kib(worker.pid)
+
+        devices = [d for p in people for d in (p["a"], p["b"])]
+        chunks = [devices[i::CLIENT_PROCESSES] for i in range(CLIENT_PROCESSES)]
+        clients = []
+        started_at = time.monotonic()
+        for i, chunk in enumerate(chunks):
+            spec = tmp / f"client-{i}.json"
+            spec.write_text(json.dumps(chunk))
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.bench_gateway",
+                "--client",
+                str(spec),
+                str(tmp / f"out-{i}.json"),
+                f"ws://127.0.0.1:{gw_port}/ws",
+                cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            clients.append(proc)
+        for proc in clients:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 300)
+            assert line.strip() == b"ready", line
+        connect_s = time.monotonic() - started_at
+        await asyncio.sleep(SETTLE)
+        rss_after = rss_kib(worker.pid)
+
+        targets = revocation_plan(people, mode, revocations)
+        sent, answered = await revoke_steadily(f"http://127.0.0.1:{api_port}", targets, rate)
+        await asyncio.sleep(SETTLE)
+        for proc in clients:
+            assert proc.stdin is not None
+            proc.stdin.write(b"stop\n")
+            await proc.stdin.drain()
+        await asyncio.gather(*(proc.wait() for proc in clients))
+        receipts = [
+            r
+            for i in range(CLIENT_PROCESSES)
+            for r in json.loads((tmp / f"out-{i}.json").read_text())
+        ]
+
+    watcher = {subject: watch for subject, watch, _ in targets}
+    arrived = {subject: t for subject, own, _, t in receipts if watcher.get(subject) == own}
+    latencies = sorted((arrived[s] - t0) / 1e6 for s, t0 in sent.items() if s in arrived)
+    api_ms = [(answered[s] - t0) / 1e6 for s, t0 in sent.items() if s in answered]
+    if not latencies:
+        raise RuntimeError(f"no notices arrived; see the logs in {tmp}")
+    return Result(
+        sockets=size,
+        mode=mode,
+        p50_ms=statistics.median(latencies),
+        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        max_ms=latencies[-1],
+        api_p50_ms=statistics.median(api_ms),
+        samples=len(latencies),
+        missing=len(sent) - len(latencies),
+        rss_per_socket_kib=(rss_after - rss_before) / size,
+        connect_s=connect_s,
+    )
+
+
+def revocation_plan(
+    people: list[dict[str, Any]], mode: str, count: int
+) -> list[tuple[str, str, str]]:
+    """(session to revoke, the device that must hear of it, token of the revoker)."""
+    plan = []
+    if mode == "changed":  # device a revokes an extra session; device b hears of it
+        for person in people:
+            plan += [(extra, person["b"][1], person["a"][0]) for extra in person["extras"]]
+    else:  # device a signs device b out; b gets session.revoked
+        plan = [(p["b"][1], p["b"][1], p["a"][0]) for p in people]
+    return plan[:count]
+
+
+async def revoke_steadily(api: str, plan: list[tuple[str, str, str]], rate: int) -> dict[str, int]:
+    """Issue DELETE /sessions/{id} on a fixed schedule; return each one's start time."""
+    sent: dict[str, int] = {}
+    answered: dict[str, int] = {}
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def one(subject: str, token: str) -> None:
+            sent[subject] = time.monotonic_ns()
+            async with http.delete(
+                f"{api}/sessions/{subject}", headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
+                answered[subject] = time.monotonic_ns()
+                if resp.status != 200:
+                    sent.pop(subject)
+                    print(f"revoke {subject}: {resp.status}", file=sys.stderr)
+
+        # Warm the connection pool and the API's token path, untimed.
+        for _, _, token in plan[:64]:
+            async with http.get(f"{api}/sessions", headers={"Authorization": f"Bearer {token}"}):
+                pass
+        gc.collect()
+        gc.freeze()
+        begin = time.monotonic()
+        tasks = []
+        for n, (subject, _, token) in enumerate(plan):
+            delay = begin + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(subject, token)))
+        await asyncio.gather(*tasks)
+    return sent, answered
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    redis_version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True
+    ).stdout.split()[2]
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, Linux "
+        f"{platform.release()}, Python {platform.python_version()}, Redis {redis_version}"
+    )
+
+
+def median_result(results: list[Result]) -> Result:
+    def med(name: str) -> float:
+        return statistics.median(getattr(r, name) for r in results)
+
+    first = results[0]
+    return Result(
+        sockets=first.sockets,
+        mode=first.mode,
+        p50_ms=med("p50_ms"),
+        p99_ms=med("p99_ms"),
+        max_ms=med("max_ms"),
+        api_p50_ms=med("api_p50_ms"),
+        samples=int(med("samples")),
+        missing=max(r.missing for r in results),
+        rss_per_socket_kib=med("rss_per_socket_kib"),
+        connect_s=med("connect_s"),
+    )
+
+
+def report(results: dict[tuple[int, str], Result], args: argparse.Namespace) -> str:
+    lines = [
+        START,
+        "## Worker gateway",
+        "",
+        f"Machine: {machine()}. Everything (Redis, API, worker, {CLIENT_PROCESSES} client "
+        "processes, the driver) shares these cores.",
+        "",
+        f"Command: `python -m bench.bench_gateway --runs {args.runs} --seconds {args.seconds} "
+        f"--rate {args.rate} --sizes {args.sizes} --write docs/BENCHMARKS.md`; medians of "
+        f"{args.runs} runs. Revocations go through the API (`DELETE /sessions/{{id}}`) at "
+        f"{args.rate}/s for {args.seconds} s; latency is from just before the request is "
+        "sent to the notice's arrival at the user's other device.",
+        "",
+        "| sockets | notice | p50 ms | p99 ms | max ms | API answer p50 ms "
+        "| samples (missing) | RSS per idle socket | connect all |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (size, mode), r in sorted(results.items()):
+        notice = "sessions.changed" if mode == "changed" else "session.revoked"
+        lines.append(
+            f"| {size:,} | {notice} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.2f} "
+            f"| {r.api_p50_ms:.2f} | {r.samples} ({r.missing}) | {r.rss_per_socket_kib:.1f} KiB "
+            f"| {r.connect_s:.1f} s |"
+        )
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace this benchmark's section (between its markers), leaving the rest alone."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in text:
+        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--client":
+        spec, out, url = sys.argv[2:]
+        asyncio.run(client_main(json.loads(Path(spec).read_text()), Path(out), url))
+        return
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rate", type=int, default=100, help="revocations per second")
+    parser.add_argument("--sizes", default="100,10000")
+    parser.add_argument(
+        "--no-revoked",
+        action="store_true",
+        help="skip the session.revoked measurement at the largest size",
+    )
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the children
+    sizes = [int(s) for s in args.sizes.split(",")]
+    plan = [(size, "changed") for size in sizes]
+    if not args.no_revoked:
+        plan.append((max(sizes), "revoked"))
+    runs: dict[tuple[int, str], list[Result]] = {key: [] for key in plan}
+    for run in range(args.runs):
+        for size, mode in plan:
+            with tempfile.TemporaryDirectory(prefix="sw-bench-") as tmp:
+                result = asyncio.run(measure(size, mode, args.rate, args.seconds, Path(tmp)))
+            print(f"run {run + 1}: {result}", flush=True)
+            runs[(size, mode)].append(result)
+    section = report({key: median_result(rs) for key, rs in runs.items()}, args)
+    print(section)
+    if args.write:
+        write_section(args.write, section)
+
+
+if __name__ == "__main__":
+    main()
