@@ -64,6 +64,7 @@ class Result:
     missing: int
     rss_per_socket_kib: float
     connect_s: float
+    load: float  # 1-minute load average when the timed phase began: other work on the box
 
 
 # -- client processes ---------------------------------------------------------------------
@@ -203,8 +204,8 @@ async def measure(size: int, mode: str, rate: int, seconds: int, tmp: Path) -> R
         worker = stack.enter_context(
             started([sys.executable, "-m", "workers"], env, tmp / "worker.log")
         )
-        wait_http(f"http://127.0.0.1:{api_port}/readyz")
-        wait_http(f"http://127.0.0.1:{gw_port}/readyz")
+        wait_http(f"http://127.0.0.1:{api_port}/readyz", timeout=60)
+        wait_http(f"http://127.0.0.1:{gw_port}/readyz", timeout=60)
         extras = revocations if mode == "changed" else 0
         people = await make_sessions(redis_url, users, extras)
         rss_before = rss_kib(worker.pid)
@@ -238,6 +239,7 @@ async def measure(size: int, mode: str, rate: int, seconds: int, tmp: Path) -> R
         rss_after = rss_kib(worker.pid)
 
         targets = revocation_plan(people, mode, revocations)
+        load = os.getloadavg()[0]
         sent, answered = await revoke_steadily(f"http://127.0.0.1:{api_port}", targets, rate)
         await asyncio.sleep(SETTLE)
         for proc in clients:
@@ -268,6 +270,7 @@ async def measure(size: int, mode: str, rate: int, seconds: int, tmp: Path) -> R
         missing=len(sent) - len(latencies),
         rss_per_socket_kib=(rss_after - rss_before) / size,
         connect_s=connect_s,
+        load=load,
     )
 
 
@@ -356,6 +359,7 @@ def median_result(results: list[Result]) -> Result:
         missing=max(r.missing for r in results),
         rss_per_socket_kib=med("rss_per_socket_kib"),
         connect_s=med("connect_s"),
+        load=max(r.load for r in results),
     )
 
 
@@ -374,15 +378,15 @@ def report(results: dict[tuple[int, str], Result], args: argparse.Namespace) -> 
         "sent to the notice's arrival at the user's other device.",
         "",
         "| sockets | notice | p50 ms | p99 ms | max ms | API answer p50 ms "
-        "| samples (missing) | RSS per idle socket | connect all |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| samples (missing) | RSS per idle socket | connect all | max load |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (size, mode), r in sorted(results.items()):
         notice = "sessions.changed" if mode == "changed" else "session.revoked"
         lines.append(
             f"| {size:,} | {notice} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.2f} "
             f"| {r.api_p50_ms:.2f} | {r.samples} ({r.missing}) | {r.rss_per_socket_kib:.1f} KiB "
-            f"| {r.connect_s:.1f} s |"
+            f"| {r.connect_s:.1f} s | {r.load:.1f} |"
         )
     lines.append(END)
     return "\n".join(lines)

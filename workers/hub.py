@@ -39,8 +39,8 @@ def format_id(stream_id: StreamId) -> str:
 class Conn:
     """One connected device: identity, stream cursor and a bounded send queue.
 
-    The writer task exists only while there is something to send, so an idle socket
-    costs no task. While `pending` is a list the socket is catching up from the log
+    The writer task and its queue exist only while there is something to send, so an
+    idle socket costs neither. While `pending` is a list the socket is catching up from the log
     and live events wait there, in order, until the catch-up is merged in.
     """
 
@@ -66,30 +66,32 @@ class Conn:
         self.pending: list[Event] | None = []
         self.recheck = False
         self.done = False  # revoked (or too slow): nothing more is queued
-        self.queue: deque[tuple[str, int, str]] = deque()
+        self.queue: deque[tuple[str, int, str]] | None = None
         self.writer: asyncio.Task[None] | None = None
 
     def send(self, data: str, kind: str, at_ms: int = 0) -> None:
         """Queue a frame without waiting; a client that falls behind is disconnected."""
         if self.done:
             return
-        if len(self.queue) >= self.hub.queue_size:
-            self._drop_slow()
+        if self.queue is None:
+            self.queue = deque()
+        elif len(self.queue) >= self.hub.queue_size:
+            self._drop_slow(len(self.queue))
             return
         self.queue.append((data, at_ms, kind))
         if self.writer is None:
-            self.writer = asyncio.create_task(self._write())
+            self.writer = asyncio.create_task(self._write(self.queue))
 
     def revoke(self, data: str, at_ms: int = 0) -> None:
         """Queue the session.revoked notice, then close with 4501."""
         self.send(data, "session.revoked", at_ms)
         self.done = True
 
-    async def _write(self) -> None:
+    async def _write(self, queue: deque[tuple[str, int, str]]) -> None:
         metrics = self.hub.metrics
         try:
-            while self.queue:
-                data, at_ms, kind = self.queue.popleft()
+            while queue:
+                data, at_ms, kind = queue.popleft()
                 await self.ws.send_str(data)
                 metrics.sent(kind, at_ms)
             if self.done and not self.ws.closed:
@@ -98,6 +100,7 @@ class Conn:
             log.debug("send to session %s failed: %s", self.session_id, exc)
         finally:
             self.writer = None
+            self.queue = None
 
     async def finish(self) -> None:
         """Let a revoked socket's notice and 4501 close go out; cut anything else short."""
@@ -109,16 +112,16 @@ class Conn:
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.shield(writer), SHUTDOWN_CLOSE_TIMEOUT)
 
-    def _drop_slow(self) -> None:
+    def _drop_slow(self, unsent: int) -> None:
         log.warning(
             "closing the socket of %s session %s: %d messages unsent (client not reading)",
             self.username,
             self.session_id,
-            len(self.queue),
+            unsent,
         )
         self.hub.metrics.slow_closed.inc()
         self.done = True
-        self.queue.clear()
+        self.queue = None
         if self.writer is not None:
             self.writer.cancel()
         self.hub.spawn(self.ws.close(code=CLOSE_TOO_SLOW, message=b"client too slow"))
