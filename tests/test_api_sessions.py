@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -36,6 +38,18 @@ SESSION_FIELDS = {
     "expires_at",
 }
 Watch = Callable[[str], EventWatch]
+T = TypeVar("T")
+
+
+async def tick_then(request: Awaitable[T]) -> T:
+    """Await `request` once the millisecond clock has moved on.
+
+    A request takes well under a millisecond, and last-seen times are kept in ms: without
+    this, two requests in a row may be seen "at once" and their order is arbitrary.
+    """
+    to_next_ms = 1_000_000 - time.time_ns() % 1_000_000
+    await asyncio.sleep(to_next_ms / 1e9 + 0.0001)
+    return await request
 
 
 def when(stamp: str) -> datetime:
@@ -171,10 +185,10 @@ async def test_past_the_limit_the_least_recently_seen_is_evicted(
     make_api: Callable[..., Any], watch_events: Watch
 ) -> None:
     api = await make_api(max_sessions_per_user=3)
-    a, b, c = [await login(api, device_name=name) for name in ("A", "B", "C")]
-    await get_json(api, "/me", a["token"])  # A is now seen more recently than B
+    a, b, c = [await tick_then(login(api, device_name=name)) for name in ("A", "B", "C")]
+    await tick_then(get_json(api, "/me", a["token"]))  # A is now seen more recently than B
     async with watch_events("alice") as events:
-        d = await login(api, device_name="D")
+        d = await tick_then(login(api, device_name="D"))
         evicted, created = await events.take()
     assert evicted["reason"] == "evicted"
     assert evicted["session_id"] == b["session"]["session_id"]
@@ -238,10 +252,10 @@ async def test_no_response_ever_carries_a_password_or_hash(api: TestClient) -> N
 
 
 async def test_sessions_are_listed_most_recently_seen_first(api: TestClient) -> None:
-    a, b, c = [await login(api, device_name=name) for name in ("A", "B", "C")]
-    await get_json(api, "/me", b["token"])
-    await get_json(api, "/me", a["token"])
-    listed = await get_json(api, "/sessions", c["token"])
+    a, b, c = [await tick_then(login(api, device_name=name)) for name in ("A", "B", "C")]
+    await tick_then(get_json(api, "/me", b["token"]))
+    await tick_then(get_json(api, "/me", a["token"]))
+    listed = await tick_then(get_json(api, "/sessions", c["token"]))
     sessions = listed["sessions"]
     # C's request touched C first; then A and B in the order they were last seen.
     assert [s["device_name"] for s in sessions] == ["C", "A", "B"]
