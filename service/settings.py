@@ -90,8 +90,8 @@ class Settings:
             host=read("HOST", str, "127.0.0.1"),
             port=read("PORT", int, 8000, minimum=1, maximum=65535),
             gateway_port=read("GATEWAY_PORT", int, 8001, minimum=1, maximum=65535),
-            gateway_public_url=read("GATEWAY_PUBLIC_URL", str, ""),
-            allowed_origins=read("ALLOWED_ORIGINS", _csv, ()),
+            gateway_public_url=read("GATEWAY_PUBLIC_URL", _ws_url, ""),
+            allowed_origins=read("ALLOWED_ORIGINS", _origins, ()),
             trusted_proxies=read("TRUSTED_PROXIES", _networks, ()),
             session_idle_timeout=idle,
             session_max_age=max_age,
@@ -153,6 +153,21 @@ class _Reader:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    """Browser origins; one that can never equal an Origin header is a mistake to report."""
+    for origin in _csv(raw):
+        url = urlsplit(origin)
+        if url.scheme not in ("http", "https") or not url.netloc or url.path or url.query:
+            raise ValueError(f"{origin!r} is not an origin such as https://app.example")
+    return _csv(raw)
+
+
+def _ws_url(raw: str) -> str:
+    if urlsplit(raw).scheme not in ("ws", "wss") or not urlsplit(raw).netloc:
+        raise ValueError("it must be a ws:// or wss:// URL")
+    return raw
 
 
 def _redis_url(raw: str) -> str:

@@ -52,6 +52,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         LOGIN_MAX_FAILURES="7",
         LOGIN_FAILURE_WINDOW="60",
         JWT_ISSUER="me",
+        GATEWAY_PUBLIC_URL="wss://example.com/ws",
         USERS_FILE="users.json",
         LOG_LEVEL="debug",
         DEV_REDIS_PORT="7000",
@@ -72,6 +73,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
     assert settings.max_sessions_per_user == 3
     assert (settings.login_max_failures, settings.login_failure_window) == (7, 60)
     assert settings.jwt_issuer == "me"
+    assert settings.gateway_public_url == "wss://example.com/ws"
     assert settings.users_file == "users.json"
     assert settings.log_level == "DEBUG"
     assert settings.dev_redis_port == 7000
@@ -100,6 +102,10 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         ("TRUSTED_PROXIES", "10.0.0.0/33"),
         ("TRUSTED_PROXIES", "proxy.example"),
         ("JWT_SECRET", "short"),
+        ("ALLOWED_ORIGINS", "app.example"),
+        ("ALLOWED_ORIGINS", "https://a.example, *"),
+        ("ALLOWED_ORIGINS", "https://a.example/app"),
+        ("GATEWAY_PUBLIC_URL", "https://example.com/ws"),
         ("REDIS_URL", "localhost:6379"),
         ("REDIS_URL", "http://redis.example"),
         ("REDIS_URL", "redis://"),
