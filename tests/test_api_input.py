@@ -193,3 +193,15 @@ async def test_odd_path_parameters_are_404_not_5xx(api: TestClient) -> None:
         # a brace can't match the route's {session_id} at all: plain not_found
         code = "not_found" if "{" in sid else "session_not_found"
         await problem(resp, 404, code)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/static/../settings.py", "/static/%2e%2e/settings.py", "/static/..%2f..%2fpyproject.toml"],
+)
+async def test_static_files_do_not_escape_their_folder(api: TestClient, path: str) -> None:
+    resp = await api.get(path)
+    assert resp.status in (403, 404)
+    text = await resp.text()
+    assert "JWT_SECRET" not in text
+    assert "[project]" not in text

@@ -272,3 +272,18 @@ async def test_the_event_log_is_capped(
         await create(s, f"s{i}")
     length = await client.xlen(keys.event_log("alice"))
     assert store.EVENT_LOG_LENGTH <= length < store.EVENT_LOG_LENGTH + 100
+
+
+async def test_a_replaced_device_makes_room_without_evicting(
+    make_store: Callable[..., SessionStore], clock: Clock
+) -> None:
+    s = make_store(max_sessions_per_user=2)
+    await create(s, "s1", device_id="phone")
+    clock.now += 1
+    await create(s, "s2", device_id="laptop")
+    clock.now += 1
+    _, revoked = await s.create(
+        "alice", session_id="s3", device_id="phone", device_name="", user_agent="", ip=""
+    )
+    assert revoked == ["s1"]
+    assert sorted(x.session_id for x in await s.list("alice")) == ["s2", "s3"]
