@@ -6,6 +6,7 @@ and raises its own errors.
 
 from __future__ import annotations
 
+import logging
 import time
 from importlib.resources import files
 from typing import Literal
@@ -21,6 +22,8 @@ EVENT_LOG_LENGTH = 500
 # Records and tombstones outlive their deadline a little, so a sweeper that runs late
 # still has the device's details for its notice. Deadlines themselves are exact.
 GRACE_MS = 60_000
+
+log = logging.getLogger(__name__)
 
 RevokeMode = Literal["one", "others", "all"]
 
@@ -100,6 +103,17 @@ def _load_script(name: str, *, with_library: bool = True) -> str:
     return library + (lua / f"{name}.lua").read_text()
 
 
+def _session_from(fields: dict[str, str]) -> StoredSession | None:
+    """A record as read by HGETALL; a corrupt one counts as no session, never a 500."""
+    if not fields:
+        return None
+    try:
+        return msgspec.convert(fields, StoredSession, strict=False)
+    except msgspec.ValidationError:
+        log.error("corrupt session record %s; treating it as signed out", fields.get("session_id"))
+        return None
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -167,8 +181,8 @@ class SessionStore:
         record_key = keys.session_record(username, session_id)
         fields = await self.redis.hgetall(record_key)
         now = now_ms()
-        if fields:
-            session = msgspec.convert(fields, StoredSession, strict=False)
+        session = _session_from(fields)
+        if session is not None:
             if session.deadline_ms > now and now - session.seen_ms < self.touch_ms:
                 return session
             state = await self._touch(

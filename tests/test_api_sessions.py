@@ -457,6 +457,16 @@ async def test_a_corrupt_tombstone_is_a_plain_401(api: TestClient, rdb: aioredis
     assert "revoked" not in problem
 
 
+async def test_a_corrupt_session_record_is_a_401_not_a_500(
+    api: TestClient, rdb: aioredis.Redis
+) -> None:
+    body = await login(api)
+    record = keys.session_record("alice", body["session"]["session_id"])
+    await rdb.hset(record, "seen_ms", "not a number")
+    problem = await get_json(api, "/me", body["token"], 401)
+    assert problem["code"] == "session_revoked"
+
+
 async def test_config_names_the_gateway(make_api: Callable[..., Any]) -> None:
     api = await make_api(gateway_port=9123)
     resp = await api.get("/config")
