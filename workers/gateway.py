@@ -110,14 +110,25 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         max_msg_size=MAX_CLIENT_MESSAGE,
     )
     await ws.prepare(request)
-    if gone is not None:
-        await ws.send_str(messages.revoked_from_tombstone(sid, gone.tombstone, now_ms()))
-        app[METRICS].sent("session.revoked", 0)
-        await ws.close(code=messages.CLOSE_REVOKED, message=b"session revoked")
-        return ws
+    try:
+        if gone is not None:
+            await ws.send_str(messages.revoked_from_tombstone(sid, gone.tombstone, now_ms()))
+            app[METRICS].sent("session.revoked", 0)
+            await ws.close(code=messages.CLOSE_REVOKED, message=b"session revoked")
+        else:
+            await serve(app, ws, Conn(app[HUB], ws, user, sid, cursor))
+    except ConnectionError as exc:  # the device went away mid-handshake or mid-send
+        log.debug("socket of %s session %s ended: %s", user, sid, exc)
+    except Exception:  # the response is a socket now: log, never answer with an error page
+        log.exception("socket of %s session %s failed", user, sid)
+    return ws
 
-    conn = Conn(app[HUB], ws, user, sid, cursor)
-    conn.send(messages.encode(messages.Ready(session_id=sid, username=user)), "ready")
+
+async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> None:
+    """Register the device, then keep reading until it leaves (events are pushed)."""
+    conn.send(
+        messages.encode(messages.Ready(session_id=conn.session_id, username=conn.username)), "ready"
+    )
     listener = app[LISTENER]
     await listener.join(conn)
     try:
@@ -126,7 +137,6 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     finally:
         await listener.leave(conn)
         await conn.finish()
-    return ws
 
 
 async def log_position(request: web.Request, user: str) -> StreamId:
