@@ -13,11 +13,12 @@ import redis.asyncio as redis
 from pytest_aiohttp import AiohttpClient
 
 from service import keys
+from service.app import create_app
 from service.schemas import Actor
 from service.settings import Settings
-from service.store import SessionStore
+from service.store import SessionStore, StoredSession
 from service.tokens import TokenCodec
-from tests.conftest import make_settings
+from tests.conftest import PASSWORD, make_settings
 from tests.test_worker_support import WAIT, Device, Login, connect, sign_in
 from workers.app import create_gateway_app
 from workers.typedefs import HUB, LISTENER
@@ -172,56 +173,66 @@ async def test_gateway_other_users_see_nothing(
     await bob.ws.close()
 
 
-@pytest.mark.parametrize(
-    "reason", ["logout", "revoked", "revoke_others", "logout_all", "evicted", "replaced"]
-)
+async def api_login(api: Any, device: str, device_id: str | None = None) -> Login:
+    body = {"username": "alice", "password": PASSWORD, "device_name": device}
+    if device_id:
+        body["device_id"] = device_id
+    resp = await api.post("/login", json=body)
+    assert resp.status == 200, await resp.text()
+    answer = await resp.json()
+    session = StoredSession(
+        session_id=answer["session"]["session_id"], device_name=device, ip=answer["session"]["ip"]
+    )
+    return Login("alice", session, answer["token"])
+
+
+REASON_CALLS = {  # reason -> (who calls, method, path); None: a third sign-in does it
+    "logout": ("phone", "POST", "/logout"),
+    "revoked": ("laptop", "DELETE", "/sessions/{phone}"),
+    "revoke_others": ("laptop", "POST", "/sessions/revoke-others"),
+    "logout_all": ("laptop", "POST", "/logout-all"),
+    "evicted": None,
+    "replaced": None,
+}
+
+
+@pytest.mark.parametrize("reason", list(REASON_CALLS))
 async def test_gateway_each_reason_has_its_by(
-    gateway: Gateway, store: SessionStore, redis_url: str, reason: str
+    gateway: Gateway, aiohttp_client: AiohttpClient, redis_url: str, reason: str
 ) -> None:
+    """Every way a session ends, through the API, reaches the device with reason and by."""
     settings = make_settings(redis_url, max_sessions_per_user=2)
-    store = SessionStore(store.redis, settings)
+    api = await aiohttp_client(create_app(settings))
     gw = await gateway(settings)
-    phone = await sign_in(store, settings, "alice", "phone", device_id="phone-1")
-    laptop = await sign_in(store, settings, "alice", "laptop")
-    phone_ws = await connect(gw, phone)
-    laptop_ws = await connect(gw, laptop)
-    by: Actor | None
-    if reason == "logout":
-        await store.revoke("alice", "one", phone.sid, "logout", actor(phone))
-        by = actor(phone)
-    elif reason == "revoked":
-        await store.revoke("alice", "one", phone.sid, "revoked", actor(laptop))
-        by = actor(laptop)
-    elif reason == "revoke_others":
-        await store.revoke("alice", "others", laptop.sid, "revoke_others", actor(laptop))
-        by = actor(laptop)
-    elif reason == "logout_all":
-        await store.revoke("alice", "all", laptop.sid, "logout_all", actor(laptop))
-        by = actor(laptop)
-    else:  # a third sign-in evicts the least recently seen, or replaces the same device
-        await store.check("alice", laptop.sid)  # the phone is now least recently seen
-        newcomer = await sign_in(
-            store,
-            settings,
-            "alice",
-            "tablet",
-            device_id="phone-1" if reason == "replaced" else "tab-1",
+    phone = await api_login(api, "phone", device_id="phone-1")
+    laptop = await api_login(api, "laptop")
+    phone_ws, laptop_ws = await connect(gw, phone), await connect(gw, laptop)
+    devices = {"phone": phone, "laptop": laptop}
+    call = REASON_CALLS[reason]
+    if call is not None:
+        caller, method, path = call
+        by = devices[caller]
+        resp = await api.request(
+            method, path.format(phone=phone.sid), headers={"Authorization": f"Bearer {by.token}"}
         )
-        by = actor(newcomer)
+        assert resp.status == 200, await resp.text()
+    else:  # the phone is now least recently seen; or the same device id signs in again
+        assert (await api.get("/me", headers={"Authorization": f"Bearer {laptop.token}"})).ok
+        by = await api_login(api, "tablet", "phone-1" if reason == "replaced" else "tab-1")
     notice = await phone_ws.revoked()
-    assert notice["reason"] == reason
-    assert notice["session_id"] == phone.sid
-    assert notice["by"] == {"session_id": by.session_id, "device_name": by.device_name, "ip": by.ip}
+    assert notice["reason"] == reason and notice["session_id"] == phone.sid
+    assert notice["by"] == {
+        "session_id": by.sid,
+        "device_name": by.session.device_name,
+        "ip": "127.0.0.1",
+    }
     if reason == "logout_all":
         assert (await laptop_ws.until("session.revoked"))["reason"] == "logout_all"
         assert await laptop_ws.closed() == 4501
-    else:
-        kinds = set()
-        for _ in range(2 if reason in ("evicted", "replaced") else 1):
-            changed = await laptop_ws.expect("sessions.changed")
-            kinds.add((changed["event"], changed["session"]["session_id"] == phone.sid))
-        assert ("revoked", True) in kinds
-        await laptop_ws.ws.close()
+        return
+    news = [await laptop_ws.expect("sessions.changed") for _ in range(1 if call else 2)]
+    assert ("revoked", phone.sid) in {(m["event"], m["session"]["session_id"]) for m in news}
+    await laptop_ws.ws.close()
 
 
 async def test_gateway_duplicate_event_is_delivered_once(
