@@ -313,3 +313,62 @@ async def test_gateway_readyz_when_redis_is_down(
     resp = await gw.get("/ws", headers={"Authorization": "Bearer x"})
     assert resp.status == 401  # the token is checked before Redis is needed
     own_redis.start()
+
+
+async def test_gateway_drops_a_dead_peer(
+    gateway: Gateway, store: SessionStore, settings: Settings
+) -> None:
+    gw = await gateway(heartbeat=0.2)
+    alice = await sign_in(store, settings, "alice")
+    # A peer that never answers pings looks like one whose network went away.
+    ws = await gw.ws_connect(
+        "/ws", protocols=("sessionwire.v1", f"bearer.{alice.token}"), autoping=False
+    )
+    device = Device(ws)
+    await device.ready()
+    while True:
+        msg = await asyncio.wait_for(ws.receive(), WAIT)
+        if msg.type != aiohttp.WSMsgType.PING:
+            break
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)  # dropped
+
+
+async def test_gateway_event_between_check_and_subscribe_is_caught_up(
+    gateway: Gateway, store: SessionStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = await gateway()
+    phone = await sign_in(store, settings, "alice", "phone")
+    laptop = await sign_in(store, settings, "alice", "laptop")
+    listener = gw.app[LISTENER]
+    join = listener.join
+
+    async def revoke_then_join(conn: Any) -> None:
+        # The session ends after the check passed but before the subscription exists:
+        # its pub/sub message is gone for this worker, so only the log can tell.
+        await store.revoke("alice", "one", phone.sid, "revoked", actor(laptop))
+        await join(conn)
+
+    monkeypatch.setattr(listener, "join", revoke_then_join)
+    ws = await gw.ws_connect("/ws", protocols=("sessionwire.v1", f"bearer.{phone.token}"))
+    device = Device(ws)
+    await device.ready()
+    notice = await device.revoked()
+    assert notice["reason"] == "revoked" and notice["by"]["session_id"] == laptop.sid
+
+
+async def test_gateway_skips_a_bad_message(
+    gateway: Gateway,
+    store: SessionStore,
+    settings: Settings,
+    client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gw = await gateway()
+    laptop_ws = await connect(gw, await sign_in(store, settings, "alice", "laptop"))
+    await client.publish(keys.channel("alice"), "{not json")
+    await client.publish(keys.channel("alice"), '{"id": "1-0", "type": "unknown"}')
+    phone = await sign_in(store, settings, "alice", "phone")
+    changed = await laptop_ws.expect("sessions.changed")
+    assert changed["session"]["session_id"] == phone.sid
+    assert caplog.text.count("skipping an undecodable event") == 2
+    await laptop_ws.ws.close()

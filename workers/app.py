@@ -18,7 +18,17 @@ from workers.listener import Listener
 from workers.metrics import Metrics
 from workers.sweeper import INTERVAL, Sweeper
 from workers.tasks import background
-from workers.typedefs import HUB, LISTENER, METRICS, REDIS, SETTINGS, STORE, SWEEPER, TOKENS
+from workers.typedefs import (
+    HEARTBEAT_INTERVAL,
+    HUB,
+    LISTENER,
+    METRICS,
+    REDIS,
+    SETTINGS,
+    STORE,
+    SWEEPER,
+    TOKENS,
+)
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
@@ -28,6 +38,7 @@ def create_gateway_app(
     *,
     redis: redis.Redis | None = None,
     queue_size: int = 64,
+    heartbeat: float = gateway.HEARTBEAT,
     sweep_interval: float = INTERVAL,
 ) -> web.Application:
     """The worker app; an injected Redis client is used but not closed."""
@@ -36,6 +47,7 @@ def create_gateway_app(
     app[TOKENS] = TokenCodec(settings)
     app[METRICS] = metrics = Metrics()
     app[HUB] = Hub(metrics, queue_size=queue_size)
+    app[HEARTBEAT_INTERVAL] = heartbeat
     app.cleanup_ctx.append(redis_ctx(redis))
     app.cleanup_ctx.append(listener_ctx)
     app.cleanup_ctx.append(sweeper_ctx(sweep_interval))

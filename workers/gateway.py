@@ -15,7 +15,16 @@ from service.store import SessionGone, now_ms
 from service.tokens import TokenError, bearer_token
 from workers import messages
 from workers.hub import ZERO_ID, Conn, StreamId, parse_id
-from workers.typedefs import HUB, LISTENER, METRICS, REDIS, SETTINGS, STORE, TOKENS
+from workers.typedefs import (
+    HEARTBEAT_INTERVAL,
+    HUB,
+    LISTENER,
+    METRICS,
+    REDIS,
+    SETTINGS,
+    STORE,
+    TOKENS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +113,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     ws = web.WebSocketResponse(
         protocols=(PROTOCOL,),
-        heartbeat=HEARTBEAT,
+        heartbeat=app[HEARTBEAT_INTERVAL],
         compress=False,
         timeout=CLOSE_TIMEOUT,
         max_msg_size=MAX_CLIENT_MESSAGE,

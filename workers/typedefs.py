@@ -21,3 +21,5 @@ METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", Hub)
 LISTENER = web.AppKey("listener", Listener)
 SWEEPER = web.AppKey("sweeper", Sweeper)
+# Seconds between pings; a peer that doesn't answer within half of it is dropped.
+HEARTBEAT_INTERVAL = web.AppKey("heartbeat_interval", float)
