@@ -13,18 +13,8 @@ from service.redis_conn import REDIS_DOWN
 from service.schemas import Health, Problem, json_encoder
 from service.store import SessionGone, now_ms
 from service.tokens import TokenError, bearer_token
-from workers import messages
+from workers import messages, typedefs
 from workers.hub import ZERO_ID, Conn, StreamId, parse_id
-from workers.typedefs import (
-    HEARTBEAT_INTERVAL,
-    HUB,
-    LISTENER,
-    METRICS,
-    REDIS,
-    SETTINGS,
-    STORE,
-    TOKENS,
-)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +74,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     """Authenticate, upgrade, then push this device's session events until it leaves."""
     app = request.app
     origin = request.headers.get("Origin")
-    if origin is not None and origin.rstrip("/") not in app[SETTINGS].origins:
+    if origin is not None and origin.rstrip("/") not in app[typedefs.SETTINGS].origins:
         return problem(
             403,
             "origin_not_allowed",
@@ -92,7 +82,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             "This page's origin may not open the device socket.",
         )
     try:
-        claims = app[TOKENS].verify(token_of(request))
+        claims = app[typedefs.TOKENS].verify(token_of(request))
     except TokenError as exc:
         return problem(
             401,
@@ -106,14 +96,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     # replayed from the log even if it is published before the subscription is live.
     cursor = await log_position(request, user)
     try:
-        await app[STORE].check(user, sid)
+        await app[typedefs.STORE].check(user, sid)
         gone: SessionGone | None = None
     except SessionGone as exc:
         gone = exc
 
     ws = web.WebSocketResponse(
         protocols=(PROTOCOL,),
-        heartbeat=app[HEARTBEAT_INTERVAL],
+        heartbeat=app[typedefs.HEARTBEAT_INTERVAL],
         compress=False,
         timeout=CLOSE_TIMEOUT,
         max_msg_size=MAX_CLIENT_MESSAGE,
@@ -122,10 +112,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     try:
         if gone is not None:
             await ws.send_str(messages.revoked_from_tombstone(sid, gone.tombstone, now_ms()))
-            app[METRICS].sent("session.revoked", 0)
+            app[typedefs.METRICS].sent("session.revoked", 0)
             await ws.close(code=messages.CLOSE_REVOKED, message=b"session revoked")
         else:
-            await serve(app, ws, Conn(app[HUB], ws, user, sid, cursor))
+            await serve(app, ws, Conn(app[typedefs.HUB], ws, user, sid, cursor))
     except ConnectionError as exc:  # the device went away mid-handshake or mid-send
         log.debug("socket of %s session %s ended: %s", user, sid, exc)
     except Exception:  # the response is a socket now: log, never answer with an error page
@@ -138,7 +128,7 @@ async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> 
     conn.send(
         messages.encode(messages.Ready(session_id=conn.session_id, username=conn.username)), "ready"
     )
-    listener = app[LISTENER]
+    listener = app[typedefs.LISTENER]
     await listener.join(conn)
     try:
         async for _ in ws:  # clients need not send; reading keeps pings and closes flowing
@@ -149,7 +139,7 @@ async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> 
 
 
 async def log_position(request: web.Request, user: str) -> StreamId:
-    last = await request.app[REDIS].xrevrange(keys.event_log(user), "+", "-", count=1)
+    last = await request.app[typedefs.REDIS].xrevrange(keys.event_log(user), "+", "-", count=1)
     return parse_id(last[0][0]) if last else ZERO_ID
 
 
@@ -162,10 +152,10 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready when Redis answers and the pub/sub connection is up."""
     try:
-        await request.app[REDIS].ping()
+        await request.app[typedefs.REDIS].ping()
     except (RedisError, *REDIS_DOWN):
         return redis_unavailable()
-    if not request.app[LISTENER].connected.is_set():
+    if not request.app[typedefs.LISTENER].connected.is_set():
         return redis_unavailable()
     return web.Response(
         body=json_encoder.encode(Health(status="ok")), content_type="application/json"
@@ -173,5 +163,5 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
+    body = generate_latest(request.app[typedefs.METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
