@@ -217,7 +217,7 @@ class Hub:
             conn.deliver(event)
         for event in buffered:
             conn.deliver(event)
-        if conn.recheck and exists is False and not conn.done:
+        if exists is False and not conn.done:
             log.info(
                 "session %s of %s ended while pub/sub was down", conn.session_id, conn.username
             )

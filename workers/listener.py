@@ -44,6 +44,9 @@ class Listener:
         self._outstanding: dict[str, int] = {}  # channel -> SUBSCRIBEs not yet confirmed
         self._wanted: set[str] = set()  # users whose syncing sockets await catch-up
         self._wake = asyncio.Event()
+        # SUBSCRIBE and UNSUBSCRIBE go out in the order the hub changed, never overtaking.
+        self._commands = asyncio.Lock()
+        self._epoch = 0  # bumped on every lost connection; stale catch-ups are dropped
         self.connected = asyncio.Event()
 
     # -- sockets --------------------------------------------------------------------------
@@ -56,28 +59,34 @@ class Listener:
             self._want(conn.username)
 
     async def leave(self, conn: Conn) -> None:
-        if not self.hub.remove(conn) or self._pubsub is None:
+        """Unregister a socket; unsubscribe when it was the user's last."""
+        if not self.hub.remove(conn):
             return
-        channel = keys.channel(conn.username)
-        try:
-            await self._pubsub.unsubscribe(channel)
-        except Exception as exc:  # the listener's next connection won't subscribe it
-            log.debug("unsubscribe %s failed: %s", channel, exc)
+        async with self._commands:
+            # The user may have come back while we waited: then stay subscribed.
+            if self._pubsub is None or conn.username in self.hub.users:
+                return
+            channel = keys.channel(conn.username)
+            try:
+                await self._pubsub.unsubscribe(channel)
+            except Exception as exc:  # the listener's next connection won't subscribe it
+                log.debug("unsubscribe %s failed: %s", channel, exc)
 
     async def _subscribe(self, users: list[str]) -> None:
-        pubsub = self._pubsub
-        if pubsub is None:
-            return  # the next connection subscribes every user
-        # A user may have left while a chunk waited to be sent.
-        channels = [keys.channel(user) for user in users if user in self.hub.users]
-        if not channels:
-            return
-        for channel in channels:
-            self._outstanding[channel] = self._outstanding.get(channel, 0) + 1
-        try:
-            await pubsub.subscribe(*channels)
-        except Exception as exc:  # e.g. the connection is being replaced right now
-            log.warning("subscribe failed (%s); the listener will reconnect", exc)
+        async with self._commands:
+            pubsub = self._pubsub
+            if pubsub is None:
+                return  # the next connection subscribes every user
+            # A user may have left while this waited.
+            channels = [keys.channel(user) for user in users if user in self.hub.users]
+            if not channels:
+                return
+            for channel in channels:
+                self._outstanding[channel] = self._outstanding.get(channel, 0) + 1
+            try:
+                await pubsub.subscribe(*channels)
+            except Exception as exc:  # e.g. the connection is being replaced right now
+                log.warning("subscribe failed (%s); the listener will reconnect", exc)
 
     # -- the pub/sub loop -----------------------------------------------------------------
 
@@ -93,6 +102,7 @@ class Listener:
                 log.exception("pub/sub loop failed; reconnecting in %.2fs", delay)
             raise_if_cancelling()
             was_connected = self.connected.is_set()
+            self._epoch += 1
             await self._drop()
             if was_connected:
                 self.metrics.reconnects.inc()
@@ -184,29 +194,32 @@ class Listener:
                     log.exception("catch-up of %d users failed; skipped", len(batch))
 
     async def _catch_up(self, users: list[str]) -> None:
-        plan: list[tuple[str, list[Conn]]] = []
+        epoch = self._epoch
+        plan: list[tuple[str, list[tuple[Conn, bool]]]] = []
         async with self.redis.pipeline(transaction=False) as pipe:
             for user in users:
                 state = self.hub.users.get(user)
                 if state is None or not state.confirmed:
                     continue  # gone, or its (re)subscription will ask again
-                conns = [conn for conn in state.conns() if conn.pending is not None]
+                conns = [(c, c.recheck) for c in state.conns() if c.pending is not None]
                 if not conns:
                     continue
-                start = min(conn.cursor for conn in conns)
+                start = min(conn.cursor for conn, _ in conns)
                 first = "-" if start == ZERO_ID else f"({format_id(start)}"
                 pipe.xrange(keys.event_log(user), first)
-                for conn in conns:
-                    if conn.recheck:
+                for conn, recheck in conns:
+                    if recheck:
                         pipe.exists(keys.session_record(user, conn.session_id))
                         pipe.get(keys.tombstone(user, conn.session_id))
                 plan.append((user, conns))
             results = iter(await pipe.execute()) if plan else iter(())
+        if epoch != self._epoch:
+            return  # the subscription was lost meanwhile; its successor catches up again
         for user, conns in plan:
             events = decode_entries(user, next(results))
-            for conn in conns:
+            for conn, recheck in conns:
                 exists, tomb = None, None
-                if conn.recheck:
+                if recheck:
                     exists, tomb = bool(next(results)), decode_tombstone(next(results))
                 if conn.pending is not None:  # may have been caught up or closed meanwhile
                     self.hub.catch_up(conn, events, exists, tomb)
