@@ -64,6 +64,7 @@ class Result:
     missing: int
     rss_per_socket_kib: float
     connect_s: float
+    shutdown_s: float
     load: float  # 1-minute load average when the timed phase began: other work on the box
 
 
@@ -242,6 +243,10 @@ async def measure(size: int, mode: str, rate: int, seconds: int, tmp: Path) -> R
         load = os.getloadavg()[0]
         sent, answered = await revoke_steadily(f"http://127.0.0.1:{api_port}", targets, rate)
         await asyncio.sleep(SETTLE)
+        stopping = time.monotonic()  # SIGTERM with every socket still open, as honcho does
+        worker.terminate()
+        await asyncio.to_thread(worker.wait, 30)
+        shutdown_s = time.monotonic() - stopping
         for proc in clients:
             assert proc.stdin is not None
             proc.stdin.write(b"stop\n")
@@ -270,6 +275,7 @@ async def measure(size: int, mode: str, rate: int, seconds: int, tmp: Path) -> R
         missing=len(sent) - len(latencies),
         rss_per_socket_kib=(rss_after - rss_before) / size,
         connect_s=connect_s,
+        shutdown_s=shutdown_s,
         load=load,
     )
 
@@ -361,6 +367,7 @@ def median_result(results: list[Result]) -> Result:
         missing=max(r.missing for r in results),
         rss_per_socket_kib=med("rss_per_socket_kib"),
         connect_s=med("connect_s"),
+        shutdown_s=med("shutdown_s"),
         load=max(r.load for r in results),
     )
 
@@ -380,15 +387,15 @@ def report(results: dict[tuple[int, str], Result], args: argparse.Namespace) -> 
         "sent to the notice's arrival at the user's other device.",
         "",
         "| sockets | notice | p50 ms | p99 ms | max ms | API answer p50 ms "
-        "| samples (missing) | RSS per idle socket | connect all | max load |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| samples (missing) | RSS per idle socket | connect all | SIGTERM to exit | max load |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (size, mode), r in sorted(results.items()):
         notice = "sessions.changed" if mode == "changed" else "session.revoked"
         lines.append(
             f"| {size:,} | {notice} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.2f} "
             f"| {r.api_p50_ms:.2f} | {r.samples} ({r.missing}) | {r.rss_per_socket_kib:.1f} KiB "
-            f"| {r.connect_s:.1f} s | {r.load:.1f} |"
+            f"| {r.connect_s:.1f} s | {r.shutdown_s:.1f} s | {r.load:.1f} |"
         )
     lines += ["", *verdict(results), "", NOTES, END]
     return "\n".join(lines)

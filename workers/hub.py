@@ -39,9 +39,9 @@ def format_id(stream_id: StreamId) -> str:
 class Conn:
     """One connected device: identity, stream cursor and a bounded send queue.
 
-    The writer task and its queue exist only while there is something to send, so an
-    idle socket costs neither. While `pending` is a list the socket is catching up from the log
-    and live events wait there, in order, until the catch-up is merged in.
+    The writer task and its queue exist only while there is something to send, so an idle
+    socket costs neither. While `pending` is a list the socket is catching up from the
+    log, and live events wait there, in order, until the catch-up is merged in.
     """
 
     __slots__ = (
@@ -158,6 +158,7 @@ class Hub:
         self.metrics = metrics
         self.queue_size = queue_size
         self.users: dict[str, UserState] = {}
+        self.closing = False  # shutting down: sockets leave without unsubscribing
         self._tasks: set[asyncio.Task[object]] = set()
 
     def spawn(self, coro: object) -> None:
@@ -238,6 +239,7 @@ class Hub:
 
     async def close_all(self) -> None:
         """Close every socket at once with 1001 (going away): clients reconnect elsewhere."""
+        self.closing = True
         conns = self.all_conns()
         if conns:
             log.info("closing %d sockets for shutdown", len(conns))

@@ -60,7 +60,7 @@ class Listener:
 
     async def leave(self, conn: Conn) -> None:
         """Unregister a socket; unsubscribe when it was the user's last."""
-        if not self.hub.remove(conn):
+        if not self.hub.remove(conn) or self.hub.closing:
             return
         async with self._commands:
             # The user may have come back while we waited: then stay subscribed.
