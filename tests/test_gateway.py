@@ -109,6 +109,16 @@ async def test_gateway_refuses_bad_tokens_before_upgrade(
     assert "not-a-jwt" not in body["detail"]
 
 
+async def test_gateway_plain_get_gets_426(
+    gateway: Gateway, store: SessionStore, settings: Settings
+) -> None:
+    gw = await gateway()
+    alice = await sign_in(store, settings, "alice")
+    resp = await gw.get("/ws", headers={"Authorization": f"Bearer {alice.token}"})
+    assert resp.status == 426 and resp.headers["Upgrade"] == "websocket"
+    assert (await resp.json())["code"] == "upgrade_required"
+
+
 async def test_gateway_checks_origin(gateway: Gateway, store: SessionStore, redis_url: str) -> None:
     settings = make_settings(redis_url, allowed_origins=("https://app.example",))
     gw = await gateway(settings)

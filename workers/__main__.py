@@ -12,8 +12,9 @@ from service.settings import ConfigError, Settings
 from workers.app import create_gateway_app
 from workers.gateway import HEARTBEAT
 
-# honcho sends SIGKILL 5 s after SIGTERM; sockets close within ~1.5 s, handlers get this.
-SHUTDOWN_TIMEOUT = 2.0
+# honcho sends SIGKILL 5 s after SIGTERM: sockets get up to 3 s to close (Hub.close_all),
+# then their handlers this long to finish.
+SHUTDOWN_TIMEOUT = 1.0
 
 
 def main() -> None:

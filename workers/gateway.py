@@ -91,6 +91,21 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             exc.detail,
             {"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
+    ws = web.WebSocketResponse(
+        protocols=(PROTOCOL,),
+        heartbeat=app[typedefs.HEARTBEAT_INTERVAL],
+        compress=False,
+        timeout=CLOSE_TIMEOUT,
+        max_msg_size=MAX_CLIENT_MESSAGE,
+    )
+    if not ws.can_prepare(request).ok:
+        return problem(
+            426,
+            "upgrade_required",
+            "Upgrade Required",
+            "Open this URL as a WebSocket.",
+            {"Upgrade": "websocket"},
+        )
     user, sid = claims.username, claims.session_id
     # The log position is read before the check, so whatever happens after the check is
     # replayed from the log even if it is published before the subscription is live.
@@ -100,14 +115,6 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         gone: SessionGone | None = None
     except SessionGone as exc:
         gone = exc
-
-    ws = web.WebSocketResponse(
-        protocols=(PROTOCOL,),
-        heartbeat=app[typedefs.HEARTBEAT_INTERVAL],
-        compress=False,
-        timeout=CLOSE_TIMEOUT,
-        max_msg_size=MAX_CLIENT_MESSAGE,
-    )
     await ws.prepare(request)
     try:
         if gone is not None:
