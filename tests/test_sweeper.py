@@ -12,7 +12,7 @@ from pytest_aiohttp import AiohttpClient
 from service import keys
 from service.settings import Settings
 from service.store import SessionStore, now_ms
-from tests.conftest import make_settings
+from tests.conftest import RedisServer, make_settings
 from tests.test_worker_support import connect, metric, sign_in, start_gateway
 from workers.sweeper import Lease
 
@@ -124,3 +124,18 @@ async def test_sweeper_lease_has_one_holder(client: redis.Redis) -> None:
     await first.release()
     assert await second.acquire()
     assert not await first.acquire()
+
+
+async def test_sweeper_survives_a_redis_outage(
+    aiohttp_client: AiohttpClient, own_redis: RedisServer
+) -> None:
+    settings = make_settings(own_redis.url, session_idle_timeout=1)
+    gw = await start_gateway(aiohttp_client, settings)
+    own_redis.stop()  # the sweeper's passes fail meanwhile; it must keep going
+    own_redis.start()
+    admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    store = SessionStore(admin, settings)
+    login = await sign_in(store, settings, "alice", "phone")
+    device = await connect(gw, login)
+    assert (await device.revoked(wait=6))["reason"] == "expired"
+    await admin.aclose()
