@@ -67,6 +67,8 @@ class Lease:
 
 
 class Sweeper:
+    """Ends sessions past their deadline, while this worker holds the sweeper lease."""
+
     def __init__(
         self, client: redis.Redis, store: SessionStore, metrics: Metrics, interval: float = INTERVAL
     ) -> None:
