@@ -30,6 +30,12 @@ PAGE_CSP = (
     "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
+PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": PAGE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def create_app(
@@ -50,16 +56,8 @@ def create_app(
     openapi = json.dumps(build_openapi()).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
     app.router.add_get("/", _page)
-    app.router.add_static("/static", str(STATIC), append_version=False)
-    app.on_response_prepare.append(_security_headers)
+    app.router.add_get("/static/{name}", _asset)
     return app
-
-
-async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.path == "/" or request.path.startswith("/static/"):
-        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
 
 
 def _redis_ctx(given: redis.Redis | None):
@@ -97,4 +95,13 @@ def _static_bytes(body: bytes, content_type: str):
 
 
 async def _page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(str(STATIC / "index.html"), headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+
+async def _asset(request: web.Request) -> web.FileResponse:
+    """A file of the page; a name that could leave the folder is refused."""
+    name = request.match_info["name"]
+    path = STATIC / name
+    if name.startswith(".") or "/" in name or "\\" in name or not path.is_file():
+        raise web.HTTPNotFound(text="No such file.")
+    return web.FileResponse(path, headers=PAGE_HEADERS)

@@ -125,8 +125,6 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Map every failure to problem+json, count the request, and time it."""
     metrics = request.app[typedefs.METRICS]
     started = time.perf_counter()
-    route = request.match_info.route.resource
-    route_name = route.canonical if route is not None else "unmatched"
     try:
         response = await handler(request)
     except REDIS_DOWN as exc:
@@ -148,6 +146,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = problem_response(
             500, "internal_error", "Internal error", "Something went wrong on our side."
         )
-    metrics.requests.labels(route_name, request.method, str(response.status)).inc()
-    metrics.latency.labels(route_name).observe(time.perf_counter() - started)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    metrics.observe_request(route, request.method, response.status, time.perf_counter() - started)
     return response
