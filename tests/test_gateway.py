@@ -21,7 +21,7 @@ from service.tokens import TokenCodec
 from tests.conftest import PASSWORD, make_settings
 from tests.test_worker_support import WAIT, Device, Login, connect, sign_in
 from workers.app import create_gateway_app
-from workers.typedefs import HUB, LISTENER
+from workers.typedefs import HUB, LISTENER, STORE
 
 Gateway = Callable[..., Awaitable[Any]]
 
@@ -349,16 +349,17 @@ async def test_gateway_event_between_check_and_subscribe_is_caught_up(
     gw = await gateway()
     phone = await sign_in(store, settings, "alice", "phone")
     laptop = await sign_in(store, settings, "alice", "laptop")
-    listener = gw.app[LISTENER]
-    join = listener.join
+    gateway_store = gw.app[STORE]
+    check = gateway_store.check
 
-    async def revoke_then_join(conn: Any) -> None:
+    async def check_then_revoke(user: str, sid: str) -> Any:
         # The session ends after the check passed but before the subscription exists:
         # its pub/sub message is gone for this worker, so only the log can tell.
+        session = await check(user, sid)
         await store.revoke("alice", "one", phone.sid, "revoked", actor(laptop))
-        await join(conn)
+        return session
 
-    monkeypatch.setattr(listener, "join", revoke_then_join)
+    monkeypatch.setattr(gateway_store, "check", check_then_revoke)
     ws = await gw.ws_connect("/ws", protocols=("sessionwire.v1", f"bearer.{phone.token}"))
     device = Device(ws)
     await device.ready()

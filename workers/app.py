@@ -42,7 +42,8 @@ def create_gateway_app(
     sweep_interval: float = INTERVAL,
 ) -> web.Application:
     """The worker app; an injected Redis client is used but not closed."""
-    app = web.Application(middlewares=[gateway.errors_middleware])
+    # No middleware: its frame would live as long as each socket; handlers map their errors.
+    app = web.Application()
     app[SETTINGS] = settings
     app[TOKENS] = TokenCodec(settings)
     app[METRICS] = metrics = Metrics()
@@ -78,7 +79,7 @@ def redis_ctx(injected: redis.Redis | None) -> CleanupCtx:
 
 async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
     listener = app[LISTENER] = Listener(app[REDIS], app[HUB], app[METRICS])
-    async with background(listener.run, listener.run_catch_up):
+    async with background(listener.run, listener.run_subscriptions, listener.run_catch_up):
         yield
 
 

@@ -1,4 +1,9 @@
-"""HTTP edge of the worker: `GET /ws` (auth before the upgrade) and health endpoints."""
+"""HTTP edge of the worker: `GET /ws` (auth before the upgrade) and health endpoints.
+
+Each handler turns its own errors into problem+json: a middleware would keep a coroutine
+frame alive for every connected socket. Unexpected errors get aiohttp's plain 500, which
+carries no traceback.
+"""
 
 from __future__ import annotations
 
@@ -44,21 +49,6 @@ def redis_unavailable() -> web.Response:
         "Service Unavailable",
         "The session store is unavailable; try again shortly.",
     )
-
-
-@web.middleware
-async def errors_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Redis trouble is a 503 problem and anything unexpected a 500: never a traceback."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except (RedisError, *REDIS_DOWN) as exc:
-        log.warning("%s %s: Redis unavailable: %s", request.method, request.path, exc)
-        return redis_unavailable()
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return problem(500, "internal_error", "Internal Server Error", "Something went wrong.")
 
 
 def token_of(request: web.Request) -> str:
@@ -109,12 +99,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     user, sid = claims.username, claims.session_id
     # The log position is read before the check, so whatever happens after the check is
     # replayed from the log even if it is published before the subscription is live.
-    cursor = await log_position(request, user)
+    gone: SessionGone | None = None
     try:
+        cursor = await log_position(request, user)
         await app[typedefs.STORE].check(user, sid)
-        gone: SessionGone | None = None
     except SessionGone as exc:
         gone = exc
+    except (RedisError, *REDIS_DOWN) as exc:
+        log.warning("GET /ws: Redis unavailable: %s", exc)
+        return redis_unavailable()
     await ws.prepare(request)
     try:
         if gone is not None:
@@ -136,12 +129,12 @@ async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> 
         messages.encode(messages.Ready(session_id=conn.session_id, username=conn.username)), "ready"
     )
     listener = app[typedefs.LISTENER]
-    await listener.join(conn)
+    listener.join(conn)
     try:
         async for _ in ws:  # clients need not send; reading keeps pings and closes flowing
             pass
     finally:
-        await listener.leave(conn)
+        listener.leave(conn)
         await conn.finish()
 
 

@@ -44,49 +44,57 @@ class Listener:
         self._outstanding: dict[str, int] = {}  # channel -> SUBSCRIBEs not yet confirmed
         self._wanted: set[str] = set()  # users whose syncing sockets await catch-up
         self._wake = asyncio.Event()
-        # SUBSCRIBE and UNSUBSCRIBE go out in the order the hub changed, never overtaking.
-        self._commands = asyncio.Lock()
+        # Users to (un)subscribe, sent in batches by one task: a connect storm becomes a few
+        # SUBSCRIBEs of many channels, and one sender keeps the commands in order.
+        self._to_subscribe: set[str] = set()
+        self._to_unsubscribe: set[str] = set()
+        self._subscriptions_changed = asyncio.Event()
         self._epoch = 0  # bumped on every lost connection; stale catch-ups are dropped
         self.connected = asyncio.Event()
 
     # -- sockets --------------------------------------------------------------------------
 
-    async def join(self, conn: Conn) -> None:
+    def join(self, conn: Conn) -> None:
         """Register a socket; subscribe for the user's first, then catch it up."""
         if self.hub.add(conn):
-            await self._subscribe([conn.username])
+            self._to_unsubscribe.discard(conn.username)
+            self._to_subscribe.add(conn.username)
+            self._subscriptions_changed.set()
         elif self.hub.users[conn.username].confirmed:
             self._want(conn.username)
 
-    async def leave(self, conn: Conn) -> None:
+    def leave(self, conn: Conn) -> None:
         """Unregister a socket; unsubscribe when it was the user's last."""
-        if not self.hub.remove(conn) or self.hub.closing:
-            return
-        async with self._commands:
-            # The user may have come back while we waited: then stay subscribed.
-            if self._pubsub is None or conn.username in self.hub.users:
-                return
-            channel = keys.channel(conn.username)
-            try:
-                await self._pubsub.unsubscribe(channel)
-            except Exception as exc:  # the listener's next connection won't subscribe it
-                log.debug("unsubscribe %s failed: %s", channel, exc)
+        if self.hub.remove(conn) and not self.hub.closing:
+            self._to_subscribe.discard(conn.username)
+            self._to_unsubscribe.add(conn.username)
+            self._subscriptions_changed.set()
 
-    async def _subscribe(self, users: list[str]) -> None:
-        async with self._commands:
+    async def run_subscriptions(self) -> None:
+        """Send the pending UNSUBSCRIBEs and SUBSCRIBEs, many channels per command."""
+        while True:
+            await self._subscriptions_changed.wait()
+            self._subscriptions_changed.clear()
             pubsub = self._pubsub
             if pubsub is None:
-                return  # the next connection subscribes every user
-            # A user may have left while this waited.
-            channels = [keys.channel(user) for user in users if user in self.hub.users]
-            if not channels:
-                return
-            for channel in channels:
-                self._outstanding[channel] = self._outstanding.get(channel, 0) + 1
+                continue  # the next connection subscribes every local user
+            # Whoever came back, or left, since being queued is filtered out here.
+            gone = [u for u in self._to_unsubscribe if u not in self.hub.users]
+            new = [u for u in self._to_subscribe if u in self.hub.users]
+            self._to_unsubscribe.clear()
+            self._to_subscribe.clear()
             try:
-                await pubsub.subscribe(*channels)
-            except Exception as exc:  # e.g. the connection is being replaced right now
-                log.warning("subscribe failed (%s); the listener will reconnect", exc)
+                for start in range(0, len(gone), SUBSCRIBE_CHUNK):
+                    chunk = gone[start : start + SUBSCRIBE_CHUNK]
+                    await pubsub.unsubscribe(*map(keys.channel, chunk))
+                for start in range(0, len(new), SUBSCRIBE_CHUNK):
+                    channels = [keys.channel(u) for u in new[start : start + SUBSCRIBE_CHUNK]]
+                    for channel in channels:
+                        self._outstanding[channel] = self._outstanding.get(channel, 0) + 1
+                    await pubsub.subscribe(*channels)
+            except Exception as exc:  # a broken connection: the listener resubscribes all
+                raise_if_cancelling()
+                log.warning("(un)subscribe failed (%s); the listener will reconnect", exc)
 
     # -- the pub/sub loop -----------------------------------------------------------------
 
@@ -120,11 +128,11 @@ class Listener:
         pubsub.connection.register_connect_callback(self._reconnected)
         self._pubsub = pubsub
         self._outstanding.clear()
-        users = list(self.hub.users)
-        for start in range(0, len(users), SUBSCRIBE_CHUNK):
-            await self._subscribe(users[start : start + SUBSCRIBE_CHUNK])
+        self._to_unsubscribe.clear()  # a new connection has no subscriptions to drop
+        self._to_subscribe.update(self.hub.users)
+        self._subscriptions_changed.set()
         if not first:
-            log.info("pub/sub reconnected; resubscribed %d users", len(users))
+            log.info("pub/sub reconnected; resubscribing %d users", len(self.hub.users))
         self.connected.set()
         while True:
             message = await pubsub.get_message(timeout=READ_TIMEOUT)
