@@ -52,6 +52,7 @@ def create_app(
     app[typedefs.USERS] = users or UserDirectory.load(settings.users_file)
     app.cleanup_ctx.append(_redis_ctx(redis_client))
     app.cleanup_ctx.append(_warm_user_agent_parser)
+    app.cleanup_ctx.append(_hashing_threads)
     app.add_routes(routes)
     openapi = json.dumps(build_openapi()).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
@@ -78,6 +79,11 @@ async def _warm_user_agent_parser(app: web.Application) -> AsyncIterator[None]:
     """ua-parser compiles its rules on first use (~0.5 s): do it now, off the loop."""
     await asyncio.to_thread(device_name_from, "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")
     yield
+
+
+async def _hashing_threads(app: web.Application) -> AsyncIterator[None]:
+    with app[typedefs.USERS].hashing_threads():
+        yield
 
 
 def _attach(app: web.Application, client: redis.Redis) -> None:
