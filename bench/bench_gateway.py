@@ -377,7 +377,8 @@ def median_result(results: list[Result]) -> Result:
     )
 
 
-def report(results: dict[tuple[int, str], Result], args: argparse.Namespace) -> str:
+def report(runs: dict[tuple[int, str], list[Result]], args: argparse.Namespace) -> str:
+    results = {key: median_result(rs) for key, rs in runs.items()}
     lines = [
         START,
         "## Worker gateway",
@@ -392,15 +393,17 @@ def report(results: dict[tuple[int, str], Result], args: argparse.Namespace) -> 
         "sent to the notice's arrival at the user's other device.",
         "",
         "| sockets | notice | p50 ms | p99 ms | max ms | API answer p50 ms "
-        "| notice minus API answer, p50 ms "
+        "| notice minus API answer, p50 ms | p99 of each run "
         "| samples (missing) | RSS per idle socket | connect all | SIGTERM to exit | max load |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (size, mode), r in sorted(results.items()):
         notice = "sessions.changed" if mode == "changed" else "session.revoked"
         lines.append(
             f"| {size:,} | {notice} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.2f} "
-            f"| {r.api_p50_ms:.2f} | {r.after_api_p50_ms:+.2f} | {r.samples} ({r.missing}) "
+            f"| {r.api_p50_ms:.2f} | {r.after_api_p50_ms:+.2f} "
+            f"| {', '.join(f'{x.p99_ms:.1f}' for x in runs[(size, mode)])} "
+            f"| {r.samples} ({r.missing}) "
             f"| {r.rss_per_socket_kib:.1f} KiB "
             f"| {r.connect_s:.1f} s | {r.shutdown_s:.1f} s | {r.load:.1f} |"
         )
@@ -437,12 +440,13 @@ not a per-socket cost; the 10,000-socket figure is. tracemalloc puts most of it 
 aiohttp's request, protocol and WebSocket objects and the handler's coroutine frames; the
 hub's own per-socket state is a few hundred bytes. "max load" is the highest 1-minute load
 average when a timed phase began: the whole system and the load generators share 2 cores,
-and the max column shows its rare 10-20 ms stalls. SIGTERM to exit with every socket open
-is bounded by the worker's 3 s close budget; at 10,000 sockets it is spent on system
-calls, which are slow on this VM (`socket.send` ~110 us in cProfile). Before the worker
-raised aiohttp's `timeout_ceil_threshold`, every socket's 25 s heartbeat was rounded to a
-whole second, so pings went out in bursts; 5-second trial runs at 10,000 sockets then had
-p99 ~17 ms and max ~35 ms."""
+and the max column shows its rare 10-20 ms stalls; a single run can have an outlier p99
+when the box is busy (see "p99 of each run"), hence medians. SIGTERM to exit with every
+socket open is bounded by the worker's 3 s close budget; at 10,000 sockets it is spent on
+system calls, which are slow on this VM (`socket.send` ~110 us in cProfile). Before the
+worker raised aiohttp's `timeout_ceil_threshold`, every socket's 25 s heartbeat was
+rounded to a whole second, so pings went out in bursts; 5-second trial runs at 10,000
+sockets then had p99 ~17 ms and max ~35 ms."""
 
 
 def write_section(path: Path, section: str) -> None:
@@ -485,7 +489,7 @@ def main() -> None:
                 result = asyncio.run(measure(size, mode, args.rate, args.seconds, Path(tmp)))
             print(f"run {run + 1}: {result}", flush=True)
             runs[(size, mode)].append(result)
-    section = report({key: median_result(rs) for key, rs in runs.items()}, args)
+    section = report(runs, args)
     print(section)
     if args.write:
         write_section(args.write, section)
