@@ -88,6 +88,8 @@ class Listener:
                     chunk = gone[start : start + SUBSCRIBE_CHUNK]
                     await pubsub.unsubscribe(*map(keys.channel, chunk))
                 for start in range(0, len(new), SUBSCRIBE_CHUNK):
+                    if self._pubsub is not pubsub:
+                        break  # replaced: the new connection subscribes every local user
                     channels = [keys.channel(u) for u in new[start : start + SUBSCRIBE_CHUNK]]
                     for channel in channels:
                         self._outstanding[channel] = self._outstanding.get(channel, 0) + 1
