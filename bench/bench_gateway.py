@@ -38,7 +38,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.bench_api import free_port, wait_http
+from bench.common import free_port, markers, wait_http, write_section
 from service.redis_conn import make_client
 from service.settings import Settings
 from service.store import SessionStore
@@ -46,7 +46,7 @@ from service.tokens import TokenCodec
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-" + "x" * 40
-START, END = "<!-- bench_gateway:start -->", "<!-- bench_gateway:end -->"
+START, END = markers("bench_gateway")
 CLIENT_PROCESSES = 4
 CONNECT_CONCURRENCY = 64
 SETTLE = 2.0  # seconds idle before reading RSS, and for late notices after the last revoke
@@ -449,16 +449,6 @@ rounded to a whole second, so pings went out in bursts; 5-second trial runs at 1
 sockets then had p99 ~17 ms and max ~35 ms."""
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section (between its markers), leaving the rest alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--client":
         spec, out, url = sys.argv[2:]
@@ -492,7 +482,7 @@ def main() -> None:
     section = report(runs, args)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, "bench_gateway", section)
 
 
 if __name__ == "__main__":

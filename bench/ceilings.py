@@ -12,6 +12,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from service.redis_conn import make_client
+from service.settings import LISTEN_BACKLOG
 
 # The shape and size of a real /me answer.
 BODY = (
@@ -53,4 +54,11 @@ def build(mode: str, redis_url: str | None) -> web.Application:
 if __name__ == "__main__":
     mode, port = sys.argv[1], int(sys.argv[2])
     url = sys.argv[3] if len(sys.argv) > 3 else None
-    web.run_app(build(mode, url), host="127.0.0.1", port=port, access_log=None, print=None)
+    web.run_app(
+        build(mode, url),
+        host="127.0.0.1",
+        port=port,
+        access_log=None,
+        print=None,
+        backlog=LISTEN_BACKLOG,  # as the API
+    )

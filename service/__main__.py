@@ -9,7 +9,7 @@ from aiohttp import web
 
 from service.app import create_app
 from service.devredis import embedded_redis_if_needed
-from service.settings import ConfigError, Settings
+from service.settings import LISTEN_BACKLOG, ConfigError, Settings
 
 
 def setup_logging(level: str) -> None:
@@ -38,6 +38,7 @@ def main() -> int:
                 "API listening on http://%s:%d", settings.host, settings.port
             ),
             shutdown_timeout=2,
+            backlog=LISTEN_BACKLOG,
         )
     return 0
 

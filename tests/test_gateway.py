@@ -19,7 +19,7 @@ from service.settings import Settings
 from service.store import SessionStore, StoredSession
 from service.tokens import TokenCodec
 from tests.conftest import PASSWORD, make_settings
-from tests.test_worker_support import WAIT, Device, Login, connect, sign_in
+from tests.devices import WAIT, Device, Login, connect, sign_in
 from workers.app import create_gateway_app
 from workers.typedefs import HUB, LISTENER, STORE
 

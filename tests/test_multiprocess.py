@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import PASSWORD
+from tests.devices import WAIT, Device
 from tests.processes import Process, running
-from tests.test_worker_support import WAIT, Device
 
 
 async def login(http: aiohttp.ClientSession, api: Process, user: str, device: str) -> Any:

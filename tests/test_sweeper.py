@@ -13,7 +13,7 @@ from service import keys
 from service.settings import Settings
 from service.store import SessionStore, now_ms
 from tests.conftest import RedisServer, make_settings
-from tests.test_worker_support import connect, metric, sign_in, start_gateway
+from tests.devices import connect, metric, sign_in, start_gateway
 from workers.sweeper import Lease
 
 

@@ -16,7 +16,7 @@ from service import keys
 from service.settings import Settings
 from service.store import SessionStore
 from tests.conftest import RedisServer, make_settings
-from tests.test_worker_support import Device, Login, connect, metric, sign_in, start_gateway
+from tests.devices import Device, Login, connect, metric, sign_in, start_gateway
 
 USERS = ("alice", "bob", "carol")
 

@@ -8,7 +8,7 @@ import sys
 from aiohttp import web
 
 from service.devredis import embedded_redis_if_needed
-from service.settings import ConfigError, Settings
+from service.settings import LISTEN_BACKLOG, ConfigError, Settings
 from workers.app import create_gateway_app
 from workers.gateway import HEARTBEAT
 
@@ -38,6 +38,7 @@ def main() -> None:
             # aiohttp rounds timers longer than this up to whole seconds, which would make
             # every socket's 25 s heartbeat fire in once-a-second bursts that delay notices.
             timeout_ceil_threshold=HEARTBEAT + 5,
+            backlog=LISTEN_BACKLOG,  # a worker restart brings every device back at once
             print=None,
         )
 
