@@ -26,7 +26,7 @@ from service.schemas import (
     json_encoder,
 )
 from service.store import RevokeMode, StoredSession
-from service.users import USERNAME_PATTERN
+from service.users import USERNAME_PATTERN, User
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -41,16 +41,43 @@ def json_response(body: object, status: int = 200) -> web.Response:
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
     body = await decode_body(request, LoginRequest)
-    app, ip = request.app, client_ip(request, request.app[typedefs.SETTINGS].trusted_proxies)
-    limiter, metrics = app[typedefs.LIMITER], app[typedefs.METRICS]
+    ip = client_ip(request, request.app[typedefs.SETTINGS].trusted_proxies)
+    user = await _check_credentials(request.app, body, ip)
+    user_agent = request.headers.get("User-Agent", "")[:512]
+    session, ended = await request.app[typedefs.STORE].create(
+        user.username,
+        session_id=secrets.token_urlsafe(16),
+        device_id=body.device_id or "",
+        device_name=body.device_name or device_name_from(user_agent),
+        user_agent=user_agent,
+        ip=ip,
+    )
+    request.app[typedefs.METRICS].logins.labels("success").inc()
+    log.info(
+        "signed in %s on %r (session %s); ended %s",
+        user.username,
+        session.device_name,
+        session.session_id,
+        ended,
+    )
+    token = request.app[typedefs.TOKENS].issue(
+        user.username, session.session_id, session.created_ms, session.max_ms
+    )
+    return json_response(
+        LoginResponse(token=token, expires_at=from_ms(session.max_ms), session=session.to_wire())
+    )
+
+
+async def _check_credentials(app: web.Application, body: LoginRequest, ip: str) -> User:
+    """The user, or ApiError 401/429; failures are counted for brute-force protection."""
+    limiter, users = app[typedefs.LIMITER], app[typedefs.USERS]
     await limiter.check(body.username, ip)
-    user = None
     if USERNAME_PATTERN.match(body.username):
-        user = await app[typedefs.USERS].authenticate(body.username, body.password)
+        user = await users.authenticate(body.username, body.password)
     else:  # same cost as a real check, so timing tells nothing
-        await app[typedefs.USERS].authenticate("", body.password)
+        user = await users.authenticate("", body.password)
     if user is None:
-        metrics.logins.labels("failure").inc()
+        app[typedefs.METRICS].logins.labels("failure").inc()
         log.info("failed sign-in for %r from %s", body.username[:64], ip)
         await limiter.record_failure(body.username, ip)
         raise ApiError(
@@ -63,29 +90,7 @@ async def login(request: web.Request) -> web.Response:
     # The right password, if it came in a burst of guesses, is refused like the rest of it.
     await limiter.check(body.username, ip)
     await limiter.clear(user.username)
-    user_agent = request.headers.get("User-Agent", "")[:512]
-    session, replaced = await app[typedefs.STORE].create(
-        user.username,
-        session_id=secrets.token_urlsafe(16),
-        device_id=body.device_id or "",
-        device_name=body.device_name or device_name_from(user_agent),
-        user_agent=user_agent,
-        ip=ip,
-    )
-    metrics.logins.labels("success").inc()
-    log.info(
-        "signed in %s on %r (session %s); ended %s",
-        user.username,
-        session.device_name,
-        session.session_id,
-        replaced,
-    )
-    token = app[typedefs.TOKENS].issue(
-        user.username, session.session_id, session.created_ms, session.max_ms
-    )
-    return json_response(
-        LoginResponse(token=token, expires_at=from_ms(session.max_ms), session=session.to_wire())
-    )
+    return user
 
 
 async def _revoke(
