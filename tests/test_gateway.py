@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -27,10 +27,9 @@ Gateway = Callable[..., Awaitable[Any]]
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
-    conn = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield conn
-    await conn.aclose()
+def client(rdb: redis.Redis) -> redis.Redis:
+    """The per-test Redis (conftest's `rdb`), under the name these tests use."""
+    return rdb
 
 
 @pytest.fixture

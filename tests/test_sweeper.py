@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis
@@ -18,10 +17,9 @@ from workers.sweeper import Lease
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
-    conn = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield conn
-    await conn.aclose()
+def client(rdb: redis.Redis) -> redis.Redis:
+    """The per-test Redis (conftest's `rdb`), under the name these tests use."""
+    return rdb
 
 
 @pytest.fixture
