@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,10 +21,9 @@ USERS = ("alice", "bob", "carol")
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
-    conn = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield conn
-    await conn.aclose()
+def client(rdb: redis.Redis) -> redis.Redis:
+    """The per-test Redis (conftest's `rdb`), under the name these tests use."""
+    return rdb
 
 
 async def devices_for(
@@ -95,10 +93,7 @@ async def test_worker_redis_restart_while_sessions_end(
     gw = await start_gateway(aiohttp_client, settings)
     admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
     store = SessionStore(admin, settings)
-    pairs = [
-        (login, await connect(gw, login))
-        for login in [await sign_in(store, settings, u, "dev") for u in USERS]
-    ]
+    pairs = await devices_for(gw, store, settings, per_user=1)
     # Restart with the data kept (SHUTDOWN SAVE, then the same directory).
     with contextlib.suppress(redis.ConnectionError):
         await admin.shutdown(save=True)
@@ -121,10 +116,7 @@ async def test_worker_redis_restarted_empty_tells_every_device(
     gw = await start_gateway(aiohttp_client, settings)
     admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
     store = SessionStore(admin, settings)
-    pairs = [
-        (login, await connect(gw, login))
-        for login in [await sign_in(store, settings, u, "dev") for u in USERS]
-    ]
+    pairs = await devices_for(gw, store, settings, per_user=1)
     await admin.aclose()
     own_redis.stop()  # no persistence: every session is gone
     own_redis.start()
