@@ -11,13 +11,13 @@ from aiohttp import web
 from service import typedefs
 from service.ratelimit import RateLimited
 from service.redis_conn import REDIS_DOWN
-from service.schemas import FieldError, Problem, Revocation, json_encoder
+from service.responses import problem_response, redis_unavailable, unauthorized
+from service.schemas import FieldError
 from service.store import SessionGone
 from service.tokens import TokenError
 
 log = logging.getLogger(__name__)
 
-PROBLEM_TYPE = "application/problem+json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -48,37 +48,6 @@ def validation_error(field: str, message: str) -> ApiError:
         f"{field}: {message}",
         errors=[FieldError(field=field, message=message)],
     )
-
-
-def problem_response(
-    status: int,
-    code: str,
-    title: str,
-    detail: str,
-    *,
-    headers: dict[str, str] | None = None,
-    errors: list[FieldError] | None = None,
-    revoked: Revocation | None = None,
-    retry_after: int | None = None,
-) -> web.Response:
-    body = Problem(
-        type=f"https://sessionwire.dev/problems/{code}",
-        title=title,
-        status=status,
-        detail=detail,
-        code=code,
-        errors=errors,
-        revoked=revoked,
-        retry_after=retry_after,
-    )
-    return web.Response(
-        status=status, body=json_encoder.encode(body), content_type=PROBLEM_TYPE, headers=headers
-    )
-
-
-def unauthorized(code: str, detail: str, revoked: Revocation | None = None) -> web.Response:
-    headers = {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{code}"'}
-    return problem_response(401, code, "Unauthorized", detail, headers=headers, revoked=revoked)
 
 
 _HTTP_CODES = {
@@ -130,13 +99,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except REDIS_DOWN as exc:
         log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
         metrics.redis_errors.inc()
-        response = problem_response(
-            503,
-            "redis_unavailable",
-            "Service unavailable",
-            "The session store is unavailable; try again shortly.",
-            headers={"Retry-After": "1"},
-        )
+        response = redis_unavailable()
     except (ApiError, TokenError, SessionGone, RateLimited, web.HTTPException) as exc:
         if isinstance(exc, web.HTTPException) and exc.status < 400:
             raise

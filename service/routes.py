@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import secrets
 
+import msgspec
 from aiohttp import web
 
 from service import typedefs
 from service.auth import Caller, authenticate
-from service.errors import ApiError, problem_response
+from service.errors import ApiError
 from service.inputs import client_ip, decode_body, device_name_from
 from service.metrics import CONTENT_TYPE_LATEST
 from service.redis_conn import REDIS_DOWN
+from service.responses import json_response, redis_unavailable
 from service.schemas import (
     ClientConfig,
     Health,
@@ -23,19 +25,12 @@ from service.schemas import (
     SessionsResponse,
     SessionView,
     from_ms,
-    json_encoder,
 )
 from service.store import RevokeMode, StoredSession
 from service.users import USERNAME_PATTERN, User
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-
-
-def json_response(body: object, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json_encoder.encode(body), status=status, content_type="application/json"
-    )
 
 
 @routes.post("/login")
@@ -147,10 +142,8 @@ async def me(request: web.Request) -> web.Response:
 
 
 def _view(session: StoredSession, current_id: str) -> SessionView:
-    wire = session.to_wire()
     return SessionView(
-        **{f: getattr(wire, f) for f in wire.__struct_fields__},
-        current=session.session_id == current_id,
+        **msgspec.structs.asdict(session.to_wire()), current=session.session_id == current_id
     )
 
 
@@ -172,13 +165,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await request.app[typedefs.REDIS].ping()
     except REDIS_DOWN:
-        return problem_response(
-            503,
-            "redis_unavailable",
-            "Service unavailable",
-            "Redis is not answering.",
-            headers={"Retry-After": "1"},
-        )
+        return redis_unavailable("Redis is not answering.")
     return json_response(Health(status="ok"))
 
 

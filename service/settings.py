@@ -55,10 +55,6 @@ class Settings:
     dev_redis_port: int = 6379
 
     @property
-    def is_production(self) -> bool:
-        return self.app_env == "production"
-
-    @property
     def effective_redis_url(self) -> str:
         return self.redis_url or f"redis://{DEFAULT_REDIS_HOST}:{self.dev_redis_port}/0"
 

@@ -60,7 +60,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
     assert settings.redis_url == "redis://:pw@redis.example:6380/2"
     assert settings.jwt_secret == SECRET
     assert not settings.jwt_secret_generated
-    assert settings.is_production
+    assert settings.app_env == "production"
     assert (settings.host, settings.port, settings.gateway_port) == ("0.0.0.0", 9000, 9001)
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
     assert settings.trusted_proxies == (

@@ -15,7 +15,8 @@ from redis.exceptions import RedisError
 
 from service import keys
 from service.redis_conn import REDIS_DOWN
-from service.schemas import Health, Problem, json_encoder
+from service.responses import json_response, problem_response, redis_unavailable, unauthorized
+from service.schemas import Health
 from service.store import SessionGone, now_ms
 from service.tokens import TokenError, bearer_token
 from workers import messages, typedefs
@@ -28,27 +29,6 @@ BEARER_PROTOCOL_PREFIX = "bearer."
 HEARTBEAT = 25.0  # below the ~60 s idle cut of common proxies
 CLOSE_TIMEOUT = 1.0  # wait for the peer's close frame this long, then drop it
 MAX_CLIENT_MESSAGE = 4096  # clients need not send anything
-
-
-def problem(
-    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    body = Problem(title=title, status=status, detail=detail, code=code)
-    return web.Response(
-        status=status,
-        body=json_encoder.encode(body),
-        headers=headers,
-        content_type="application/problem+json",
-    )
-
-
-def redis_unavailable() -> web.Response:
-    return problem(
-        503,
-        "redis_unavailable",
-        "Service Unavailable",
-        "The session store is unavailable; try again shortly.",
-    )
 
 
 def token_of(request: web.Request) -> str:
@@ -65,7 +45,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     app = request.app
     origin = request.headers.get("Origin")
     if origin is not None and origin.rstrip("/") not in app[typedefs.SETTINGS].origins:
-        return problem(
+        return problem_response(
             403,
             "origin_not_allowed",
             "Forbidden",
@@ -74,13 +54,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     try:
         claims = app[typedefs.TOKENS].verify(token_of(request))
     except TokenError as exc:
-        return problem(
-            401,
-            exc.code,
-            "Unauthorized",
-            exc.detail,
-            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
+        return unauthorized(exc.code, exc.detail)
     ws = web.WebSocketResponse(
         protocols=(PROTOCOL,),
         heartbeat=app[typedefs.HEARTBEAT_INTERVAL],
@@ -89,12 +63,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         max_msg_size=MAX_CLIENT_MESSAGE,
     )
     if not ws.can_prepare(request).ok:
-        return problem(
+        return problem_response(
             426,
             "upgrade_required",
             "Upgrade Required",
             "Open this URL as a WebSocket.",
-            {"Upgrade": "websocket"},
+            headers={"Upgrade": "websocket"},
         )
     user, sid = claims.username, claims.session_id
     # The log position is read before the check, so whatever happens after the check is
@@ -144,9 +118,7 @@ async def log_position(request: web.Request, user: str) -> StreamId:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.Response(
-        body=json_encoder.encode(Health(status="ok")), content_type="application/json"
-    )
+    return json_response(Health(status="ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -157,9 +129,7 @@ async def readyz(request: web.Request) -> web.Response:
         return redis_unavailable()
     if not request.app[typedefs.LISTENER].connected.is_set():
         return redis_unavailable()
-    return web.Response(
-        body=json_encoder.encode(Health(status="ok")), content_type="application/json"
-    )
+    return json_response(Health(status="ok"))
 
 
 async def metrics(request: web.Request) -> web.Response:
