@@ -11,8 +11,8 @@ import sys
 import redis.asyncio as redis
 from aiohttp import web
 
+from service.process import LISTEN_BACKLOG
 from service.redis_conn import make_client
-from service.settings import LISTEN_BACKLOG
 
 # The shape and size of a real /me answer.
 BODY = (

@@ -6,17 +6,20 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import redis.asyncio as redis
 from aiohttp import web
 
 from service import typedefs
+from service.clock import SYSTEM_CLOCK, Clock
 from service.errors import problem_middleware
 from service.inputs import MAX_BODY, device_name_from
 from service.metrics import ApiMetrics
 from service.openapi import build_openapi
+from service.passwords import PasswordChecker
 from service.ratelimit import LoginLimiter
-from service.redis_conn import connected
+from service.redis_conn import redis_ctx
 from service.routes import routes
 from service.settings import Settings
 from service.store import SessionStore
@@ -43,16 +46,23 @@ def create_app(
     *,
     redis_client: redis.Redis | None = None,
     users: UserDirectory | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> web.Application:
     """Build the API. A given `redis_client` is used as is and left open for its owner."""
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY)
     app[typedefs.SETTINGS] = settings
     app[typedefs.METRICS] = ApiMetrics()
-    app[typedefs.TOKENS] = TokenCodec(settings)
+    app[typedefs.TOKENS] = TokenCodec(settings, clock)
+
+    def attach(app: web.Application, client: redis.Redis) -> None:
+        app[typedefs.REDIS] = client
+        app[typedefs.STORE] = SessionStore(client, settings, clock)
+        app[typedefs.LIMITER] = LoginLimiter(client, settings, clock)
+
     app[typedefs.USERS] = users or UserDirectory.load(settings.users_file)
-    app.cleanup_ctx.append(_redis_ctx(redis_client))
+    app.cleanup_ctx.append(redis_ctx(settings, redis_client, attach))
     app.cleanup_ctx.append(_warm_user_agent_parser)
-    app.cleanup_ctx.append(_hashing_threads)
+    app.cleanup_ctx.append(_password_checker)
     app.add_routes(routes)
     openapi = json.dumps(build_openapi()).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
@@ -61,36 +71,16 @@ def create_app(
     return app
 
 
-def _redis_ctx(given: redis.Redis | None):
-    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-        settings = app[typedefs.SETTINGS]
-        if given is not None:
-            _attach(app, given)
-            yield
-            return
-        async with connected(settings.effective_redis_url) as client:
-            _attach(app, client)
-            yield
-
-    return redis_ctx
-
-
 async def _warm_user_agent_parser(app: web.Application) -> AsyncIterator[None]:
     """ua-parser compiles its rules on first use (~0.5 s): do it now, off the loop."""
     await asyncio.to_thread(device_name_from, "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")
     yield
 
 
-async def _hashing_threads(app: web.Application) -> AsyncIterator[None]:
-    with app[typedefs.USERS].hashing_threads():
-        yield
-
-
-def _attach(app: web.Application, client: redis.Redis) -> None:
-    settings = app[typedefs.SETTINGS]
-    app[typedefs.REDIS] = client
-    app[typedefs.STORE] = SessionStore(client, settings)
-    app[typedefs.LIMITER] = LoginLimiter(client, settings)
+async def _password_checker(app: web.Application) -> AsyncIterator[None]:
+    checker = app[typedefs.PASSWORDS] = PasswordChecker()
+    yield
+    checker.close()
 
 
 def _static_bytes(body: bytes, content_type: str):
@@ -107,7 +97,13 @@ async def _page(request: web.Request) -> web.FileResponse:
 async def _asset(request: web.Request) -> web.FileResponse:
     """A file of the page; a name that could leave the folder is refused."""
     name = request.match_info["name"]
-    path = STATIC / name
-    if name.startswith(".") or "/" in name or "\\" in name or not path.is_file():
+    if name.startswith(".") or "/" in name or "\\" in name or not _is_file(STATIC / name):
         raise web.HTTPNotFound(text="No such file.")
-    return web.FileResponse(path, headers=PAGE_HEADERS)
+    return web.FileResponse(STATIC / name, headers=PAGE_HEADERS)
+
+
+def _is_file(path: Traversable) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system, say: no such file either
+        return False

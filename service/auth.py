@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from service import typedefs
-from service.store import StoredSession
+from service.records import StoredSession
 from service.tokens import bearer_token
 
 

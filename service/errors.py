@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from service import typedefs
-from service.ratelimit import RateLimited
+from service.ratelimit import RateLimited, SignInBusy
 from service.redis_conn import REDIS_DOWN
-from service.responses import problem_response, redis_unavailable, unauthorized
+from service.responses import busy, problem_response, redis_unavailable, unauthorized
 from service.schemas import FieldError
 from service.store import SessionGone
 from service.tokens import TokenError
@@ -79,6 +79,8 @@ def _to_problem(exc: Exception) -> web.Response:
                 headers={"Retry-After": str(exc.retry_after)},
                 retry_after=exc.retry_after,
             )
+        case SignInBusy():
+            return busy("Sign-ins for this account are being checked; retry in a second.")
         case web.HTTPException():
             code = _HTTP_CODES.get(exc.status, "http_error")
             detail = (
@@ -100,7 +102,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
         metrics.redis_errors.inc()
         response = redis_unavailable()
-    except (ApiError, TokenError, SessionGone, RateLimited, web.HTTPException) as exc:
+    except (ApiError, TokenError, SessionGone, RateLimited, SignInBusy, web.HTTPException) as exc:
         if isinstance(exc, web.HTTPException) and exc.status < 400:
             raise
         response = _to_problem(exc)

@@ -1,8 +1,9 @@
-"""Every Redis key and channel name, in one place.
+"""Every Redis key and channel name, in one place: nothing else builds one.
 
 All of one user's keys carry the hash tag `{u:<username>}` so that each change to a
 user's sessions is one Lua script on one Redis Cluster slot. Usernames are restricted
-(see `users.USERNAME_PATTERN`) so a name can never break out of its tag.
+(see `users.USERNAME_PATTERN`) so a name can never break out of its tag. The scripts get
+these names from here (as KEYS, or as a prefix to which they append a session id).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ PREFIX = "sw"
 # Global keys (not per user).
 DUE_INDEX = f"{PREFIX}:due"  # ZSET "<user> <sid>" -> deadline ms, swept by the worker
 SWEEPER_LEASE = f"{PREFIX}:lease:sweeper"
+
+_CHANNEL = "ch"
 
 
 def user_prefix(username: str) -> str:
@@ -24,11 +27,18 @@ def session_index(username: str) -> str:
     return user_prefix(username) + "idx"
 
 
+def device_index(username: str) -> str:
+    """HASH device id -> the session id signed in on that device."""
+    return user_prefix(username) + "dev"
+
+
 def session_record(username: str, session_id: str) -> str:
+    """HASH of one session's fields; `session_record(user, "")` is the scripts' prefix."""
     return user_prefix(username) + "s:" + session_id
 
 
 def tombstone(username: str, session_id: str) -> str:
+    """Why a session ended; `tombstone(user, "")` is the scripts' prefix."""
     return user_prefix(username) + "t:" + session_id
 
 
@@ -39,11 +49,17 @@ def event_log(username: str) -> str:
 
 def channel(username: str) -> str:
     """Pub/sub channel carrying the user's session events."""
-    return user_prefix(username) + "ch"
+    return user_prefix(username) + _CHANNEL
 
 
-def username_from_channel(name: str) -> str:
-    return name[len(PREFIX) + 4 : -len("}:ch")]
+_CHANNEL_HEAD, _CHANNEL_TAIL = channel("\0").split("\0")
+
+
+def username_from_channel(name: str) -> str | None:
+    """The user whose `channel()` this is, or None for any other name."""
+    if not (name.startswith(_CHANNEL_HEAD) and name.endswith(_CHANNEL_TAIL)):
+        return None
+    return name[len(_CHANNEL_HEAD) : len(name) - len(_CHANNEL_TAIL)] or None
 
 
 def login_failures_by_user(username: str) -> str:

@@ -1,65 +1,97 @@
-"""Brute-force protection: count failed sign-ins per username and per client IP."""
+"""Brute-force protection: failed sign-ins counted per username and per client IP.
+
+An attempt is reserved before its password is hashed, so a burst of concurrent guesses
+costs no more hashes than the limit allows; when only attempts still being checked fill
+the budget, the next one is told to retry (503 busy) rather than that it failed. A success
+counts against nothing (people behind one NAT must still get in) and clears the username's
+failures. Each counter is its own key, so its own Redis Cluster slot.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import msgspec
 import redis.asyncio as redis
 
 from service import keys
+from service.clock import SYSTEM_CLOCK, Clock
+from service.scripts import plain_script
 from service.settings import Settings
 
 # One client IP may fail this many times the per-user limit (a NAT hides many people).
 IP_LIMIT_FACTOR = 5
 
+_json = msgspec.json.Encoder()
+
 
 class RateLimited(Exception):
+    """Too many failures in the window: 429 until it ends."""
+
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many failed sign-ins; retry in {retry_after}s")
         self.retry_after = retry_after
 
 
-class LoginLimiter:
-    """Fixed-window failure counters in Redis; successes are never limited."""
+class SignInBusy(Exception):
+    """Attempts still being checked fill the budget: 503, retry shortly."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
-        self.redis = client
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The counters one attempt is charged to: the client IP's, then the username's."""
+
+    ip_counter: str
+    user_counter: str
+
+
+class LoginLimiter:
+    """Fixed-window attempt counters in Redis, judged by the injected clock."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, clock: Clock = SYSTEM_CLOCK):
+        self.clock = clock
         self.user_limit = settings.login_max_failures
         self.ip_limit = settings.login_max_failures * IP_LIMIT_FACTOR
         self.window_ms = settings.login_failure_window * 1000
+        self._attempts = client.register_script(plain_script("attempts"))
 
-    async def check(self, username: str, ip: str) -> None:
-        """Raise RateLimited while either counter is at its limit."""
-        user_key, ip_key = keys.login_failures_by_user(username), keys.login_failures_by_ip(ip)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(user_key).pttl(user_key).get(ip_key).pttl(ip_key)
-            user_count, user_ttl, ip_count, ip_ttl = await pipe.execute()
-        self._enforce(int(user_count or 0), user_ttl, int(ip_count or 0), ip_ttl)
+    async def reserve(self, username: str, ip: str) -> Reservation:
+        """Charge one attempt to the IP and the username, or raise RateLimited/SignInBusy.
 
-    async def record_failure(self, username: str, ip: str) -> None:
-        """Count a failed attempt; raise RateLimited if it was past a limit.
-
-        Guesses sent at once all pass `check` before any of them is counted; counting
-        them one by one here (INCR is atomic) turns all but the first few into 429s,
-        so a burst learns no more than the limit allows.
+        The IP goes first: a client past its own limit must not use up the username's.
         """
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in (keys.login_failures_by_user(username), keys.login_failures_by_ip(ip)):
-                pipe.incr(key).pexpire(key, self.window_ms, nx=True).pttl(key)
-            user_count, _, user_ttl, ip_count, _, ip_ttl = await pipe.execute()
-        self._enforce(user_count - 1, user_ttl, ip_count - 1, ip_ttl)
+        reservation = Reservation(
+            keys.login_failures_by_ip(ip), keys.login_failures_by_user(username)
+        )
+        await self._take(reservation.ip_counter, self.ip_limit)
+        try:
+            await self._take(reservation.user_counter, self.user_limit)
+        except (RateLimited, SignInBusy):
+            await self._run(reservation.ip_counter, "cancel")
+            raise
+        return reservation
 
-    async def clear(self, username: str) -> None:
-        """A success clears the username's failures (not the IP's)."""
-        await self.redis.delete(keys.login_failures_by_user(username))
+    async def failed(self, reservation: Reservation) -> None:
+        for counter in (reservation.ip_counter, reservation.user_counter):
+            await self._run(counter, "failed")
 
-    def _enforce(self, user_count: int, user_ttl: int, ip_count: int, ip_ttl: int) -> None:
-        waits = [
-            ttl
-            for count, ttl, limit in (
-                (user_count, user_ttl, self.user_limit),
-                (ip_count, ip_ttl, self.ip_limit),
-            )
-            if count >= limit
-        ]
-        if waits:
-            longest = max(waits)
-            raise RateLimited(max(1, -(-longest // 1000)) if longest > 0 else 1)
+    async def succeeded(self, reservation: Reservation) -> None:
+        await self._run(reservation.ip_counter, "succeeded")
+        await self._run(reservation.user_counter, "succeeded", clear=True)
+
+    async def cancel(self, reservation: Reservation) -> None:
+        """The attempt never tested its password (the server was busy, or failed)."""
+        for counter in (reservation.ip_counter, reservation.user_counter):
+            await self._run(counter, "cancel")
+
+    async def _take(self, counter: str, limit: int) -> None:
+        outcome, wait_ms = await self._run(counter, "take", limit=limit)
+        if outcome == "limited":
+            raise RateLimited(max(1, -(-wait_ms // 1000)))
+        if outcome == "busy":
+            raise SignInBusy()
+
+    async def _run(self, counter: str, op: str, **named: object) -> tuple[str, int]:
+        arguments = {"now": self.clock.now_ms(), "window_ms": self.window_ms, "op": op, **named}
+        outcome, wait_ms = await self._attempts(keys=[counter], args=[_json.encode(arguments)])
+        return str(outcome), int(wait_ms)

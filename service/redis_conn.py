@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as redis
+from aiohttp import web
 from redis.asyncio.retry import Retry  # the sync Retry can't catch an awaited error
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.backoff import Backoff
+from service.settings import Settings
+
 log = logging.getLogger(__name__)
 
-# What "Redis is unavailable" looks like to a caller; mapped to 503 at the edge.
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-STARTUP_BACKOFF_MAX = 5.0
+# What "Redis is unavailable" looks like to a caller; mapped to 503 at the edge. redis-py
+# wraps socket errors in its own ConnectionError, so a plain OSError is never Redis's.
+REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+STARTUP_BACKOFF = (0.1, 5.0)
 
 
 def make_client(url: str, *, max_connections: int = 512) -> redis.Redis:
@@ -44,7 +48,7 @@ def make_client(url: str, *, max_connections: int = 512) -> redis.Redis:
 
 async def wait_until_up(client: redis.Redis, url: str) -> None:
     """Ping until Redis answers, backing off, and log every failed try."""
-    delay, attempt = 0.1, 1
+    backoff, attempt = Backoff(*STARTUP_BACKOFF), 1
     while True:
         try:
             await client.ping()
@@ -56,21 +60,44 @@ async def wait_until_up(client: redis.Redis, url: str) -> None:
                 redact(url),
                 attempt,
                 exc,
-                delay,
+                backoff.delay,
             )
-        await asyncio.sleep(delay)
-        delay, attempt = min(delay * 2, STARTUP_BACKOFF_MAX), attempt + 1
+        await backoff.wait()
+        attempt += 1
 
 
 @asynccontextmanager
-async def connected(url: str, *, max_connections: int = 512) -> AsyncIterator[redis.Redis]:
+async def connected(url: str) -> AsyncIterator[redis.Redis]:
     """Create a client, wait for Redis, and close the client at the end."""
-    client = make_client(url, max_connections=max_connections)
+    client = make_client(url)
     try:
         await wait_until_up(client, url)
         yield client
     finally:
         await client.aclose()
+
+
+def redis_ctx(
+    settings: Settings,
+    given: redis.Redis | None,
+    attach: Callable[[web.Application, redis.Redis], None],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """An app's Redis as a cleanup context: `attach` stores the client and what uses it.
+
+    A `given` client is used as is and left open for its owner; otherwise one is made,
+    waited for, and closed at the end.
+    """
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if given is not None:
+            attach(app, given)
+            yield
+            return
+        async with connected(settings.effective_redis_url) as client:
+            attach(app, client)
+            yield
+
+    return ctx
 
 
 def redact(url: str) -> str:

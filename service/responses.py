@@ -52,3 +52,10 @@ def redis_unavailable(
     return problem_response(
         503, "redis_unavailable", "Service unavailable", detail, headers={"Retry-After": "1"}
     )
+
+
+def busy(detail: str) -> web.Response:
+    """503 for work the server sheds to stay responsive; the client retries shortly."""
+    return problem_response(
+        503, "busy", "Busy", detail, headers={"Retry-After": "1"}, retry_after=1
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 
@@ -11,8 +12,9 @@ from aiohttp import web
 from service import typedefs
 from service.auth import Caller, authenticate
 from service.errors import ApiError
-from service.inputs import client_ip, decode_body, device_name_from
+from service.inputs import MAX_USER_AGENT, client_ip, decode_body, device_name_from
 from service.metrics import CONTENT_TYPE_LATEST
+from service.records import StoredSession
 from service.redis_conn import REDIS_DOWN
 from service.responses import json_response, redis_unavailable
 from service.schemas import (
@@ -26,7 +28,7 @@ from service.schemas import (
     SessionView,
     from_ms,
 )
-from service.store import RevokeMode, StoredSession
+from service.store import RevokeMode
 from service.users import USERNAME_PATTERN, User
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ async def login(request: web.Request) -> web.Response:
     body = await decode_body(request, LoginRequest)
     ip = client_ip(request, request.app[typedefs.SETTINGS].trusted_proxies)
     user = await _check_credentials(request.app, body, ip)
-    user_agent = request.headers.get("User-Agent", "")[:512]
+    user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT]
     session, ended = await request.app[typedefs.STORE].create(
         user.username,
         session_id=secrets.token_urlsafe(16),
@@ -64,17 +66,25 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def _check_credentials(app: web.Application, body: LoginRequest, ip: str) -> User:
-    """The user, or ApiError 401/429; failures are counted for brute-force protection."""
-    limiter, users = app[typedefs.LIMITER], app[typedefs.USERS]
-    await limiter.check(body.username, ip)
-    if USERNAME_PATTERN.match(body.username):
-        user = await users.authenticate(body.username, body.password)
-    else:  # same cost as a real check, so timing tells nothing
-        user = await users.authenticate("", body.password)
+    """The user, or ApiError 401, RateLimited or SignInBusy.
+
+    The attempt is counted before the password is hashed, so a burst of guesses gets no
+    more hashes (or answers) than the limit allows; at the limit even the right password
+    is refused, or the limit would tell a guesser when it guessed right.
+    """
+    limiter, users, checker = app[typedefs.LIMITER], app[typedefs.USERS], app[typedefs.PASSWORDS]
+    reservation = await limiter.reserve(body.username, ip)
+    # A name that can't exist costs what a real check costs, so timing tells nothing.
+    name = body.username if USERNAME_PATTERN.match(body.username) else ""
+    try:
+        user = await users.authenticate(name, body.password, checker)
+    except BaseException:
+        await asyncio.shield(limiter.cancel(reservation))
+        raise
     if user is None:
+        await limiter.failed(reservation)
         app[typedefs.METRICS].logins.labels("failure").inc()
         log.info("failed sign-in for %r from %s", body.username[:64], ip)
-        await limiter.record_failure(body.username, ip)
         raise ApiError(
             401,
             "invalid_credentials",
@@ -82,9 +92,7 @@ async def _check_credentials(app: web.Application, body: LoginRequest, ip: str) 
             "The username or password is wrong.",
             headers={"WWW-Authenticate": 'Bearer realm="sessionwire"'},  # a 401 must challenge
         )
-    # The right password, if it came in a burst of guesses, is refused like the rest of it.
-    await limiter.check(body.username, ip)
-    await limiter.clear(user.username)
+    await limiter.succeeded(reservation)
     return user
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -20,9 +21,6 @@ T = TypeVar("T")
 DEFAULT_REDIS_HOST = "127.0.0.1"
 # API and worker must sign and verify with one secret, so the generated one is kept on disk.
 DEV_SECRET_FILE = ".sessionwire/dev-jwt-secret"
-# aiohttp's default listen backlog of 128 drops SYNs when hundreds of clients connect at
-# once; each then waits a 1 s retransmit (seen as ~1 s p99 at 256 connections in bench/).
-LISTEN_BACKLOG = 1024
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -69,43 +67,47 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `env` (default os.environ); raise ConfigError on a bad value."""
+        """Build settings from `env` (default os.environ); raise ConfigError on a bad value.
+
+        Each variable is the upper-case name of its field, whose default it falls back to.
+        """
         env = os.environ if env is None else env
         read = _Reader(env)
-        app_env = read("APP_ENV", str, "development", choices=("development", "production", "test"))
+        app_env = read("APP_ENV", str, choices=("development", "production", "test"))
         secret = env.get("JWT_SECRET", "")
         if secret and len(secret) < 32:
             raise ConfigError("JWT_SECRET must be at least 32 characters")
         if not secret and app_env == "production":
             raise ConfigError("JWT_SECRET is required when APP_ENV=production")
-        idle = read("SESSION_IDLE_TIMEOUT", int, 3600, minimum=1)
-        max_age = read("SESSION_MAX_AGE", int, 7 * 24 * 3600, minimum=1)
+        idle = read("SESSION_IDLE_TIMEOUT", int, minimum=1)
         generated = not secret
         secret = secret or _dev_secret(Path(env.get("DEV_SECRET_FILE", DEV_SECRET_FILE)))
         return cls(
-            redis_url=read("REDIS_URL", _redis_url, None),
-            jwt_issuer=read("JWT_ISSUER", str, "sessionwire"),
+            redis_url=read("REDIS_URL", _redis_url),
+            jwt_issuer=read("JWT_ISSUER", str),
             app_env=app_env,
-            host=read("HOST", str, "127.0.0.1"),
-            port=read("PORT", int, 8000, minimum=1, maximum=65535),
-            gateway_port=read("GATEWAY_PORT", int, 8001, minimum=1, maximum=65535),
-            gateway_public_url=read("GATEWAY_PUBLIC_URL", _ws_url, ""),
-            allowed_origins=read("ALLOWED_ORIGINS", _origins, ()),
-            trusted_proxies=read("TRUSTED_PROXIES", _networks, ()),
+            host=read("HOST", str),
+            port=read("PORT", int, minimum=1, maximum=65535),
+            gateway_port=read("GATEWAY_PORT", int, minimum=1, maximum=65535),
+            gateway_public_url=read("GATEWAY_PUBLIC_URL", _ws_url),
+            allowed_origins=read("ALLOWED_ORIGINS", _origins),
+            trusted_proxies=read("TRUSTED_PROXIES", _networks),
             session_idle_timeout=idle,
-            session_max_age=max_age,
+            session_max_age=read("SESSION_MAX_AGE", int, minimum=1),
             # Below the idle timeout, or a session in use would expire between two writes.
             session_touch_interval=read(
-                "SESSION_TOUCH_INTERVAL", int, min(60, idle // 2), minimum=0, maximum=idle - 1
+                "SESSION_TOUCH_INTERVAL",
+                int,
+                default=min(_DEFAULTS["session_touch_interval"], idle // 2),
+                minimum=0,
+                maximum=idle - 1,
             ),
-            max_sessions_per_user=read("MAX_SESSIONS_PER_USER", int, 10, minimum=1),
-            login_max_failures=read("LOGIN_MAX_FAILURES", int, 5, minimum=1),
-            login_failure_window=read("LOGIN_FAILURE_WINDOW", int, 300, minimum=1),
-            users_file=read("USERS_FILE", str, "demo_users.json"),
-            log_level=read(
-                "LOG_LEVEL", str.upper, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")
-            ),
-            dev_redis_port=read("DEV_REDIS_PORT", int, 6379, minimum=1, maximum=65535),
+            max_sessions_per_user=read("MAX_SESSIONS_PER_USER", int, minimum=1),
+            login_max_failures=read("LOGIN_MAX_FAILURES", int, minimum=1),
+            login_failure_window=read("LOGIN_FAILURE_WINDOW", int, minimum=1),
+            users_file=read("USERS_FILE", str),
+            log_level=read("LOG_LEVEL", str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+            dev_redis_port=read("DEV_REDIS_PORT", int, minimum=1, maximum=65535),
             jwt_secret=secret,
             jwt_secret_generated=generated,
         )
@@ -120,6 +122,12 @@ class Settings:
             )
 
 
+_DEFAULTS: dict[str, object] = {
+    f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING
+}
+_UNSET = object()
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
@@ -128,15 +136,15 @@ class _Reader:
         self,
         name: str,
         parse: Callable[[str], T],
-        default: T,
         *,
+        default: object = _UNSET,
         minimum: int | None = None,
         maximum: int | None = None,
         choices: tuple[str, ...] = (),
     ) -> T:
         raw = self.env.get(name, "").strip()
         if not raw:
-            return default
+            return _DEFAULTS[name.lower()] if default is _UNSET else default  # type: ignore[return-value]
         try:
             value = parse(raw)
         except ValueError as exc:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 
 import jwt
 
+from service.clock import SYSTEM_CLOCK, Clock
 from service.settings import Settings
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "sid", "iat", "exp", "iss"]
+# Time is checked against the injected clock, not PyJWT's (see TokenCodec.verify).
+ISSUED_AT_LEEWAY_MS = 5_000  # clocks of the processes that issue and check may differ a little
+DECODE_OPTIONS = {"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_iat": False}
 
 
 class TokenError(Exception):
@@ -27,6 +30,7 @@ class TokenError(Exception):
 class Claims:
     username: str
     session_id: str
+    issued_at: int
     expires_at: int
 
 
@@ -37,7 +41,8 @@ VERIFIED_CACHE_SIZE = 8192
 
 
 class TokenCodec:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self._secret = settings.jwt_secret
         self._issuer = settings.jwt_issuer
         self._decode_cached = lru_cache(maxsize=VERIFIED_CACHE_SIZE)(self._decode)
@@ -55,8 +60,11 @@ class TokenCodec:
     def verify(self, token: str) -> Claims:
         """Decode and check signature, algorithm, issuer and expiry; raise TokenError."""
         claims = self._decode_cached(token)
-        if claims.expires_at <= time.time():
+        now = self.clock.now_ms()
+        if claims.expires_at * 1000 <= now:
             raise TokenError("token_expired", "The token has expired; sign in again.")
+        if claims.issued_at * 1000 > now + ISSUED_AT_LEEWAY_MS:
+            raise TokenError("invalid_token", "The token is not valid yet.")
         return claims
 
     def _decode(self, token: str) -> Claims:
@@ -66,16 +74,16 @@ class TokenCodec:
                 self._secret,
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
-                options={"require": REQUIRED_CLAIMS},
+                options=DECODE_OPTIONS,  # type: ignore[arg-type]
             )
-        except jwt.ExpiredSignatureError:
-            raise TokenError("token_expired", "The token has expired; sign in again.") from None
         except jwt.InvalidTokenError as exc:
             raise TokenError("invalid_token", f"The token is not valid: {exc}.") from None
-        sub, sid = claims["sub"], claims["sid"]
+        sub, sid, iat, exp = claims["sub"], claims["sid"], claims["iat"], claims["exp"]
         if not isinstance(sub, str) or not isinstance(sid, str) or not sub or not sid:
             raise TokenError("invalid_token", "The token's sub and sid must be strings.")
-        return Claims(username=sub, session_id=sid, expires_at=int(claims["exp"]))
+        if not all(isinstance(t, int) and not isinstance(t, bool) for t in (iat, exp)):
+            raise TokenError("invalid_token", "The token's iat and exp must be whole numbers.")
+        return Claims(username=sub, session_id=sid, issued_at=iat, expires_at=exp)
 
 
 def bearer_token(header: str | None) -> str:

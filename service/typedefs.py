@@ -1,4 +1,4 @@
-"""Typed keys for what the API app holds."""
+"""Typed keys for what the API app holds (the worker's app shares the first four)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from service.metrics import ApiMetrics
+from service.passwords import PasswordChecker
 from service.ratelimit import LoginLimiter
 from service.settings import Settings
 from service.store import SessionStore
@@ -15,7 +16,8 @@ from service.users import UserDirectory
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", redis.Redis)
 STORE = web.AppKey("store", SessionStore)
-LIMITER = web.AppKey("limiter", LoginLimiter)
 TOKENS = web.AppKey("tokens", TokenCodec)
+LIMITER = web.AppKey("limiter", LoginLimiter)
 USERS = web.AppKey("users", UserDirectory)
+PASSWORDS = web.AppKey("passwords", PasswordChecker)
 METRICS = web.AppKey("metrics", ApiMetrics)

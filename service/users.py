@@ -6,35 +6,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import os
 import re
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import msgspec
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
+from service.passwords import PasswordChecker, hasher
 from service.settings import ConfigError
 
 # Names that can't break a Redis hash tag or a key.
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-# argon2-cffi's default is RFC 9106's low-memory profile: argon2id, t=3, 64 MiB, p=4,
-# above OWASP's minimum (argon2id, 19 MiB, t=2, p=1).
-hasher = PasswordHasher()
-# argon2 is CPU-bound and multi-threaded (p=4). Verifying a few at a time, on threads of
-# lower priority (argon2's own threads inherit it), leaves the CPU to the event loop first:
-# a login storm queues sign-ins instead of stalling every other request.
-HASH_CONCURRENCY = max(1, (os.cpu_count() or 2) // 2)
-HASHING_NICENESS = 10
 
 
 class User(msgspec.Struct, kw_only=True):
@@ -49,13 +35,12 @@ class UsersFile(msgspec.Struct):
 
 
 class UserDirectory:
-    """Looks users up and checks passwords off the event loop."""
+    """Looks users up and checks their passwords."""
 
     def __init__(self, users: list[User]) -> None:
         self._users = {user.username: user for user in users}
         # Unknown users are checked against this, so they cost what a wrong password costs.
         self._dummy_hash = hasher.hash(os.urandom(16).hex())
-        self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> UserDirectory:
@@ -68,39 +53,14 @@ class UserDirectory:
     def get(self, username: str) -> User | None:
         return self._users.get(username)
 
-    @contextmanager
-    def hashing_threads(self) -> Iterator[None]:
-        """Verify passwords on a few low-priority threads for the duration of the block."""
-        pool = ThreadPoolExecutor(
-            HASH_CONCURRENCY, thread_name_prefix="argon2", initializer=_lower_priority
-        )
-        self._pool = pool
-        try:
-            yield
-        finally:
-            self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    async def authenticate(self, username: str, password: str) -> User | None:
+    async def authenticate(
+        self, username: str, password: str, checker: PasswordChecker
+    ) -> User | None:
         """The user if the password is right, else None; same cost either way."""
         user = self._users.get(username)
         stored = user.password_hash if user else self._dummy_hash
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(self._pool, _verify, stored, password)
+        ok = await checker.verify(stored, password)
         return user if ok and user else None
-
-
-def _lower_priority() -> None:
-    """On Linux a thread has a nice value of its own, and threads it starts inherit it."""
-    with suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
-
-
-def _verify(stored_hash: str, password: str) -> bool:
-    try:
-        return hasher.verify(stored_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def set_password(path: Path, username: str, password: str) -> bool:

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 
 from service import keys
 from service.app import create_app
+from service.clock import SYSTEM_CLOCK, Clock
 from service.settings import Settings
 from service.users import UserDirectory
 
@@ -114,6 +115,27 @@ def own_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
+class ManualClock:
+    """A clock the test moves: expiry is tested by advancing it, never by sleeping.
+
+    It starts at the real time, because Redis's own clock sets the keys' TTLs.
+    """
+
+    def __init__(self) -> None:
+        self.now = SYSTEM_CLOCK.now_ms()
+
+    def now_ms(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += round(seconds * 1000)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
 PASSWORD = "correct horse"
 TEST_USERS = ("alice", "bob", "carol")
 
@@ -166,18 +188,7 @@ FIREFOX_UA = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:120.0) Gecko/20100101 F
 
 @pytest.fixture(scope="session")
 def shared_users() -> UserDirectory:
-    """The test users, loaded once: building the dummy hash costs a real argon2 run.
-
-    The directory queues hashing on an asyncio primitive, which binds to the loop of the
-    first test that makes logins wait for each other; tests that sign in concurrently pass
-    `users=fresh_users` to `make_api`.
-    """
-    return UserDirectory.load(TEST_USERS_FILE)
-
-
-@pytest.fixture
-def fresh_users() -> UserDirectory:
-    """A directory of the test users for this test alone."""
+    """The test users, loaded once: building the dummy hash costs a real argon2 run."""
     return UserDirectory.load(TEST_USERS_FILE)
 
 
@@ -190,9 +201,14 @@ def make_api(
     """Start the API with settings overrides (on the per-test Redis unless `url` is given)."""
 
     async def make(
-        *, url: str | None = None, users: UserDirectory | None = None, **overrides: object
+        *,
+        url: str | None = None,
+        users: UserDirectory | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        **overrides: object,
     ) -> TestClient:
-        app = create_app(make_settings(url or redis_url, **overrides), users=users or shared_users)
+        settings = make_settings(url or redis_url, **overrides)
+        app = create_app(settings, users=users or shared_users, clock=clock)
         return await aiohttp_client(app)
 
     return make

@@ -5,16 +5,31 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
+from service.records import StoredSession
 from service.settings import Settings
-from service.store import SessionStore, StoredSession
+from service.store import SessionStore
 from service.tokens import TokenCodec
 
 WAIT = 5.0  # how long a test waits for a message that must come
+T = TypeVar("T")
+
+
+async def wait_for(
+    read: Callable[[], Awaitable[T]], done: Callable[[T], bool], wait: float = WAIT
+) -> T:
+    """Read until `done(value)`: for state that changes without a message to wait on."""
+    deadline = time.monotonic() + wait
+    while not done(value := await read()):
+        assert time.monotonic() < deadline, f"still {value!r} after {wait}s"
+        await asyncio.sleep(0.02)
+    return value
 
 
 @dataclass
@@ -44,7 +59,7 @@ async def sign_in(
         user_agent="pytest",
         ip="127.0.0.1",
     )
-    token = TokenCodec(settings).issue(
+    token = TokenCodec(settings, store.clock).issue(
         username, session.session_id, session.created_ms, session.max_ms
     )
     return Login(username, session, token)
@@ -103,13 +118,11 @@ class Device:
 
 
 async def start_gateway(aiohttp_client: Any, settings: Settings, **kwargs: Any) -> Any:
-    """An in-process gateway (pytest-aiohttp test client) whose pub/sub is connected."""
+    """An in-process gateway (pytest-aiohttp test client), once its /readyz says so."""
     from workers.app import create_gateway_app
-    from workers.typedefs import LISTENER
 
-    app = create_gateway_app(settings, **kwargs)
-    client = await aiohttp_client(app)
-    await asyncio.wait_for(app[LISTENER].connected.wait(), WAIT)
+    client = await aiohttp_client(create_gateway_app(settings, **kwargs))
+    await wait_for(lambda: client.get("/readyz"), lambda resp: resp.status == 200)
     return client
 
 

@@ -12,10 +12,12 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from service import keys
-from service.users import UserDirectory
 from tests.conftest import PASSWORD, bearer, login
 
 MakeApi = Callable[..., Awaitable[TestClient]]
+# These tests race the store, not the sign-in limiter (whose concurrency rules are in
+# test_api_limits.py): let every concurrent sign-in of one user be checked at once.
+RACE = {"login_max_failures": 1000}
 
 
 async def concurrent_logins(api: TestClient, count: int, **fields: str) -> list[dict[str, Any]]:
@@ -37,15 +39,15 @@ async def stored_state(
     prefix = keys.session_record(username, "")
     pattern = prefix.replace("{", "\\{").replace("}", "\\}") + "*"
     records = {key[len(prefix) :] async for key in rdb.scan_iter(match=pattern)}
-    devices = await rdb.hgetall(keys.user_prefix(username) + "dev")
+    devices = await rdb.hgetall(keys.device_index(username))
     return index, records, devices
 
 
 @pytest.mark.parametrize(("limit", "expected"), [(10, 10), (250, 200)])
 async def test_concurrent_logins_leave_exactly_the_allowed_sessions(
-    make_api: MakeApi, fresh_users: UserDirectory, rdb: aioredis.Redis, limit: int, expected: int
+    make_api: MakeApi, rdb: aioredis.Redis, limit: int, expected: int
 ) -> None:
-    api = await make_api(users=fresh_users, max_sessions_per_user=limit)
+    api = await make_api(max_sessions_per_user=limit, **RACE)
     results = await concurrent_logins(api, 200)
     index, records, devices = await stored_state(rdb, "alice")
     assert len(index) == expected
@@ -69,9 +71,9 @@ async def test_concurrent_logins_leave_exactly_the_allowed_sessions(
 
 
 async def test_concurrent_logins_with_one_device_id_leave_one_session(
-    make_api: MakeApi, fresh_users: UserDirectory, rdb: aioredis.Redis
+    make_api: MakeApi, rdb: aioredis.Redis
 ) -> None:
-    api = await make_api(users=fresh_users)
+    api = await make_api(**RACE)
     results = await concurrent_logins(api, 50, device_id="the-phone")
     index, records, devices = await stored_state(rdb, "alice")
     assert len(index) == 1

@@ -205,3 +205,10 @@ async def test_static_files_do_not_escape_their_folder(api: TestClient, path: st
     text = await resp.text()
     assert "JWT_SECRET" not in text
     assert "[project]" not in text
+
+
+async def test_a_file_name_too_long_for_the_disk_is_not_found(api: TestClient) -> None:
+    resp = await api.get("/static/" + "a" * 256 + ".js")
+    await problem(resp, 404, "not_found")
+    metrics = await (await api.get("/metrics")).text()
+    assert "sessionwire_redis_unavailable_total 0.0" in metrics  # not taken for an outage

@@ -8,20 +8,22 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 import redis.asyncio as redis
 from pytest_aiohttp import AiohttpClient
 
-from service import keys
+from service import eventlog, keys
 from service.app import create_app
+from service.records import StoredSession
 from service.schemas import Actor
 from service.settings import Settings
-from service.store import SessionStore, StoredSession
+from service.store import SessionStore
 from service.tokens import TokenCodec
 from tests.conftest import PASSWORD, make_settings
-from tests.devices import WAIT, Device, Login, connect, sign_in
+from tests.devices import WAIT, Device, Login, connect, sign_in, start_gateway
 from workers.app import create_gateway_app
-from workers.typedefs import HUB, LISTENER, STORE
+from workers.typedefs import HUB, STORE
 
 Gateway = Callable[..., Awaitable[Any]]
 
@@ -37,10 +39,7 @@ async def gateway(aiohttp_client: AiohttpClient, settings: Settings) -> Gateway:
     """Start a gateway app (default settings unless given) and wait for its pub/sub."""
 
     async def start(app_settings: Settings = settings, **kwargs: Any) -> Any:
-        app = create_gateway_app(app_settings, **kwargs)
-        test_client = await aiohttp_client(app)
-        await asyncio.wait_for(app[LISTENER].connected.wait(), WAIT)
-        return test_client
+        return await start_gateway(aiohttp_client, app_settings, **kwargs)
 
     return start
 
@@ -253,7 +252,8 @@ async def test_gateway_duplicate_event_is_delivered_once(
     assert (await laptop_ws.expect("sessions.changed"))["session"]["session_id"] == first.sid
     # Publish the same event again, as a replay after a reconnect would.
     [(entry_id, fields)] = await client.xrevrange(keys.event_log("alice"), count=1)
-    await client.publish(keys.channel("alice"), f'{{"id":"{entry_id}",{fields["e"][1:]}')
+    again = msgspec.json.encode(eventlog.decode_entry(entry_id, fields))
+    await client.publish(keys.channel("alice"), again)
     second = await sign_in(store, settings, "alice", "second")
     assert (await laptop_ws.expect("sessions.changed"))["session"]["session_id"] == second.sid
     await laptop_ws.ws.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -11,22 +10,14 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
-from service import keys, store
+from service import eventlog, keys, store
+from service.records import StoredSession
 from service.schemas import Actor
-from service.store import GRACE_MS, SessionGone, SessionStore, StoredSession
+from service.store import GRACE_MS, SessionGone, SessionStore
+from tests.conftest import ManualClock as Clock
 from tests.conftest import make_settings
 
 ALICE_PHONE = Actor(session_id="by-sid", device_name="Phone", ip="10.0.0.1")
-
-
-class Clock:
-    """The store's clock, moved by hand (ms since the epoch)."""
-
-    def __init__(self) -> None:
-        self.now = time.time_ns() // 1_000_000  # Redis's own clock sets TTLs
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @pytest.fixture
@@ -37,16 +28,9 @@ async def client() -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(store, "now_ms", fake)
-    return fake
-
-
-@pytest.fixture
 def make_store(client: aioredis.Redis, clock: Clock) -> Callable[..., SessionStore]:
     def make(**overrides: object) -> SessionStore:
-        return SessionStore(client, make_settings("redis://unused", **overrides))
+        return SessionStore(client, make_settings("redis://unused", **overrides), clock)
 
     return make
 
@@ -85,7 +69,7 @@ async def test_create_stores_and_logs(
     assert wire.device_id == "d1"
     assert wire.expires_at.timestamp() * 1000 == clock.now + 60_000
     assert await client.zscore(keys.session_index("alice"), "s1") == clock.now
-    assert await client.hget(keys.user_prefix("alice") + "dev", "d1") == "s1"
+    assert await client.hget(keys.device_index("alice"), "d1") == "s1"
     due = await client.zscore(keys.DUE_INDEX, keys.due_member("alice", "s1"))
     assert due == clock.now + 60_000
     (event,) = await events(client)
@@ -134,7 +118,7 @@ async def test_revoke_one_leaves_a_tombstone(
     ttl = await client.pttl(keys.tombstone("alice", "s1"))
     assert 600_000 < ttl <= 600_000 + GRACE_MS + 1000  # until the token would have expired
     assert not await client.exists(keys.session_record("alice", "s1"))
-    assert await client.hget(keys.user_prefix("alice") + "dev", "d1") is None
+    assert await client.hget(keys.device_index("alice"), "d1") is None
     assert [x.session_id for x in await s.list("alice")] == ["s2"]
     assert [e["reason"] for e in await events(client)] == [None, None, "revoked"]
 
@@ -169,7 +153,7 @@ async def test_same_device_id_replaces(
     )
     assert revoked == ["s1"]
     assert (await s.tombstone("alice", "s1")).reason == "replaced"  # type: ignore[union-attr]
-    assert await client.hgetall(keys.user_prefix("alice") + "dev") == {"phone": "s2"}
+    assert await client.hgetall(keys.device_index("alice")) == {"phone": "s2"}
 
 
 async def test_the_least_recently_seen_is_evicted(
@@ -257,10 +241,12 @@ async def test_events_are_published_as_logged(
     for entry_id, fields in logged:
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
         assert message is not None
-        published = store.event_decoder.decode(message["data"])
+        published = eventlog.decode_published(message["data"])
         assert published.id == entry_id
+        assert published == eventlog.decode_entry(entry_id, fields)
         assert json.loads(message["data"]) == {**json.loads(fields["e"]), "id": entry_id}
-    assert keys.username_from_channel(keys.channel("alice")) == "alice"
+    assert eventlog.username_from_channel(eventlog.channel("alice")) == "alice"
+    assert eventlog.username_from_channel("sw:{u:alice}:log") is None
     await pubsub.aclose()
 
 

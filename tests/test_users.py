@@ -11,6 +11,7 @@ import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import VerificationError
 
+from service.passwords import PasswordChecker
 from service.settings import ConfigError
 from service.users import UserDirectory, set_password
 from tests.conftest import ROOT
@@ -68,18 +69,21 @@ def test_the_demo_users_are_argon2id() -> None:
 async def test_a_directory_checks_passwords(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     set_password(path, "dana", "pass-word")
-    users = UserDirectory.load(path)
-    user = await users.authenticate("dana", "pass-word")
+    users, checker = UserDirectory.load(path), PasswordChecker()
+    user = await users.authenticate("dana", "pass-word", checker)
     assert user is not None and user.username == "dana"
-    assert await users.authenticate("dana", "wrong") is None
-    assert await users.authenticate("nobody", "pass-word") is None
+    assert await users.authenticate("dana", "wrong", checker) is None
+    assert await users.authenticate("nobody", "pass-word", checker) is None
     assert users.get("nobody") is None
+    checker.close()
 
 
 async def test_a_corrupt_stored_hash_is_a_failed_check(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     path.write_text(json.dumps({"users": [{"username": "x", "password_hash": "not-a-hash"}]}))
-    assert await UserDirectory.load(path).authenticate("x", "anything") is None
+    checker = PasswordChecker()
+    assert await UserDirectory.load(path).authenticate("x", "anything", checker) is None
+    checker.close()
 
 
 @pytest.mark.parametrize("content", [None, "not json", '{"users": [{"username": 1}]}', "[]"])

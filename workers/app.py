@@ -8,17 +8,22 @@ from collections.abc import AsyncIterator, Callable
 import redis.asyncio as redis
 from aiohttp import web
 
-from service.redis_conn import make_client, wait_until_up
+from service.clock import SYSTEM_CLOCK, Clock
+from service.eventlog import EventLog
+from service.lease import sweeper_lease
+from service.redis_conn import redis_ctx
 from service.settings import Settings
 from service.store import SessionStore
 from service.tokens import TokenCodec
 from workers import gateway
+from workers.catchup import CatchUp
 from workers.hub import Hub
 from workers.listener import Listener
 from workers.metrics import Metrics
 from workers.sweeper import INTERVAL, Sweeper
 from workers.tasks import background
 from workers.typedefs import (
+    EVENTS,
     HEARTBEAT_INTERVAL,
     HUB,
     LISTENER,
@@ -26,7 +31,6 @@ from workers.typedefs import (
     REDIS,
     SETTINGS,
     STORE,
-    SWEEPER,
     TOKENS,
 )
 
@@ -37,6 +41,7 @@ def create_gateway_app(
     settings: Settings,
     *,
     redis: redis.Redis | None = None,
+    clock: Clock = SYSTEM_CLOCK,
     queue_size: int = 64,
     heartbeat: float = gateway.HEARTBEAT,
     sweep_interval: float = INTERVAL,
@@ -45,11 +50,17 @@ def create_gateway_app(
     # No middleware: its frame would live as long as each socket; handlers map their errors.
     app = web.Application()
     app[SETTINGS] = settings
-    app[TOKENS] = TokenCodec(settings)
+    app[TOKENS] = TokenCodec(settings, clock)
     app[METRICS] = metrics = Metrics()
-    app[HUB] = Hub(metrics, queue_size=queue_size)
+    app[HUB] = Hub(metrics, clock, queue_size=queue_size)
     app[HEARTBEAT_INTERVAL] = heartbeat
-    app.cleanup_ctx.append(redis_ctx(redis))
+
+    def attach(app: web.Application, client: redis.Redis) -> None:
+        app[REDIS] = client
+        app[STORE] = SessionStore(client, settings, clock)
+        app[EVENTS] = EventLog(client)
+
+    app.cleanup_ctx.append(redis_ctx(settings, redis, attach))
     app.cleanup_ctx.append(listener_ctx)
     app.cleanup_ctx.append(sweeper_ctx(sweep_interval))
     # Sockets must close before the server waits for its handlers, i.e. at shutdown.
@@ -61,31 +72,16 @@ def create_gateway_app(
     return app
 
 
-def redis_ctx(injected: redis.Redis | None) -> CleanupCtx:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        settings = app[SETTINGS]
-        client = injected or make_client(settings.effective_redis_url)
-        try:
-            await wait_until_up(client, settings.effective_redis_url)
-            app[REDIS] = client
-            app[STORE] = SessionStore(client, settings)
-            yield
-        finally:
-            if injected is None:
-                await client.aclose()
-
-    return ctx
-
-
 async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
-    listener = app[LISTENER] = Listener(app[REDIS], app[HUB], app[METRICS])
-    async with background(listener.run, listener.run_subscriptions, listener.run_catch_up):
+    catch_up = CatchUp(app[EVENTS], app[HUB])
+    listener = app[LISTENER] = Listener(app[REDIS], app[HUB], catch_up, app[METRICS])
+    async with background(listener.run, listener.subscriptions.run, catch_up.run):
         yield
 
 
 def sweeper_ctx(interval: float) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        sweeper = app[SWEEPER] = Sweeper(app[REDIS], app[STORE], app[METRICS], interval)
+        sweeper = Sweeper(app[STORE], sweeper_lease(app[REDIS]), app[METRICS], interval)
         async with background(sweeper.run):
             yield
         with contextlib.suppress(Exception):  # let another worker take over at once

@@ -19,6 +19,8 @@ from typing import Any
 
 import aiohttp
 
+from workers import disconnect
+
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_GATEWAY = "ws://127.0.0.1:8001/ws"
 PROFILE_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -187,7 +189,7 @@ async def _read(ws: aiohttp.ClientWebSocketResponse) -> int | None:
                 return None
         elif msg.type == aiohttp.WSMsgType.CLOSE:
             code = int(msg.data)
-            if 4500 <= code < 5000:  # the application's "do not reconnect"
+            if code in disconnect.NO_RECONNECT:
                 print(f"the gateway ended this session ({code}: {msg.extra})", flush=True)
                 return None
             return code

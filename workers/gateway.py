@@ -1,4 +1,4 @@
-"""HTTP edge of the worker: `GET /ws` (auth before the upgrade) and health endpoints.
+"""HTTP edge of the worker: `GET /ws` (everything is checked before the upgrade) and health.
 
 Each handler turns its own errors into problem+json: a middleware would keep a coroutine
 frame alive for every connected socket. Unexpected errors get aiohttp's plain 500, which
@@ -8,19 +8,20 @@ carries no traceback.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from service import keys
+from service.eventlog import StreamId
 from service.redis_conn import REDIS_DOWN
 from service.responses import json_response, problem_response, redis_unavailable, unauthorized
 from service.schemas import Health
-from service.store import SessionGone, now_ms
+from service.store import SessionGone
 from service.tokens import TokenError, bearer_token
-from workers import messages, typedefs
-from workers.hub import ZERO_ID, Conn, StreamId, parse_id
+from workers import disconnect, messages, typedefs
+from workers.conn import Conn
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,16 @@ BEARER_PROTOCOL_PREFIX = "bearer."
 HEARTBEAT = 25.0  # below the ~60 s idle cut of common proxies
 CLOSE_TIMEOUT = 1.0  # wait for the peer's close frame this long, then drop it
 MAX_CLIENT_MESSAGE = 4096  # clients need not send anything
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A device allowed to upgrade: who, where its log stood, or why it is already gone."""
+
+    username: str
+    session_id: str
+    cursor: StreamId
+    gone: SessionGone | None
 
 
 def token_of(request: web.Request) -> str:
@@ -40,8 +51,39 @@ def token_of(request: web.Request) -> str:
     return bearer_token(request.headers.get("Authorization"))
 
 
+def new_socket(app: web.Application) -> web.WebSocketResponse:
+    return web.WebSocketResponse(
+        protocols=(PROTOCOL,),
+        heartbeat=app[typedefs.HEARTBEAT_INTERVAL],
+        compress=False,
+        timeout=CLOSE_TIMEOUT,
+        max_msg_size=MAX_CLIENT_MESSAGE,
+    )
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
-    """Authenticate, upgrade, then push this device's session events until it leaves."""
+    """Admit the device, upgrade, then push its session events until it leaves."""
+    ws = new_socket(request.app)
+    admission = await admit(request, ws)
+    if isinstance(admission, web.Response):
+        return admission
+    await ws.prepare(request)
+    user, sid = admission.username, admission.session_id
+    try:
+        if admission.gone is not None:
+            await send_revoked(request.app, ws, admission)
+        else:
+            conn = request.app[typedefs.HUB].new_conn(ws, user, sid, admission.cursor)
+            await serve(request.app, ws, conn)
+    except ConnectionError as exc:  # the device went away mid-handshake or mid-send
+        log.debug("socket of %s session %s ended: %s", user, sid, exc)
+    except Exception:  # the response is a socket now: log, never answer with an error page
+        log.exception("socket of %s session %s failed", user, sid)
+    return ws
+
+
+async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | web.Response:
+    """Everything checked before the upgrade; a refusal is an HTTP problem response."""
     app = request.app
     origin = request.headers.get("Origin")
     if origin is not None and origin.rstrip("/") not in app[typedefs.SETTINGS].origins:
@@ -55,13 +97,6 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         claims = app[typedefs.TOKENS].verify(token_of(request))
     except TokenError as exc:
         return unauthorized(exc.code, exc.detail)
-    ws = web.WebSocketResponse(
-        protocols=(PROTOCOL,),
-        heartbeat=app[typedefs.HEARTBEAT_INTERVAL],
-        compress=False,
-        timeout=CLOSE_TIMEOUT,
-        max_msg_size=MAX_CLIENT_MESSAGE,
-    )
     if not ws.can_prepare(request).ok:
         return problem_response(
             426,
@@ -73,28 +108,26 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     user, sid = claims.username, claims.session_id
     # The log position is read before the check, so whatever happens after the check is
     # replayed from the log even if it is published before the subscription is live.
-    gone: SessionGone | None = None
     try:
-        cursor = await log_position(request, user)
+        cursor = await app[typedefs.EVENTS].last_id(user)
         await app[typedefs.STORE].check(user, sid)
-    except SessionGone as exc:
-        gone = exc
+    except SessionGone as gone:
+        return Admission(user, sid, cursor, gone)
     except (RedisError, *REDIS_DOWN) as exc:
         log.warning("GET /ws: Redis unavailable: %s", exc)
         return redis_unavailable()
-    await ws.prepare(request)
-    try:
-        if gone is not None:
-            await ws.send_str(messages.revoked_from_tombstone(sid, gone.tombstone, now_ms()))
-            app[typedefs.METRICS].sent("session.revoked", 0)
-            await ws.close(code=messages.CLOSE_REVOKED, message=b"session revoked")
-        else:
-            await serve(app, ws, Conn(app[typedefs.HUB], ws, user, sid, cursor))
-    except ConnectionError as exc:  # the device went away mid-handshake or mid-send
-        log.debug("socket of %s session %s ended: %s", user, sid, exc)
-    except Exception:  # the response is a socket now: log, never answer with an error page
-        log.exception("socket of %s session %s failed", user, sid)
-    return ws
+    return Admission(user, sid, cursor, None)
+
+
+async def send_revoked(
+    app: web.Application, ws: web.WebSocketResponse, admission: Admission
+) -> None:
+    """A device that connects with an ended session is told why at once, then closed."""
+    tomb = admission.gone.tombstone if admission.gone else None
+    now = app[typedefs.HUB].clock.now_ms()
+    await ws.send_str(messages.revoked_from_tombstone(admission.session_id, tomb, now))
+    app[typedefs.METRICS].sent("session.revoked", 0)
+    await ws.close(code=disconnect.REVOKED.code, message=disconnect.REVOKED.reason)
 
 
 async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> None:
@@ -110,11 +143,6 @@ async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> 
     finally:
         listener.leave(conn)
         await conn.finish()
-
-
-async def log_position(request: web.Request, user: str) -> StreamId:
-    last = await request.app[typedefs.REDIS].xrevrange(keys.event_log(user), "+", "-", count=1)
-    return parse_id(last[0][0]) if last else ZERO_ID
 
 
 async def healthz(request: web.Request) -> web.Response:

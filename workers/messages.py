@@ -7,11 +7,9 @@ from typing import Literal
 
 import msgspec
 
+from service.records import Event, Tombstone
 from service.schemas import Actor, Session, from_ms
-from service.store import Event, Tombstone
 
-# Close codes 4500-4999 mean "do not reconnect"; 4501 ends a revoked session's socket.
-CLOSE_REVOKED = 4501
 FALLBACK_REASON = "expired"  # a session gone without a tombstone (e.g. Redis lost its data)
 
 

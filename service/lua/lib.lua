@@ -1,19 +1,14 @@
--- Shared by every session script. Scripts are called with KEYS[1] = the user's index key
--- (so Redis Cluster routes to the user's slot) and ARGV[1] = the user's key prefix
--- 'sw:{u:<name>}:'; every other key of the user is built from it, on the same slot.
--- ARGV[2] = now (ms), ARGV[3] = grace (ms), ARGV[4] = event log length, ARGV[5] = user.
-local P = ARGV[1]
-local NOW = tonumber(ARGV[2])
-local GRACE = tonumber(ARGV[3])
-local LOG_LEN = tonumber(ARGV[4])
-local USER = ARGV[5]
-local IDX = KEYS[1]
-local DEV = P .. 'dev'
-local LOG = P .. 'log'
-local CHANNEL = P .. 'ch'
+-- Shared by every session script. KEYS, built by service/keys.py: [1] the user's session
+-- index (it routes the call to the user's Redis Cluster slot), [2] device map, [3] event
+-- log, [4] channel. ARGV[1] is one JSON object of named arguments: `now` and `grace` (ms),
+-- `log_len`, `user`, `record_prefix` and `tomb_prefix` (a session's key is the prefix plus
+-- its id, so every key stays on the user's slot), plus each script's own.
+local IDX, DEV, LOG, CHANNEL = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local A = cjson.decode(ARGV[1])
+local NOW, GRACE = A.now, A.grace
 
-local function session_key(sid) return P .. 's:' .. sid end
-local function tomb_key(sid) return P .. 't:' .. sid end
+local function session_key(sid) return A.record_prefix .. sid end
+local function tomb_key(sid) return A.tomb_prefix .. sid end
 
 local function load_session(sid)
   local flat = redis.call('HGETALL', session_key(sid))
@@ -26,15 +21,16 @@ local function load_session(sid)
   return rec
 end
 
+-- Twin of records.deadline_ms in Python.
 local function deadline(rec)
   return math.min(rec.seen_ms + rec.idle_ms, rec.max_ms)
 end
 
 -- Append the event to the user's capped log and publish it, with its log id, in one step.
 local function emit(event)
-  event.user = USER
+  event.user = A.user
   event.at = NOW
-  local id = redis.call('XADD', LOG, 'MAXLEN', '~', LOG_LEN, '*', 'e', cjson.encode(event))
+  local id = redis.call('XADD', LOG, 'MAXLEN', '~', A.log_len, '*', 'e', cjson.encode(event))
   event.id = id
   redis.call('PUBLISH', CHANNEL, cjson.encode(event))
   return id

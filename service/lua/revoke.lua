@@ -1,15 +1,13 @@
--- Revoke sessions. ARGV[6] = mode ('one', 'others', 'all'), ARGV[7] = the target session
--- ('one') or the caller's session ('others'), ARGV[8] = reason, ARGV[9] = by (JSON).
--- Returns the list of revoked session ids; empty for 'one' means there was no such session.
-local mode, target, reason = ARGV[6], ARGV[7], ARGV[8]
-local by = cjson.decode(ARGV[9])
+-- Revoke sessions. Arguments: `mode` ('one', 'others' or 'all'), `target` (the session for
+-- 'one', the caller's own for 'others'), `reason`, `by` (the device that did it, or null).
+-- Returns the revoked session ids; empty for 'one' means there was no such session.
 local revoked = {}
-if mode == 'one' then
-  return append(revoked, revoke(target, reason, by))
+if A.mode == 'one' then
+  return append(revoked, revoke(A.target, A.reason, A.by))
 end
 for _, sid in ipairs(redis.call('ZRANGE', IDX, 0, -1)) do
-  if mode == 'all' or sid ~= target then
-    append(revoked, revoke(sid, reason, by))
+  if A.mode == 'all' or sid ~= A.target then
+    append(revoked, revoke(sid, A.reason, A.by))
   end
 end
 return revoked

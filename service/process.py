@@ -1,0 +1,58 @@
+"""One Sessionwire process (the API or the worker): settings, logging, then serve."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+
+from service.devredis import embedded_redis_if_needed
+from service.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+# aiohttp's default listen backlog of 128 drops SYNs when hundreds of clients connect at
+# once (a worker restart brings every device back); each then waits a 1 s retransmit.
+LISTEN_BACKLOG = 1024
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # The access log would print request lines only; tokens travel in headers, never URLs.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def serve(
+    what: str,
+    build: Callable[[Settings], web.Application],
+    port: Callable[[Settings], int],
+    **run_app_options: object,
+) -> int:
+    """Read the settings, build the app and serve it until signalled; the exit status.
+
+    A bad setting is one line on stderr and exit status 2, before anything starts.
+    """
+    try:
+        settings = Settings.from_env()
+        app = build(settings)
+    except ConfigError as exc:
+        print(f"sessionwire {what}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(settings.log_level)
+    settings.warn_about_defaults()
+    address = f"http://{settings.host}:{port(settings)}"
+    with embedded_redis_if_needed(settings):
+        web.run_app(
+            app,
+            host=settings.host,
+            port=port(settings),
+            backlog=LISTEN_BACKLOG,
+            print=lambda _: log.info("%s listening on %s", what, address),
+            **run_app_options,  # type: ignore[arg-type]
+        )
+    return 0

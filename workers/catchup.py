@@ -1,0 +1,86 @@
+"""Catch-up: sockets that join, or lost the live feed, replay their user's log.
+
+A socket's events wait in its `pending` list until its user's subscription is confirmed
+and the log after its cursor has been replayed; then the two are merged in order. After a
+pub/sub loss each session is also re-checked, because a trimmed log or a Redis that
+restarted empty cannot replay what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.exceptions import RedisError
+
+from service.backoff import Backoff
+from service.eventlog import EventLog, ReplayQuery
+from service.redis_conn import REDIS_DOWN
+from workers.conn import Conn
+from workers.hub import Hub
+from workers.tasks import raise_if_cancelling
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # users per pipelined replay
+BACKOFF = (0.05, 1.0)
+
+
+class CatchUp:
+    def __init__(self, events: EventLog, hub: Hub) -> None:
+        self.events, self.hub = events, hub
+        self._wanted: set[str] = set()  # users whose syncing sockets await catch-up
+        self._wake = asyncio.Event()
+        self._epoch = 0  # bumped on every lost feed; replays read before it are dropped
+
+    def want(self, username: str) -> None:
+        self._wanted.add(username)
+        self._wake.set()
+
+    def invalidate(self) -> None:
+        """The live feed was lost: replays in flight may have missed events; drop them."""
+        self._epoch += 1
+
+    async def run(self) -> None:
+        """Replay the log for users whose sockets are syncing, many users per round trip."""
+        backoff = Backoff(*BACKOFF)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._wanted:
+                batch = [self._wanted.pop() for _ in range(min(BATCH, len(self._wanted)))]
+                try:
+                    await self._replay(batch)
+                    backoff.reset()
+                except (RedisError, *REDIS_DOWN) as exc:
+                    raise_if_cancelling()
+                    log.warning("catch-up failed (%s); retrying in %.2fs", exc, backoff.delay)
+                    self._wanted.update(batch)
+                    await backoff.wait()
+                except Exception:
+                    log.exception("catch-up of %d users failed; skipped", len(batch))
+
+    async def _replay(self, users: list[str]) -> None:
+        epoch = self._epoch
+        plan: list[list[Conn]] = []
+        queries: list[ReplayQuery] = []
+        for user in users:
+            state = self.hub.users.get(user)
+            if state is None or not state.confirmed:
+                continue  # gone, or its (re)subscription will ask again
+            conns = [c for c in state.conns() if c.pending is not None]
+            if not conns:
+                continue
+            since = min(conn.cursor for conn in conns)
+            recheck = tuple(dict.fromkeys(c.session_id for c in conns if c.recheck))
+            queries.append(ReplayQuery(user, since, recheck))
+            plan.append(conns)
+        replays = await self.events.replay(queries)
+        if epoch != self._epoch:
+            return  # the feed was lost meanwhile; its successor catches up again
+        for conns, replay in zip(plan, replays, strict=True):
+            for conn in conns:
+                if conn.pending is None:  # caught up or closed meanwhile
+                    continue
+                gone = conn.recheck and conn.session_id in replay.gone
+                self.hub.catch_up(conn, replay.events, gone, replay.gone.get(conn.session_id))
