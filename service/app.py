@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
-import redis.asyncio as redis
 from aiohttp import web
 
 from service import typedefs
@@ -19,11 +18,12 @@ from service.metrics import ApiMetrics
 from service.openapi import build_openapi
 from service.passwords import PasswordChecker
 from service.ratelimit import LoginLimiter
-from service.redis_conn import redis_ctx
+from service.redis_conn import RedisClient, redis_ctx
 from service.routes import routes
 from service.settings import Settings
 from service.store import SessionStore
 from service.tokens import TokenCodec
+from service.topology import Topology
 from service.users import UserDirectory
 
 STATIC = files("service") / "static"
@@ -44,7 +44,7 @@ PAGE_HEADERS = {
 def create_app(
     settings: Settings,
     *,
-    redis_client: redis.Redis | None = None,
+    redis_client: RedisClient | None = None,
     users: UserDirectory | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> web.Application:
@@ -54,9 +54,17 @@ def create_app(
     app[typedefs.METRICS] = ApiMetrics()
     app[typedefs.TOKENS] = TokenCodec(settings, clock)
 
-    def attach(app: web.Application, client: redis.Redis) -> None:
+    def attach(app: web.Application, client: RedisClient) -> None:
+        metrics = app[typedefs.METRICS]
+        topology = app[typedefs.TOPOLOGY] = Topology(client)
         app[typedefs.REDIS] = client
-        app[typedefs.STORE] = SessionStore(client, settings, clock)
+        app[typedefs.STORE] = SessionStore(
+            client,
+            settings,
+            clock,
+            topology=topology,
+            on_unacknowledged=metrics.unacknowledged_revocations.inc,
+        )
         app[typedefs.LIMITER] = LoginLimiter(client, settings, clock)
 
     app[typedefs.USERS] = users or UserDirectory.load(settings.users_file)

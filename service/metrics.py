@@ -36,6 +36,11 @@ class ApiMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.unacknowledged_revocations = Counter(
+            "sessionwire_revocations_unacknowledged",
+            "Revocations no replica acknowledged in time (they still took effect)",
+            registry=self.registry,
+        )
         self.redis_errors = Counter(
             "sessionwire_redis_unavailable",
             "Requests answered 503 because Redis was down",

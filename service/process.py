@@ -46,13 +46,17 @@ def serve(
     setup_logging(settings.log_level)
     settings.warn_about_defaults()
     address = f"http://{settings.host}:{port(settings)}"
-    with embedded_redis_if_needed(settings):
-        web.run_app(
-            app,
-            host=settings.host,
-            port=port(settings),
-            backlog=LISTEN_BACKLOG,
-            print=lambda _: log.info("%s listening on %s", what, address),
-            **run_app_options,  # type: ignore[arg-type]
-        )
+    try:
+        with embedded_redis_if_needed(settings):
+            web.run_app(
+                app,
+                host=settings.host,
+                port=port(settings),
+                backlog=LISTEN_BACKLOG,
+                print=lambda _: log.info("%s listening on %s", what, address),
+                **run_app_options,  # type: ignore[arg-type]
+            )
+    except ConfigError as exc:  # found while connecting, e.g. what the server turned out to be
+        print(f"sessionwire {what}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0

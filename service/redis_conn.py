@@ -1,62 +1,100 @@
-"""Connecting to Redis: one client per process, patient at start, self-healing after."""
+"""Connecting to Redis, one server or a Redis Cluster: patient at start, self-healing after.
+
+`REDIS_URL` may name any node of a cluster; with `REDIS_CLUSTER=auto` the node is asked
+at start (`INFO cluster`) which kind of client to use. Either way the rest of the code
+gets one client and one `Topology` (service/topology.py) and needs to know no more.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import redis.asyncio as redis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry  # the sync Retry can't catch an awaited error
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.backoff import Backoff
-from service.settings import Settings
+from service.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
+RedisClient = redis.Redis | RedisCluster
+
 # What "Redis is unavailable" looks like to a caller; mapped to 503 at the edge. redis-py
-# wraps socket errors in its own ConnectionError, so a plain OSError is never Redis's.
-REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+# wraps socket errors in its own ConnectionError (MaxConnectionsError and BusyLoadingError
+# are ones too), so a plain OSError is never Redis's. A cluster adds its own: CLUSTERDOWN
+# and TRYAGAIN while slots move or a master fails over, MOVED/ASK past the client's retries,
+# a slot no node serves (SlotNotCoveredError, not even a RedisError), a demoted master.
+REDIS_DOWN: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterError,
+    TryAgainError,
+    AskError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    RedisClusterException,
+)
 STARTUP_BACKOFF = (0.1, 5.0)
+# A single server's pool blocks (briefly) for a free connection past this; the cluster
+# client has no such pool and fails at once (MaxConnectionsError), so the bound is per
+# node and generous: 256 concurrent requests must never meet it.
+MAX_CONNECTIONS = 512
+CLIENT_OPTIONS = {"decode_responses": True, "socket_connect_timeout": 2, "socket_timeout": 5}
 
 
-def make_client(url: str, *, max_connections: int = 512) -> redis.Redis:
+def single_client(url: str) -> redis.Redis:
     """A pooled client that fails fast while Redis is down and reconnects by itself.
 
-    Past `max_connections` the pool blocks (briefly) for a free connection instead of
-    failing, so a burst gets answers, not 503s. The bound is generous because its waiters
-    are not served in order: with 64 connections and 256 concurrent requests, p99 was
-    ~0.9 s in bench/bench_api.py, against ~0.2 s with room for all of them.
+    Its waiters are not served in order: with 64 connections and 256 concurrent requests,
+    p99 was ~0.9 s in bench/bench_api.py, against ~0.2 s with room for all of them.
     """
     pool = redis.BlockingConnectionPool.from_url(
         url,
-        decode_responses=True,
         health_check_interval=15,
-        socket_connect_timeout=2,
-        socket_timeout=5,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
-        max_connections=max_connections,
+        max_connections=MAX_CONNECTIONS,
         timeout=5,
+        **CLIENT_OPTIONS,
     )
     return redis.Redis.from_pool(pool)
 
 
-async def wait_until_up(client: redis.Redis, url: str) -> None:
-    """Ping until Redis answers, backing off, and log every failed try."""
+def cluster_client(url: str) -> RedisCluster:
+    if (urlsplit(url).path or "/0").strip("/") not in ("", "0"):
+        raise ConfigError("REDIS_URL names a database other than 0; a Redis Cluster has only 0")
+    return RedisCluster.from_url(url, max_connections=MAX_CONNECTIONS, **CLIENT_OPTIONS)
+
+
+async def wait_until_up(ping: Callable[[], object], url: str, what: str = "Redis") -> None:
+    """Call `ping` until it succeeds, backing off, and log every failed try."""
     backoff, attempt = Backoff(*STARTUP_BACKOFF), 1
     while True:
         try:
-            await client.ping()
-            log.info("connected to Redis at %s", redact(url))
+            await ping()  # type: ignore[misc]
+            log.info("connected to %s at %s", what, redact(url))
             return
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             log.warning(
-                "Redis at %s not answering (try %d: %s); retrying in %.1fs",
+                "%s at %s not answering (try %d: %s); retrying in %.1fs",
+                what,
                 redact(url),
                 attempt,
                 exc,
@@ -66,12 +104,34 @@ async def wait_until_up(client: redis.Redis, url: str) -> None:
         attempt += 1
 
 
-@asynccontextmanager
-async def connected(url: str) -> AsyncIterator[redis.Redis]:
-    """Create a client, wait for Redis, and close the client at the end."""
-    client = make_client(url)
+async def is_cluster(client: redis.Redis) -> bool:
+    """Whether the server is a cluster node; a server without INFO (fakeredis) is not."""
     try:
-        await wait_until_up(client, url)
+        info = await client.info("cluster")
+    except ResponseError:
+        return False
+    return bool(info.get("cluster_enabled"))
+
+
+@asynccontextmanager
+async def connected(settings: Settings) -> AsyncIterator[RedisClient]:
+    """The process's client, once the server (or every slot of the cluster) answers."""
+    url = settings.effective_redis_url
+    probe = single_client(url)
+    try:
+        await wait_until_up(probe.ping, url)
+        cluster = settings.redis_cluster == "yes" or (
+            settings.redis_cluster == "auto" and await is_cluster(probe)
+        )
+    finally:
+        await probe.aclose()
+    if not cluster:
+        client: RedisClient = single_client(url)
+    else:
+        client = cluster_client(url)
+        # Loads the slot map; it fails while any slot is unserved.
+        await wait_until_up(client.initialize, url, "Redis Cluster")
+    try:
         yield client
     finally:
         await client.aclose()
@@ -79,8 +139,8 @@ async def connected(url: str) -> AsyncIterator[redis.Redis]:
 
 def redis_ctx(
     settings: Settings,
-    given: redis.Redis | None,
-    attach: Callable[[web.Application, redis.Redis], None],
+    given: RedisClient | None,
+    attach: Callable[[web.Application, RedisClient], None],
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """An app's Redis as a cleanup context: `attach` stores the client and what uses it.
 
@@ -93,7 +153,7 @@ def redis_ctx(
             attach(app, given)
             yield
             return
-        async with connected(settings.effective_redis_url) as client:
+        async with connected(settings) as client:
             attach(app, client)
             yield
 

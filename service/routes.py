@@ -171,9 +171,10 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     try:
-        await request.app[typedefs.REDIS].ping()
-    except REDIS_DOWN:
-        return redis_unavailable("Redis is not answering.")
+        await request.app[typedefs.TOPOLOGY].check()
+    except REDIS_DOWN as exc:
+        log.info("not ready: %s", exc)
+        return redis_unavailable("Redis is not ready: a node is down or a slot is unserved.")
     return json_response(Health(status="ok"))
 
 

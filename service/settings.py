@@ -31,6 +31,8 @@ class ConfigError(Exception):
 @dataclass(frozen=True, slots=True)
 class Settings:
     redis_url: str | None = None
+    # "auto": ask the server at start (INFO cluster); "yes"/"no" force the client kind.
+    redis_cluster: str = "auto"
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     jwt_secret_generated: bool = False
     jwt_issuer: str = "sessionwire"
@@ -48,6 +50,7 @@ class Settings:
     max_sessions_per_user: int = 10
     login_max_failures: int = 5
     login_failure_window: int = 300
+    max_tombstones_per_user: int = 100
     users_file: str = "demo_users.json"
     log_level: str = "INFO"
     dev_redis_port: int = 6379
@@ -84,6 +87,7 @@ class Settings:
         secret = secret or _dev_secret(Path(env.get("DEV_SECRET_FILE", DEV_SECRET_FILE)))
         return cls(
             redis_url=read("REDIS_URL", _redis_url),
+            redis_cluster=read("REDIS_CLUSTER", str.lower, choices=("auto", "yes", "no")),
             jwt_issuer=read("JWT_ISSUER", str),
             app_env=app_env,
             host=read("HOST", str),
@@ -105,6 +109,7 @@ class Settings:
             max_sessions_per_user=read("MAX_SESSIONS_PER_USER", int, minimum=1),
             login_max_failures=read("LOGIN_MAX_FAILURES", int, minimum=1),
             login_failure_window=read("LOGIN_FAILURE_WINDOW", int, minimum=1),
+            max_tombstones_per_user=read("MAX_TOMBSTONES_PER_USER", int, minimum=1),
             users_file=read("USERS_FILE", str),
             log_level=read("LOG_LEVEL", str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR")),
             dev_redis_port=read("DEV_REDIS_PORT", int, minimum=1, maximum=65535),

@@ -6,12 +6,12 @@ clock, and raises its own errors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
 import msgspec
-import redis.asyncio as redis
 
 from service import keys
 from service.clock import SYSTEM_CLOCK, Clock
@@ -23,9 +23,12 @@ from service.records import (
     session_decoder,
     session_from_hash,
 )
+from service.redis_conn import RedisClient
+from service.replication import AcknowledgedWrites
 from service.schemas import Actor
 from service.scripts import session_script
 from service.settings import Settings
+from service.topology import Topology
 
 EVENT_LOG_LENGTH = 500
 # Records and tombstones outlive their deadline a little, so a sweeper that runs late
@@ -55,6 +58,7 @@ class SessionGone(Exception):
 class Due:
     """An entry of the due-time index: a session whose deadline may have passed."""
 
+    bucket: int
     member: str
 
     @property
@@ -70,14 +74,33 @@ _json = msgspec.json.Encoder()
 
 
 class SessionStore:
-    """Create, check, list, revoke and expire sessions, for the service and the worker."""
+    """Create, check, list, revoke and expire sessions, for the service and the worker.
 
-    def __init__(self, client: redis.Redis, settings: Settings, clock: Clock = SYSTEM_CLOCK):
+    Scripts that revoke (create may replace or evict) are acknowledged by a replica before
+    they return (service/replication.py). The due index is another slot than the user's,
+    so it is written around the script, in a crash-safe order: an entry is added before
+    its session exists and removed after it is gone; a stray entry only costs the
+    sweeper a look, while a session without one would never be swept.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        settings: Settings,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        topology: Topology | None = None,
+        on_unacknowledged: Callable[[], None] = lambda: None,
+    ) -> None:
         self.redis, self.clock = client, clock
         self.idle_ms = settings.session_idle_timeout * 1000
         self.max_age_ms = settings.session_max_age * 1000
         self.touch_ms = settings.session_touch_interval * 1000
         self.max_sessions = settings.max_sessions_per_user
+        self.max_tombstones = settings.max_tombstones_per_user
+        self._acknowledged = AcknowledgedWrites(
+            client, topology or Topology(client), on_unacknowledged
+        )
         self._create = client.register_script(session_script("create"))
         self._touch = client.register_script(session_script("touch"))
         self._revoke = client.register_script(session_script("revoke"))
@@ -91,6 +114,7 @@ class SessionStore:
             keys.device_index(username),
             keys.event_log(username),
             keys.channel(username),
+            keys.tombstone_index(username),
         ]
         arguments = {
             "now": now,
@@ -99,6 +123,8 @@ class SessionStore:
             "user": username,
             "record_prefix": keys.session_record(username, ""),
             "tomb_prefix": keys.tombstone(username, ""),
+            "max_tombstones": self.max_tombstones,
+            "keep_ms": self.max_age_ms + GRACE_MS,
             **named,
         }
         return {"keys": user_keys, "args": [_json.encode(arguments)]}
@@ -132,10 +158,10 @@ class SessionStore:
             by=Actor(session_id=session_id, device_name=device_name, ip=ip),
         )
         first_deadline = deadline_ms(now, self.idle_ms, now + self.max_age_ms)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await self._create(**call, client=pipe)
-            pipe.zadd(keys.DUE_INDEX, {keys.due_member(username, session_id): first_deadline})
-            (raw, revoked), _ = await pipe.execute()
+        member = keys.due_member(username, session_id)
+        await self.redis.zadd(keys.due_index_of(username), {member: first_deadline})
+        raw, revoked = await self._acknowledged.run(self._create, **call)
+        await self._forget_due(username, revoked)
         return session_decoder.decode(raw), list(revoked)
 
     async def check(self, username: str, session_id: str) -> StoredSession:
@@ -171,26 +197,43 @@ class SessionStore:
         call = self._call_args(
             username, self.clock.now_ms(), mode=mode, target=session_id, reason=reason, by=by
         )
-        return list(await self._revoke(**call))
+        revoked = list(await self._acknowledged.run(self._revoke, **call))
+        await self._forget_due(username, revoked)
+        return revoked
 
     async def expire(self, username: str, session_id: str) -> tuple[list[str], int | None]:
-        """Revoke the user's sessions past their deadline; return `session_id`'s deadline."""
+        """Revoke the user's sessions past their deadline; return `session_id`'s deadline.
+
+        Not waited on by a replica: an expiry lost in a failover happens again, since the
+        deadline has passed on the promoted replica too.
+        """
         call = self._call_args(username, self.clock.now_ms(), session_id=session_id)
         revoked, deadline = await self._expire(**call)
+        await self._forget_due(username, revoked)
         return list(revoked), (None if deadline < 0 else int(deadline))
 
     async def tombstone(self, username: str, session_id: str) -> Tombstone | None:
         return decode_tombstone(await self.redis.get(keys.tombstone(username, session_id)))
 
     async def due(self, limit: int) -> list[Due]:
-        """Up to `limit` due-index entries whose deadline has passed, earliest first."""
+        """Due-index entries whose deadline has passed: up to `limit` of each bucket."""
         now = self.clock.now_ms()
-        members = await self.redis.zrangebyscore(keys.DUE_INDEX, "-inf", now, 0, limit)
-        return [Due(member) for member in members]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket in range(keys.DUE_BUCKETS):
+                pipe.zrangebyscore(keys.due_index(bucket), "-inf", now, 0, limit)
+            found = await pipe.execute()
+        return [Due(bucket, m) for bucket, members in enumerate(found) for m in members]
 
     async def reschedule(self, due: Due, deadline: int | None) -> None:
         """Look at `due` again at `deadline` (ms), or never (None: its session is gone)."""
+        index = keys.due_index(due.bucket)
         if deadline is None:
-            await self.redis.zrem(keys.DUE_INDEX, due.member)
+            await self.redis.zrem(index, due.member)
         else:
-            await self.redis.zadd(keys.DUE_INDEX, {due.member: deadline}, xx=True)
+            await self.redis.zadd(index, {due.member: deadline}, xx=True)
+
+    async def _forget_due(self, username: str, session_ids: list[str]) -> None:
+        """Ended sessions leave the due index at once (their entries would pile up)."""
+        if session_ids:
+            members = [keys.due_member(username, sid) for sid in session_ids]
+            await self.redis.zrem(keys.due_index_of(username), *members)

@@ -1,9 +1,10 @@
-"""Typed keys for what the API app holds (the worker's app shares the first four)."""
+"""Typed keys for what the API app holds (the worker's app shares the first five)."""
 
 from __future__ import annotations
 
-import redis.asyncio as redis
 from aiohttp import web
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from service.metrics import ApiMetrics
 from service.passwords import PasswordChecker
@@ -11,10 +12,12 @@ from service.ratelimit import LoginLimiter
 from service.settings import Settings
 from service.store import SessionStore
 from service.tokens import TokenCodec
+from service.topology import Topology
 from service.users import UserDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
-REDIS = web.AppKey("redis", redis.Redis)
+REDIS = web.AppKey("redis", Redis | RedisCluster)
+TOPOLOGY = web.AppKey("topology", Topology)
 STORE = web.AppKey("store", SessionStore)
 TOKENS = web.AppKey("tokens", TokenCodec)
 LIMITER = web.AppKey("limiter", LoginLimiter)

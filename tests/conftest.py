@@ -18,10 +18,12 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from service import keys
+from service import eventlog, keys
 from service.app import create_app
 from service.clock import SYSTEM_CLOCK, Clock
+from service.pubsub import ShardConnection
 from service.settings import Settings
+from service.topology import Topology
 from service.users import UserDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,23 +254,26 @@ async def rdb(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 class EventWatch:
-    """One user's session events, read from the event log and the pub/sub channel."""
+    """One user's session events, read from the event log and the user's shard channel."""
 
     def __init__(self, client: aioredis.Redis, username: str) -> None:
         self.client, self.username = client, username
-        self.pubsub = client.pubsub()
+        self.channel = eventlog.channel(username)
+        topology = Topology(client)
+        self.feed = ShardConnection(topology, topology.node_of(self.channel))
         self.mark = "0-0"
 
     async def __aenter__(self) -> EventWatch:
-        await self.pubsub.subscribe(keys.channel(self.username))
-        confirm = await self.pubsub.get_message(timeout=5)
-        assert confirm and confirm["type"] == "subscribe"
+        await self.feed.open()
+        await self.feed.subscribe([self.channel])
+        confirm = await self.feed.read(5)
+        assert confirm and confirm.kind == "ssubscribe"
         last = await self.client.xrevrange(keys.event_log(self.username), count=1)
         self.mark = last[0][0] if last else "0-0"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.pubsub.aclose()
+        await self.feed.close()
 
     async def take(self) -> list[dict[str, Any]]:
         """The events since the last take; the channel must carry exactly the logged ones."""
@@ -277,9 +282,10 @@ class EventWatch:
             self.mark = entries[-1][0]
         published = []
         for _ in entries:
-            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+            message = await self.feed.read(5)
             assert message is not None, "an event was logged but not published"
-            published.append(json.loads(message["data"]))
+            assert message.kind == "smessage" and message.channel == self.channel
+            published.append(json.loads(message.data))
         assert [e["id"] for e in published] == [entry_id for entry_id, _ in entries]
         for event, (_, fields) in zip(published, entries, strict=True):
             assert {k: v for k, v in event.items() if k != "id"} == json.loads(fields["e"])

@@ -253,7 +253,7 @@ async def test_gateway_duplicate_event_is_delivered_once(
     # Publish the same event again, as a replay after a reconnect would.
     [(entry_id, fields)] = await client.xrevrange(keys.event_log("alice"), count=1)
     again = msgspec.json.encode(eventlog.decode_entry(entry_id, fields))
-    await client.publish(keys.channel("alice"), again)
+    await client.spublish(keys.channel("alice"), again)
     second = await sign_in(store, settings, "alice", "second")
     assert (await laptop_ws.expect("sessions.changed"))["session"]["session_id"] == second.sid
     await laptop_ws.ws.close()
@@ -375,8 +375,8 @@ async def test_gateway_skips_a_bad_message(
 ) -> None:
     gw = await gateway()
     laptop_ws = await connect(gw, await sign_in(store, settings, "alice", "laptop"))
-    await client.publish(keys.channel("alice"), "{not json")
-    await client.publish(keys.channel("alice"), '{"id": "1-0", "type": "unknown"}')
+    await client.spublish(keys.channel("alice"), "{not json")
+    await client.spublish(keys.channel("alice"), '{"id": "1-0", "type": "unknown"}')
     phone = await sign_in(store, settings, "alice", "phone")
     changed = await laptop_ws.expect("sessions.changed")
     assert changed["session"]["session_id"] == phone.sid

@@ -70,7 +70,7 @@ async def test_create_stores_and_logs(
     assert wire.expires_at.timestamp() * 1000 == clock.now + 60_000
     assert await client.zscore(keys.session_index("alice"), "s1") == clock.now
     assert await client.hget(keys.device_index("alice"), "d1") == "s1"
-    due = await client.zscore(keys.DUE_INDEX, keys.due_member("alice", "s1"))
+    due = await client.zscore(keys.due_index_of("alice"), keys.due_member("alice", "s1"))
     assert due == clock.now + 60_000
     (event,) = await events(client)
     assert event["type"] == "session.created"
@@ -233,8 +233,9 @@ async def test_events_are_published_as_logged(
 ) -> None:
     s = make_store()
     pubsub = client.pubsub()
-    await pubsub.subscribe(keys.channel("alice"))
-    assert (await pubsub.get_message(timeout=1))["type"] == "subscribe"  # type: ignore[index]
+    await pubsub.ssubscribe(keys.channel("alice"))
+    confirm = await pubsub.get_message(timeout=1)
+    assert confirm is not None and confirm["type"] == "ssubscribe"
     await create(s, "s1")
     await s.revoke("alice", "one", "s1", "logout", ALICE_PHONE)
     logged = await client.xrange(keys.event_log("alice"))

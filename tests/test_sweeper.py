@@ -47,7 +47,7 @@ async def test_sweeper_expires_idle_session_with_notice(
     assert notice["reason"] == "expired" and notice["by"] is None
     tomb = await store.tombstone("alice", phone.sid)
     assert tomb is not None and tomb.at == clock.now
-    assert await client.zcard(keys.DUE_INDEX) == 0
+    assert await client.zcard(keys.due_index_of("alice")) == 0
     assert await metric(gw, "sessionwire_sessions_expired_total") == 1
 
 
@@ -58,12 +58,13 @@ async def test_sweeper_reschedules_an_active_session(
     store = SessionStore(client, short, clock)
     login = await sign_in(store, short, "alice", "phone")
     member = keys.due_member("alice", login.sid)
-    first = await client.zscore(keys.DUE_INDEX, member)
+    due_index = keys.due_index_of("alice")
+    first = await client.zscore(due_index, member)
     clock.advance(IDLE / 2)
     device = await connect(gw, login)  # activity moves the deadline on, not the index
     clock.advance(IDLE / 2)  # the first deadline: the sweeper looks, and reschedules
-    await wait_for(lambda: client.zscore(keys.DUE_INDEX, member), lambda due: due != first)
-    assert await client.zscore(keys.DUE_INDEX, member) == first + IDLE / 2 * 1000
+    await wait_for(lambda: client.zscore(due_index, member), lambda due: due != first)
+    assert await client.zscore(due_index, member) == first + IDLE / 2 * 1000
     clock.advance(IDLE / 2)
     assert (await device.revoked())["reason"] == "expired"
 
@@ -94,9 +95,9 @@ async def test_sweeper_two_workers_never_double_notify(
 async def test_sweeper_survives_bad_entries(
     aiohttp_client: AiohttpClient, short: Settings, client: redis.Redis, clock: ManualClock
 ) -> None:
-    await client.zadd(keys.DUE_INDEX, {"no-space-here": 0, "ghost unknown-session": 0})
+    await client.zadd(keys.due_index(0), {"no-space-here": 0, "ghost unknown-session": 0})
     await client.set(keys.session_index("broken"), "not a zset")  # the script will fail
-    await client.zadd(keys.DUE_INDEX, {keys.due_member("broken", "x"): 0})
+    await client.zadd(keys.due_index_of("broken"), {keys.due_member("broken", "x"): 0})
     gw = await start_gateway(aiohttp_client, short, clock=clock)
     store = SessionStore(client, short, clock)
     login = await sign_in(store, short, "alice", "phone")
@@ -104,9 +105,9 @@ async def test_sweeper_survives_bad_entries(
     clock.advance(IDLE)
     assert (await device.revoked())["reason"] == "expired"
     # The broken entry is put off, not retried in a tight loop; the others are gone.
-    broken = await client.zscore(keys.DUE_INDEX, keys.due_member("broken", "x"))
+    broken = await client.zscore(keys.due_index_of("broken"), keys.due_member("broken", "x"))
     assert broken is not None and broken > clock.now + 30_000
-    assert await client.zscore(keys.DUE_INDEX, "ghost unknown-session") is None
+    assert await client.zscore(keys.due_index(0), "ghost unknown-session") is None
 
 
 async def test_sweeper_lease_has_one_holder(client: redis.Redis) -> None:

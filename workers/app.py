@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-import redis.asyncio as redis
 from aiohttp import web
 
 from service.clock import SYSTEM_CLOCK, Clock
 from service.eventlog import EventLog
 from service.lease import sweeper_lease
-from service.redis_conn import redis_ctx
+from service.redis_conn import RedisClient, redis_ctx
 from service.settings import Settings
 from service.store import SessionStore
 from service.tokens import TokenCodec
+from service.topology import Topology
 from workers import gateway
 from workers.catchup import CatchUp
 from workers.hub import Hub
@@ -32,6 +32,7 @@ from workers.typedefs import (
     SETTINGS,
     STORE,
     TOKENS,
+    TOPOLOGY,
 )
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
@@ -40,7 +41,7 @@ CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 def create_gateway_app(
     settings: Settings,
     *,
-    redis: redis.Redis | None = None,
+    redis: RedisClient | None = None,
     clock: Clock = SYSTEM_CLOCK,
     queue_size: int = 64,
     heartbeat: float = gateway.HEARTBEAT,
@@ -55,9 +56,10 @@ def create_gateway_app(
     app[HUB] = Hub(metrics, clock, queue_size=queue_size)
     app[HEARTBEAT_INTERVAL] = heartbeat
 
-    def attach(app: web.Application, client: redis.Redis) -> None:
+    def attach(app: web.Application, client: RedisClient) -> None:
+        topology = app[TOPOLOGY] = Topology(client)
         app[REDIS] = client
-        app[STORE] = SessionStore(client, settings, clock)
+        app[STORE] = SessionStore(client, settings, clock, topology=topology)
         app[EVENTS] = EventLog(client)
 
     app.cleanup_ctx.append(redis_ctx(settings, redis, attach))
@@ -74,8 +76,8 @@ def create_gateway_app(
 
 async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
     catch_up = CatchUp(app[EVENTS], app[HUB])
-    listener = app[LISTENER] = Listener(app[REDIS], app[HUB], catch_up, app[METRICS])
-    async with background(listener.run, listener.subscriptions.run, catch_up.run):
+    listener = app[LISTENER] = Listener(app[TOPOLOGY], app[HUB], catch_up, app[METRICS])
+    async with background(listener.run, catch_up.run):
         yield
 
 

@@ -17,7 +17,7 @@ from service.backoff import Backoff
 from service.eventlog import EventLog, ReplayQuery
 from service.redis_conn import REDIS_DOWN
 from workers.conn import Conn
-from workers.hub import Hub
+from workers.hub import Hub, UserState
 from workers.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -31,15 +31,10 @@ class CatchUp:
         self.events, self.hub = events, hub
         self._wanted: set[str] = set()  # users whose syncing sockets await catch-up
         self._wake = asyncio.Event()
-        self._epoch = 0  # bumped on every lost feed; replays read before it are dropped
 
     def want(self, username: str) -> None:
         self._wanted.add(username)
         self._wake.set()
-
-    def invalidate(self) -> None:
-        """The live feed was lost: replays in flight may have missed events; drop them."""
-        self._epoch += 1
 
     async def run(self) -> None:
         """Replay the log for users whose sockets are syncing, many users per round trip."""
@@ -61,8 +56,7 @@ class CatchUp:
                     log.exception("catch-up of %d users failed; skipped", len(batch))
 
     async def _replay(self, users: list[str]) -> None:
-        epoch = self._epoch
-        plan: list[list[Conn]] = []
+        plan: list[tuple[UserState, int, list[Conn]]] = []
         queries: list[ReplayQuery] = []
         for user in users:
             state = self.hub.users.get(user)
@@ -74,11 +68,11 @@ class CatchUp:
             since = min(conn.cursor for conn in conns)
             recheck = tuple(dict.fromkeys(c.session_id for c in conns if c.recheck))
             queries.append(ReplayQuery(user, since, recheck))
-            plan.append(conns)
+            plan.append((state, state.generation, conns))
         replays = await self.events.replay(queries)
-        if epoch != self._epoch:
-            return  # the feed was lost meanwhile; its successor catches up again
-        for conns, replay in zip(plan, replays, strict=True):
+        for (state, generation, conns), replay in zip(plan, replays, strict=True):
+            if state.generation != generation:
+                continue  # its feed was lost meanwhile; the next subscription asks again
             for conn in conns:
                 if conn.pending is None:  # caught up or closed meanwhile
                     continue

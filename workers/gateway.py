@@ -150,12 +150,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when Redis answers and the pub/sub connection is up."""
+    """Ready when every master answers, every slot is served and every master's pub/sub
+    connection is up."""
     try:
-        await request.app[typedefs.REDIS].ping()
-    except (RedisError, *REDIS_DOWN):
+        await request.app[typedefs.TOPOLOGY].check()
+    except (RedisError, *REDIS_DOWN) as exc:
+        log.info("not ready: %s", exc)
         return redis_unavailable()
-    if not request.app[typedefs.LISTENER].connected.is_set():
+    if not request.app[typedefs.LISTENER].ready:
         return redis_unavailable()
     return json_response(Health(status="ok"))
 

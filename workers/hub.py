@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from aiohttp import web
 
@@ -29,11 +29,12 @@ SHUTDOWN_BUDGET = 3.0
 
 
 class UserState:
-    __slots__ = ("confirmed", "sessions")
+    __slots__ = ("confirmed", "generation", "sessions")
 
     def __init__(self) -> None:
         self.sessions: dict[str, set[Conn]] = {}
         self.confirmed = False  # the user's channel subscription is confirmed by Redis
+        self.generation = 0  # bumped when the feed is lost: older replays are stale
 
     def conns(self) -> Iterator[Conn]:
         for conns in self.sessions.values():
@@ -121,10 +122,15 @@ class Hub:
             conn.revoke(notice)
         conn.recheck = False
 
-    def resync_all(self) -> None:
-        """After a pub/sub loss: every socket catches up and re-checks its session."""
-        for state in self.users.values():
+    def resync(self, usernames: Iterable[str]) -> None:
+        """The users' live feed was lost (or moved): their sockets buffer what comes, then
+        catch up from the log and re-check their sessions once it is back."""
+        for username in usernames:
+            state = self.users.get(username)
+            if state is None:
+                continue
             state.confirmed = False
+            state.generation += 1
             for conn in state.conns():
                 if conn.pending is None:
                     conn.pending = []

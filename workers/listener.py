@@ -1,122 +1,143 @@
-"""The worker's one pub/sub connection: live events in, sockets joining and leaving.
+"""The worker's live feed: one sharded pub/sub reader per master, each user on the master
+that owns the slot of the user's channel.
 
-Pub/sub is at-most-once; what it misses is replayed from the log by `CatchUp`.
+Pub/sub is at-most-once; what a reader misses (a lost connection, a failover, a slot that
+moved) is replayed from the users' logs by `CatchUp`, for that node's users only. The
+listener follows the topology: a reader for every master, and a user whose slot moved is
+subscribed on its new owner.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
-import msgspec
-import redis.asyncio as redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
-
 from service import eventlog
-from service.backoff import Backoff
 from service.redis_conn import REDIS_DOWN
+from service.topology import Node, Topology
 from workers.catchup import CatchUp
 from workers.conn import Conn
 from workers.hub import Hub
 from workers.metrics import Metrics
-from workers.subscriptions import Subscriptions
+from workers.shard_reader import BACKOFF, ShardReader
 from workers.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
-READ_TIMEOUT = 1.0  # get_message's wait: also how often the health check gets a chance
-BACKOFF = (0.05, 1.0)
-
-
-class PubSubReconnected(Exception):
-    """redis-py reconnected the pub/sub socket by itself; what it missed must be replayed."""
+RECHECK_EVERY = 5.0  # seconds between topology checks when nothing asks for one
 
 
 class Listener:
-    """Owns the pub/sub connection; `join`/`leave` are called for every socket."""
+    """`join`/`leave` are called for every socket; `run` follows the topology."""
 
-    def __init__(self, client: redis.Redis, hub: Hub, catch_up: CatchUp, metrics: Metrics):
-        self.redis, self.hub, self.catch_up, self.metrics = client, hub, catch_up, metrics
-        self.subscriptions = Subscriptions(hub)
-        self.connected = asyncio.Event()
-        self._pubsub: PubSub | None = None
+    def __init__(self, topology: Topology, hub: Hub, catch_up: CatchUp, metrics: Metrics):
+        self.topology, self.hub, self.catch_up, self.metrics = topology, hub, catch_up, metrics
+        self.readers: dict[Node, ShardReader] = {}
+        self._tasks: dict[Node, asyncio.Task[None]] = {}
+        self._home: dict[str, Node] = {}  # user -> the node whose reader holds the user
+        self._replace: set[str] = set()  # users whose subscription went away unasked
+        self._look = asyncio.Event()  # the topology may have changed: look again
+
+    @property
+    def ready(self) -> bool:
+        """Every master has a live pub/sub connection."""
+        masters = self.topology.masters()
+        return bool(masters) and all(
+            node in self.readers and self.readers[node].connected.is_set() for node in masters
+        )
 
     def join(self, conn: Conn) -> None:
         """Register a socket; subscribe for the user's first, then catch it up."""
         if self.hub.add(conn):
-            self.subscriptions.add(conn.username)
+            self._place(conn.username)
         elif self.hub.users[conn.username].confirmed:
             self.catch_up.want(conn.username)
 
     def leave(self, conn: Conn) -> None:
         """Unregister a socket; unsubscribe when it was the user's last."""
         if self.hub.remove(conn) and not self.hub.closing:
-            self.subscriptions.remove(conn.username)
+            node = self._home.pop(conn.username, None)
+            if node in self.readers:
+                self.readers[node].remove(conn.username)
 
     async def run(self) -> None:
-        """Listen forever: reconnect with backoff, resubscribe, catch up; never die."""
-        backoff, first = Backoff(*BACKOFF), True
-        while True:
-            try:
-                await self._listen(first)
-            except (RedisError, *REDIS_DOWN, PubSubReconnected) as exc:
-                log.warning("pub/sub connection lost (%s); reconnecting", exc)
-            except Exception:
-                log.exception("pub/sub loop failed; reconnecting")
-            raise_if_cancelling()
-            was_connected = self.connected.is_set()
-            self.catch_up.invalidate()
-            await self._drop()
-            if was_connected:
-                self.metrics.reconnects.inc()
-                backoff.reset()
-            first = False
-            self.hub.resync_all()
-            await backoff.wait()
-
-    async def _listen(self, first: bool) -> None:
-        pubsub = self.redis.pubsub()
-        await pubsub.connect()
-        assert pubsub.connection is not None
-        pubsub.connection.register_connect_callback(self._reconnected)
-        self._pubsub = pubsub
-        self.subscriptions.use(pubsub)
-        if not first:
-            log.info("pub/sub reconnected; resubscribing %d users", len(self.hub.users))
-        self.connected.set()
-        while True:
-            message = await pubsub.get_message(timeout=READ_TIMEOUT)
-            if message is not None:
-                self._handle(message)
-
-    def _reconnected(self, _connection: object) -> None:
-        raise PubSubReconnected("pub/sub socket was reconnected")
-
-    async def _drop(self) -> None:
-        self.connected.clear()
-        pubsub, self._pubsub = self._pubsub, None
-        self.subscriptions.use(None)
-        if pubsub is None:
-            return
-        if pubsub.connection is not None:
-            pubsub.connection.deregister_connect_callback(self._reconnected)
+        """Keep a reader on every master and every user on its slot's owner; never die."""
         try:
-            await pubsub.aclose()
-        except (RedisError, *REDIS_DOWN):
-            pass
+            self._rebalance()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._look.wait(), RECHECK_EVERY)
+                self._look.clear()
+                try:
+                    await self.topology.refresh()
+                except REDIS_DOWN as exc:
+                    raise_if_cancelling()
+                    log.warning("cannot read the cluster's slot map (%s); retrying", exc)
+                    self._look.set()
+                    await asyncio.sleep(BACKOFF[1])
+                    continue
+                self._rebalance()
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
-    def _handle(self, message: dict[str, object]) -> None:
-        kind, channel = message["type"], str(message["channel"])
-        if kind == "message":
-            try:
-                event = eventlog.decode_published(str(message["data"]))
-            except msgspec.DecodeError as exc:  # one bad event never stops the loop
-                log.error("skipping an undecodable event on %s: %s", channel, exc)
-                return
-            self.hub.dispatch(event)
-        elif kind == "subscribe" and (user := self.subscriptions.confirmed(channel)):
-            state = self.hub.users.get(user)
-            if state is not None:
-                state.confirmed = True
-                self.catch_up.want(user)
+    def _place(self, username: str) -> None:
+        node = self.topology.node_of(eventlog.channel(username))
+        self._home[username] = node
+        self._reader(node).add(username)
+
+    def _reader(self, node: Node) -> ShardReader:
+        reader = self.readers.get(node)
+        if reader is None:
+            reader = self.readers[node] = ShardReader(
+                node,
+                self.topology,
+                self.hub,
+                confirmed=self._confirmed,
+                lost=self._lost,
+                moved=self._moved,
+            )
+            self._tasks[node] = asyncio.create_task(reader.run(), name=f"pubsub {node.name}")
+        return reader
+
+    def _rebalance(self) -> None:
+        """Follow the map: new masters get a reader, users move to their slot's owner,
+        and readers of nodes that are no longer masters (and hold no one) stop."""
+        masters = set(self.topology.masters())
+        for node in masters:
+            self._reader(node)
+        replace, self._replace = self._replace, set()
+        for user, home in list(self._home.items()):
+            owner = self.topology.node_of(eventlog.channel(user))
+            if owner != home:
+                log.info("subscribing %s on %s (was %s)", user, owner.name, home.name)
+                self.readers[home].remove(user)
+                self.hub.resync([user])
+                self._home[user] = owner
+                self._reader(owner).add(user)
+            elif user in replace:  # not moved as far as the map knows: ask its owner again
+                self.readers[home].add(user)
+        for node in set(self.readers) - masters:
+            if not self.readers[node].users:
+                self._tasks.pop(node).cancel()
+                del self.readers[node]
+
+    def _confirmed(self, username: str) -> None:
+        state = self.hub.users.get(username)
+        if state is not None:
+            state.confirmed = True
+            self.catch_up.want(username)
+
+    def _lost(self, reader: ShardReader) -> None:
+        """A node's connection failed: its users catch up once subscribed again, on it or
+        on whichever node the map names by then."""
+        self.metrics.reconnects.inc()
+        self.hub.resync(reader.users)
+        self._look.set()
+
+    def _moved(self, usernames: list[str]) -> None:
+        self.hub.resync(usernames)
+        self._replace.update(usernames)
+        self._look.set()

@@ -23,7 +23,8 @@ from workers.tasks import raise_if_cancelling
 log = logging.getLogger(__name__)
 
 INTERVAL = 0.25
-BATCH = 200
+BATCH = 200  # entries per due-index bucket per round
+MAX_ROUNDS = 50  # per pass: a backlog is worked off over a few passes, never in one loop
 BAD_ENTRY_RETRY_MS = 60_000
 BACKOFF_MAX = 2.0
 
@@ -57,12 +58,13 @@ class Sweeper:
     async def sweep(self) -> int:
         """End every session whose deadline has passed; returns how many ended."""
         ended = 0
-        while True:
+        for _ in range(MAX_ROUNDS):
             due = await self.store.due(BATCH)
             for entry in due:
                 ended += await self._expire(entry)
-            if len(due) < BATCH:
-                return ended
+            if not due:
+                break
+        return ended
 
     async def _expire(self, due: Due) -> int:
         try:

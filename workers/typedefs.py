@@ -1,16 +1,16 @@
-"""Typed application keys of the worker's app (the first four are the API's too)."""
+"""Typed application keys of the worker's app (the first five are the API's too)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from service.eventlog import EventLog
-from service.typedefs import REDIS, SETTINGS, STORE, TOKENS
+from service.typedefs import REDIS, SETTINGS, STORE, TOKENS, TOPOLOGY
 from workers.hub import Hub
 from workers.listener import Listener
 from workers.metrics import Metrics
 
-__all__ = ["REDIS", "SETTINGS", "STORE", "TOKENS"]
+__all__ = ["REDIS", "SETTINGS", "STORE", "TOKENS", "TOPOLOGY"]
 
 EVENTS = web.AppKey("events", EventLog)
 METRICS = web.AppKey("metrics", Metrics)

@@ -1,9 +1,11 @@
--- Shared by every session script. KEYS, built by service/keys.py: [1] the user's session
--- index (it routes the call to the user's Redis Cluster slot), [2] device map, [3] event
--- log, [4] channel. ARGV[1] is one JSON object of named arguments: `now` and `grace` (ms),
--- `log_len`, `user`, `record_prefix` and `tomb_prefix` (a session's key is the prefix plus
--- its id, so every key stays on the user's slot), plus each script's own.
-local IDX, DEV, LOG, CHANNEL = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- Shared by every session script. KEYS, built by service/keys.py, all on the user's hash
+-- tag: [1] the session index (it routes the call to the user's Redis Cluster slot), [2]
+-- device map, [3] event log, [4] channel, [5] tombstone index. ARGV[1] is one JSON object
+-- of named arguments: `now` and `grace` (ms), `log_len`, `user`, `record_prefix` and
+-- `tomb_prefix` (a session's key is the prefix plus its id, so it stays on the slot),
+-- `max_tombstones`, `keep_ms` (how long the user's log and tombstone index outlive their
+-- last change: a session's maximum age plus grace), plus each script's own.
+local IDX, DEV, LOG, CHANNEL, TOMBS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local A = cjson.decode(ARGV[1])
 local NOW, GRACE = A.now, A.grace
 
@@ -27,13 +29,31 @@ local function deadline(rec)
 end
 
 -- Append the event to the user's capped log and publish it, with its log id, in one step.
+-- Sharded pub/sub: the channel's slot is the user's, so only the node that owns it (and
+-- its replicas) carries the message, however large the cluster.
 local function emit(event)
   event.user = A.user
   event.at = NOW
   local id = redis.call('XADD', LOG, 'MAXLEN', '~', A.log_len, '*', 'e', cjson.encode(event))
+  redis.call('PEXPIRE', LOG, A.keep_ms)
   event.id = id
-  redis.call('PUBLISH', CHANNEL, cjson.encode(event))
+  redis.call('SPUBLISH', CHANNEL, cjson.encode(event))
   return id
+end
+
+-- Remember why `sid` ended while its token could still be shown; at most `max_tombstones`
+-- per user (the oldest go first: their tokens stay refused, only the reason is forgotten).
+local function bury(sid, tomb, until_ms)
+  redis.call('SET', tomb_key(sid), cjson.encode(tomb), 'PXAT', until_ms)
+  redis.call('ZADD', TOMBS, NOW, sid)
+  local excess = redis.call('ZCARD', TOMBS) - A.max_tombstones
+  if excess > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', TOMBS, 0, excess - 1)) do
+      redis.call('DEL', tomb_key(old))
+    end
+    redis.call('ZREMRANGEBYRANK', TOMBS, 0, excess - 1)
+  end
+  redis.call('PEXPIRE', TOMBS, A.keep_ms)
 end
 
 -- End one session: delete it, leave a tombstone until its token would expire, emit.
@@ -47,9 +67,7 @@ local function revoke(sid, reason, by)
   if rec and rec.device_id ~= '' and redis.call('HGET', DEV, rec.device_id) == sid then
     redis.call('HDEL', DEV, rec.device_id)
   end
-  local tomb_until = (rec and rec.max_ms or NOW) + GRACE
-  redis.call('SET', tomb_key(sid), cjson.encode({reason = reason, at = NOW, by = by}),
-    'PXAT', tomb_until)
+  bury(sid, {reason = reason, at = NOW, by = by}, (rec and rec.max_ms or NOW) + GRACE)
   emit({type = 'session.revoked', session_id = sid, reason = reason, by = by,
         session = rec or {session_id = sid}})
   return sid
