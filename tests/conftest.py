@@ -22,11 +22,25 @@ from service import eventlog, keys
 from service.app import create_app
 from service.clock import SYSTEM_CLOCK, Clock
 from service.pubsub import ShardConnection
+from service.redis_conn import connected
 from service.settings import Settings
 from service.topology import Topology
 from service.users import UserDirectory
 
+# The fixture modules' own asserts are rewritten too (their failures explain themselves).
+pytest.register_assert_rewrite("tests.rediscluster")
+from tests.rediscluster import (  # noqa: E402  (fixtures, registered by being imported)
+    cluster_url,
+    make_cluster,
+    own_cluster,
+    redis_cluster,
+)
+
+__all__ = ["cluster_url", "make_cluster", "own_cluster", "redis_cluster"]
+
 ROOT = Path(__file__).resolve().parent.parent
+# The engines a test module can run on, by overriding `redis_url` (see `on_engine`).
+ENGINES = ("single", "cluster")
 TEST_SECRET = "test-secret-" + "x" * 40
 
 
@@ -101,11 +115,29 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
+def single_redis_url(redis_server: RedisServer) -> str:
+    """The run's redis-server, emptied for this test."""
     if redis_server.proc is None:
         redis_server.start()
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture
+def redis_url(single_redis_url: str) -> str:
+    """The Redis a test runs on: one server, unless its module runs on both engines:
+
+    @pytest.fixture(params=ENGINES)
+    def redis_url(request: pytest.FixtureRequest) -> str:
+        return on_engine(request)
+    """
+    return single_redis_url
+
+
+def on_engine(request: pytest.FixtureRequest) -> str:
+    """The emptied URL of the engine named by the fixture's param: one server or a cluster."""
+    name = "single_redis_url" if request.param == "single" else "cluster_url"
+    return str(request.getfixturevalue(name))
 
 
 @pytest.fixture
@@ -247,10 +279,10 @@ async def login(
 
 @pytest.fixture
 async def rdb(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A client of the per-test Redis, for looking at what the API stored."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
+    """A client of the per-test Redis (a cluster client on a cluster), for looking at what
+    the API stored."""
+    async with connected(make_settings(redis_url)) as client:
+        yield client  # type: ignore[misc]
 
 
 class EventWatch:

@@ -12,7 +12,14 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from service import keys
-from tests.conftest import PASSWORD, bearer, login
+from tests.conftest import ENGINES, PASSWORD, bearer, login, on_engine
+
+
+@pytest.fixture(params=ENGINES)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """These tests run on one Redis and on a Redis Cluster."""
+    return on_engine(request)
+
 
 MakeApi = Callable[..., Awaitable[TestClient]]
 # These tests race the store, not the sign-in limiter (whose concurrency rules are in

@@ -20,7 +20,14 @@ from argon2 import PasswordHasher
 from service import keys
 from service.passwords import PasswordChecker
 from service.users import UserDirectory
-from tests.conftest import PASSWORD, EventWatch, ManualClock, bearer, login
+from tests.conftest import ENGINES, PASSWORD, EventWatch, ManualClock, bearer, login, on_engine
+
+
+@pytest.fixture(params=ENGINES)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """These tests run on one Redis and on a Redis Cluster."""
+    return on_engine(request)
+
 
 MakeApi = Callable[..., Awaitable[TestClient]]
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
+import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
@@ -21,7 +22,14 @@ from service.schemas import (
     RevokedResponse,
     SessionsResponse,
 )
-from tests.conftest import FIREFOX_UA, PASSWORD, EventWatch, bearer, login
+from tests.conftest import ENGINES, FIREFOX_UA, PASSWORD, EventWatch, bearer, login, on_engine
+
+
+@pytest.fixture(params=ENGINES)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """These tests run on one Redis and on a Redis Cluster."""
+    return on_engine(request)
+
 
 IPHONE_UA = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "

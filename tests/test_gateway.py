@@ -20,10 +20,17 @@ from service.schemas import Actor
 from service.settings import Settings
 from service.store import SessionStore
 from service.tokens import TokenCodec
-from tests.conftest import PASSWORD, make_settings
+from tests.conftest import ENGINES, PASSWORD, make_settings, on_engine
 from tests.devices import WAIT, Device, Login, connect, sign_in, start_gateway
 from workers.app import create_gateway_app
 from workers.typedefs import HUB, STORE
+
+
+@pytest.fixture(params=ENGINES)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """These tests run on one Redis and on a Redis Cluster."""
+    return on_engine(request)
+
 
 Gateway = Callable[..., Awaitable[Any]]
 

@@ -10,10 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import ENGINES, PASSWORD, on_engine
 from tests.devices import WAIT, Device
 from tests.processes import Process, running
+
+
+@pytest.fixture(params=ENGINES)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """These tests run on one Redis and on a Redis Cluster."""
+    return on_engine(request)
 
 
 async def login(http: aiohttp.ClientSession, api: Process, user: str, device: str) -> Any:

@@ -10,8 +10,14 @@ from service import eventlog, keys
 from service.lease import sweeper_lease
 from service.settings import Settings
 from service.store import SessionStore
-from tests.conftest import ManualClock, RedisServer, make_settings
+from tests.conftest import ENGINES, ManualClock, RedisServer, make_settings, on_engine
 from tests.devices import connect, metric, sign_in, start_gateway, wait_for
+
+
+@pytest.fixture(params=ENGINES)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """These tests run on one Redis and on a Redis Cluster."""
+    return on_engine(request)
 
 
 @pytest.fixture

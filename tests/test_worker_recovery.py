@@ -10,12 +10,20 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 from pytest_aiohttp import AiohttpClient
+from redis.asyncio.cluster import RedisCluster
 
-from service import keys
+from service import eventlog, keys
 from service.settings import Settings
 from service.store import SessionStore
-from tests.conftest import RedisServer, make_settings
+from tests.conftest import ENGINES, RedisServer, make_settings, on_engine
 from tests.devices import Device, Login, connect, metric, sign_in, start_gateway
+
+
+@pytest.fixture(params=ENGINES)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """These tests run on one Redis and on a Redis Cluster."""
+    return on_engine(request)
+
 
 USERS = ("alice", "bob", "carol")
 
@@ -38,6 +46,14 @@ async def devices_for(
     return pairs
 
 
+async def kill_feed(client: redis.Redis | RedisCluster, username: str) -> int:
+    """Kill the pub/sub connections on the node that carries the user's channel."""
+    if isinstance(client, RedisCluster):
+        node = client.get_node_from_key(eventlog.channel(username))
+        return int(await client.client_kill_filter(_type="pubsub", target_nodes=node))
+    return int(await client.client_kill_filter(_type="pubsub"))
+
+
 async def test_worker_pubsub_killed_while_sessions_end(
     aiohttp_client: AiohttpClient, settings: Settings, client: redis.Redis
 ) -> None:
@@ -48,7 +64,7 @@ async def test_worker_pubsub_killed_while_sessions_end(
     # Each notice proves the worker came back, so the next kill finds its new connection.
     victims = [pairs[0], pairs[3], pairs[6], pairs[1]]
     for login, device in victims:
-        assert await client.client_kill_filter(_type="pubsub") == 1
+        assert await kill_feed(client, login.username) == 1
         await store.revoke(login.username, "one", login.sid, "revoked", None)
         notice = await device.until("session.revoked")  # after news of earlier victims
         assert notice["session_id"] == login.sid and notice["reason"] == "revoked"
@@ -78,7 +94,7 @@ async def test_worker_log_trimmed_during_outage_uses_tombstone(
     laptop = await sign_in(store, settings, "alice", "laptop")
     phone = await sign_in(store, settings, "alice", "phone")
     phone_ws = await connect(gw, phone)
-    await client.client_kill_filter(_type="pubsub")
+    assert await kill_feed(client, "alice") == 1
     await store.revoke("alice", "one", phone.sid, "revoked", laptop.session.as_actor())
     await client.xtrim(keys.event_log("alice"), maxlen=0)  # the log can't replay it now
     notice = await phone_ws.revoked()

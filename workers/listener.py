@@ -97,6 +97,7 @@ class Listener:
                 self.hub,
                 confirmed=self._confirmed,
                 lost=self._lost,
+                unreachable=self._look.set,
                 moved=self._moved,
             )
             self._tasks[node] = asyncio.create_task(reader.run(), name=f"pubsub {node.name}")

@@ -46,10 +46,12 @@ class ShardReader:
         *,
         confirmed: Callable[[str], None],
         lost: Callable[[ShardReader], None],
+        unreachable: Callable[[], None],
         moved: Callable[[list[str]], None],
     ) -> None:
         self.node, self.topology, self.hub = node, topology, hub
         self._confirmed, self._lost, self._moved = confirmed, lost, moved
+        self._unreachable = unreachable
         self.users: set[str] = set()  # users whose channels should be subscribed here
         self.connected = asyncio.Event()
         self._to_subscribe: set[str] = set()
@@ -85,6 +87,8 @@ class ShardReader:
             if self.connected.is_set():
                 self.connected.clear()
                 self._lost(self)
+            else:  # still down: maybe failed over by now, so the map is worth another look
+                self._unreachable()
             await backoff.wait()
 
     async def _session(self, backoff: Backoff) -> None:
