@@ -47,13 +47,14 @@ class CatchUp:
                 try:
                     await self._replay(batch)
                     backoff.reset()
-                except (RedisError, *REDIS_DOWN) as exc:
+                except Exception as exc:  # never drop a user: its sockets would wait forever
                     raise_if_cancelling()
-                    log.warning("catch-up failed (%s); retrying in %.2fs", exc, backoff.delay)
+                    if isinstance(exc, (RedisError, *REDIS_DOWN)):
+                        log.warning("catch-up failed (%s); retrying", exc)
+                    else:
+                        log.exception("catch-up of %d users failed; retrying", len(batch))
                     self._wanted.update(batch)
                     await backoff.wait()
-                except Exception:
-                    log.exception("catch-up of %d users failed; skipped", len(batch))
 
     async def _replay(self, users: list[str]) -> None:
         plan: list[tuple[UserState, int, list[Conn]]] = []
