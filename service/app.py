@@ -11,9 +11,10 @@ from importlib.resources.abc import Traversable
 import redis.asyncio as redis
 from aiohttp import web
 
-from service import typedefs
+from service import activity, admin, typedefs
 from service.clock import SYSTEM_CLOCK, Clock
 from service.errors import problem_middleware
+from service.eventlog import EventLog
 from service.inputs import MAX_BODY, device_name_from
 from service.metrics import ApiMetrics
 from service.openapi import build_openapi
@@ -58,12 +59,16 @@ def create_app(
         app[typedefs.REDIS] = client
         app[typedefs.STORE] = SessionStore(client, settings, clock)
         app[typedefs.LIMITER] = LoginLimiter(client, settings, clock)
+        app[typedefs.EVENTS] = EventLog(client)
 
     app[typedefs.USERS] = users or UserDirectory.load(settings.users_file)
     app.cleanup_ctx.append(redis_ctx(settings, redis_client, attach))
     app.cleanup_ctx.append(_warm_user_agent_parser)
     app.cleanup_ctx.append(_password_checker)
     app.add_routes(routes)
+    app.add_routes(activity.routes)
+    if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path
+        app.add_routes(admin.routes)
     openapi = json.dumps(build_openapi()).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
     app.router.add_get("/", _page)

@@ -70,6 +70,11 @@ def login_failures_by_ip(ip: str) -> str:
     return f"{PREFIX}:rl:ip:{ip}"
 
 
+def admin_failures_by_ip(ip: str) -> str:
+    """Wrong admin tokens from one client IP (a budget apart from sign-ins)."""
+    return f"{PREFIX}:rl:admin:{ip}"
+
+
 def due_member(username: str, session_id: str) -> str:
     return f"{username} {session_id}"
 
