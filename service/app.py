@@ -11,7 +11,7 @@ from importlib.resources.abc import Traversable
 import redis.asyncio as redis
 from aiohttp import web
 
-from service import activity, admin, typedefs
+from service import activity, admin, forward_auth, typedefs
 from service.clock import SYSTEM_CLOCK, Clock
 from service.errors import problem_middleware
 from service.eventlog import EventLog
@@ -67,6 +67,7 @@ def create_app(
     app.cleanup_ctx.append(_password_checker)
     app.add_routes(routes)
     app.add_routes(activity.routes)
+    app.add_routes(forward_auth.routes)
     if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path
         app.add_routes(admin.routes)
     openapi = json.dumps(build_openapi()).encode()
