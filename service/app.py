@@ -13,6 +13,7 @@ from aiohttp import web
 
 from service import activity, admin, forward_auth, typedefs
 from service.clock import SYSTEM_CLOCK, Clock
+from service.cors import cors_middleware
 from service.errors import problem_middleware
 from service.eventlog import EventLog
 from service.inputs import MAX_BODY, device_name_from
@@ -50,7 +51,10 @@ def create_app(
     clock: Clock = SYSTEM_CLOCK,
 ) -> web.Application:
     """Build the API. A given `redis_client` is used as is and left open for its owner."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY)
+    middlewares = [problem_middleware]
+    if settings.cors_origins:  # outermost: problems get the CORS headers too
+        middlewares.insert(0, cors_middleware(frozenset(settings.cors_origins)))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[typedefs.SETTINGS] = settings
     app[typedefs.METRICS] = ApiMetrics()
     app[typedefs.TOKENS] = TokenCodec(settings, clock)
