@@ -30,6 +30,7 @@ BEARER = [{"bearer": []}]
 ADMIN = [{"admin": []}]
 
 # (method, path, summary, request schema, response schema, auth, error statuses)
+Operation = tuple[str, str, str, type | None, type | None, bool, tuple[int, ...]]
 OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tuple[int, ...]]] = [
     (
         "post",
@@ -85,7 +86,7 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tuple[int,
 
 
 # Your product on Sessionwire: the user's activity log and forward auth (user's Bearer).
-PRODUCT_OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tuple[int, ...]]] = [
+PRODUCT_OPERATIONS: list[Operation] = [
     (
         "get",
         "/activity",
@@ -108,7 +109,7 @@ PRODUCT_OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tu
 
 # The admin API (ADMIN_TOKEN as Bearer); all of it is a 404 while ADMIN_TOKEN is unset.
 ADMIN_ERRORS = (401, 404, 422, 429, 503)
-ADMIN_OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tuple[int, ...]]] = [
+ADMIN_OPERATIONS: list[Operation] = [
     (
         "post",
         "/admin/sessions",
