@@ -43,7 +43,7 @@ async def authorize(request: web.Request) -> None:
         await limiter.check_admin(ip)
         return
     await limiter.admin_failed(ip)
-    log.warning("wrong admin token from %s on %s %s", ip, request.method, request.path[:100])
+    log.warning("wrong admin token from %s on %s %r", ip, request.method, request.path[:100])
     if not header:
         raise TokenError("missing_token", "Send ADMIN_TOKEN as 'Authorization: Bearer <token>'.")
     raise TokenError("invalid_token", "This is not the admin token.")
