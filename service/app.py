@@ -10,9 +10,11 @@ from importlib.resources.abc import Traversable
 
 from aiohttp import web
 
-from service import typedefs
+from service import activity, admin, forward_auth, typedefs
 from service.clock import SYSTEM_CLOCK, Clock
+from service.cors import cors_middleware
 from service.errors import problem_middleware
+from service.eventlog import EventLog
 from service.inputs import MAX_BODY, device_name_from
 from service.metrics import ApiMetrics
 from service.openapi import build_openapi
@@ -49,7 +51,10 @@ def create_app(
     clock: Clock = SYSTEM_CLOCK,
 ) -> web.Application:
     """Build the API. A given `redis_client` is used as is and left open for its owner."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY)
+    middlewares = [problem_middleware]
+    if settings.cors_origins:  # outermost: problems get the CORS headers too
+        middlewares.insert(0, cors_middleware(frozenset(settings.cors_origins)))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[typedefs.SETTINGS] = settings
     app[typedefs.METRICS] = ApiMetrics()
     app[typedefs.TOKENS] = TokenCodec(settings, clock)
@@ -66,12 +71,17 @@ def create_app(
             on_unacknowledged=metrics.unacknowledged_revocations.inc,
         )
         app[typedefs.LIMITER] = LoginLimiter(client, settings, clock)
+        app[typedefs.EVENTS] = EventLog(client)
 
     app[typedefs.USERS] = users or UserDirectory.load(settings.users_file)
     app.cleanup_ctx.append(redis_ctx(settings, redis_client, attach))
     app.cleanup_ctx.append(_warm_user_agent_parser)
     app.cleanup_ctx.append(_password_checker)
     app.add_routes(routes)
+    app.add_routes(activity.routes)
+    app.add_routes(forward_auth.routes)
+    if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path
+        app.add_routes(admin.routes)
     openapi = json.dumps(build_openapi()).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
     app.router.add_get("/", _page)

@@ -79,6 +79,11 @@ class EventLog:
         last = await self.redis.xrevrange(keys.event_log(username), "+", "-", count=1)
         return parse_id(last[0][0]) if last else ZERO_ID
 
+    async def recent(self, username: str, limit: int) -> list[Event]:
+        """The user's latest `limit` events, newest first (what the log still holds)."""
+        entries = await self.redis.xrevrange(keys.event_log(username), "+", "-", count=limit)
+        return _decode_entries(username, entries)
+
     async def replay(self, queries: list[ReplayQuery]) -> list[Replay]:
         """Each query's events after its cursor and its re-checks, in one pipelined read."""
         if not queries:

@@ -80,6 +80,11 @@ def login_failures_by_ip(ip: str) -> str:
     return f"{PREFIX}:rl:ip:{ip}"
 
 
+def admin_failures_by_ip(ip: str) -> str:
+    """Wrong admin tokens from one client IP (a budget apart from sign-ins)."""
+    return f"{PREFIX}:rl:admin:{ip}"
+
+
 def due_bucket(username: str) -> int:
     return zlib.crc32(username.encode()) % DUE_BUCKETS
 

@@ -1,4 +1,5 @@
-"""Brute-force protection: failed sign-ins counted per username and per client IP.
+"""Brute-force protection: failed sign-ins counted per username and per client IP, and
+wrong admin tokens per client IP.
 
 An attempt is reserved before its password is hashed, so a burst of concurrent guesses
 costs no more hashes than the limit allows; when only attempts still being checked fill
@@ -84,10 +85,34 @@ class LoginLimiter:
         for counter in (reservation.ip_counter, reservation.user_counter):
             await self._run(counter, "cancel")
 
+    async def check_admin(self, ip: str) -> None:
+        """A right admin token: RateLimited while the IP is at its limit of wrong ones.
+
+        Refusing the right token too, as sign-ins do, keeps the limit from telling a guesser
+        when it guessed right. A comparison takes no time, so nothing is reserved for it.
+        """
+        outcome, wait_ms = await self._run(
+            keys.admin_failures_by_ip(ip), "check", limit=self.ip_limit
+        )
+        if outcome == "limited":
+            raise RateLimited(_seconds(wait_ms))
+
+    async def admin_failed(self, ip: str) -> None:
+        """Count a wrong admin token against the IP; RateLimited once it is at its limit.
+
+        Attempts in flight that fill the budget are all wrong tokens (right ones reserve
+        nothing), so they mean the limit, not "busy".
+        """
+        counter = keys.admin_failures_by_ip(ip)
+        outcome, wait_ms = await self._run(counter, "take", limit=self.ip_limit)
+        if outcome != "taken":
+            raise RateLimited(_seconds(wait_ms))
+        await self._run(counter, "failed")
+
     async def _take(self, counter: str, limit: int) -> None:
         outcome, wait_ms = await self._run(counter, "take", limit=limit)
         if outcome == "limited":
-            raise RateLimited(max(1, -(-wait_ms // 1000)))
+            raise RateLimited(_seconds(wait_ms))
         if outcome == "busy":
             raise SignInBusy()
 
@@ -95,3 +120,8 @@ class LoginLimiter:
         arguments = {"now": self.clock.now_ms(), "window_ms": self.window_ms, "op": op, **named}
         outcome, wait_ms = await self._attempts(keys=[counter], args=[_json.encode(arguments)])
         return str(outcome), int(wait_ms)
+
+
+def _seconds(wait_ms: int) -> int:
+    """Whole seconds to wait, rounded up, at least one (for Retry-After)."""
+    return max(1, -(-wait_ms // 1000))

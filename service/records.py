@@ -7,7 +7,14 @@ from typing import Literal
 
 import msgspec
 
-from service.schemas import Actor, Revocation, Session, from_ms
+from service.schemas import (
+    ActivityEvent,
+    ActivitySession,
+    Actor,
+    Revocation,
+    Session,
+    from_ms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,23 @@ class Event(msgspec.Struct, kw_only=True):
     reason: str | None = None
     by: Actor | None = None
     session: StoredSession
+
+    def to_activity(self) -> ActivityEvent:
+        """The event as the user's activity log shows it."""
+        revoked = self.type == "session.revoked"
+        return ActivityEvent(
+            id=self.id,
+            type=self.type,
+            at=from_ms(self.at),
+            session=ActivitySession(
+                session_id=self.session_id,
+                device_name=self.session.device_name,
+                ip=self.session.ip,
+            ),
+            # A created event names its own device as `by`: that is no news to the user.
+            reason=self.reason if revoked else None,  # type: ignore[arg-type]
+            by=self.by if revoked else None,
+        )
 
 
 session_decoder = msgspec.json.Decoder(StoredSession)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 
 import msgspec
 from aiohttp import web
@@ -12,7 +11,7 @@ from aiohttp import web
 from service import typedefs
 from service.auth import Caller, authenticate
 from service.errors import ApiError
-from service.inputs import MAX_USER_AGENT, client_ip, decode_body, device_name_from
+from service.inputs import MAX_USER_AGENT, client_ip, decode_body
 from service.metrics import CONTENT_TYPE_LATEST
 from service.records import StoredSession
 from service.redis_conn import REDIS_DOWN
@@ -21,13 +20,12 @@ from service.schemas import (
     ClientConfig,
     Health,
     LoginRequest,
-    LoginResponse,
     MeResponse,
     RevokedResponse,
     SessionsResponse,
     SessionView,
-    from_ms,
 )
+from service.signin import NewDevice, open_session
 from service.store import RevokeMode
 from service.users import USERNAME_PATTERN, User
 
@@ -41,28 +39,10 @@ async def login(request: web.Request) -> web.Response:
     ip = client_ip(request, request.app[typedefs.SETTINGS].trusted_proxies)
     user = await _check_credentials(request.app, body, ip)
     user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT]
-    session, ended = await request.app[typedefs.STORE].create(
-        user.username,
-        session_id=secrets.token_urlsafe(16),
-        device_id=body.device_id or "",
-        device_name=body.device_name or device_name_from(user_agent),
-        user_agent=user_agent,
-        ip=ip,
-    )
+    device = NewDevice(body.device_id or "", body.device_name, user_agent, ip)
+    response = await open_session(request.app, user.username, device)
     request.app[typedefs.METRICS].logins.labels("success").inc()
-    log.info(
-        "signed in %s on %r (session %s); ended %s",
-        user.username,
-        session.device_name,
-        session.session_id,
-        ended,
-    )
-    token = request.app[typedefs.TOKENS].issue(
-        user.username, session.session_id, session.created_ms, session.max_ms
-    )
-    return json_response(
-        LoginResponse(token=token, expires_at=from_ms(session.max_ms), session=session.to_wire())
-    )
+    return json_response(response)
 
 
 async def _check_credentials(app: web.Application, body: LoginRequest, ip: str) -> User:
@@ -139,12 +119,14 @@ async def logout_all(request: web.Request) -> web.Response:
 @routes.get("/me")
 async def me(request: web.Request) -> web.Response:
     caller = await authenticate(request)
+    # Absent from the users file: signed in by the product (admin API), or removed since.
     user = request.app[typedefs.USERS].get(caller.username)
-    if user is None:  # removed from the users file after signing in
-        raise ApiError(404, "user_not_found", "User not found", "This user no longer exists.")
     return json_response(
         MeResponse(
-            username=user.username, email=user.email, bio=user.bio, session=caller.session.to_wire()
+            username=caller.username,
+            email=user.email if user else None,
+            bio=user.bio if user else None,
+            session=caller.session.to_wire(),
         )
     )
 

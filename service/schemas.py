@@ -8,8 +8,18 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from service.users import USERNAME_PATTERN
+
 RevokeReason = Literal[
-    "logout", "revoked", "revoke_others", "logout_all", "expired", "evicted", "replaced"
+    "logout",
+    "revoked",
+    "revoke_others",
+    "logout_all",
+    "expired",
+    "evicted",
+    "replaced",
+    "admin",
+    "password_changed",
 ]
 DeviceId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
@@ -53,8 +63,8 @@ class RevokedResponse(Base):
 
 class MeResponse(Base):
     username: str
-    email: str
-    bio: str
+    email: str | None  # null for a user the product signed in itself, absent from USERS_FILE
+    bio: str | None
     session: Session
 
 
@@ -102,6 +112,52 @@ class ClientConfig(Base):
     """What the page needs to find the gateway."""
 
     gateway_url: str
+
+
+# --- Your product on Sessionwire: the admin API and the activity log ---
+
+ACTIVITY_LIMIT_DEFAULT, ACTIVITY_LIMIT_MAX = 50, 100
+ActivityLimit = Annotated[int, Meta(ge=1, le=ACTIVITY_LIMIT_MAX)]
+Username = Annotated[str, Meta(min_length=1, max_length=64, pattern=USERNAME_PATTERN.pattern)]
+
+
+class AdminSessionRequest(Base):
+    """A session for a user the product signed in itself (SSO, passkey, MFA)."""
+
+    username: Username
+    device_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    device_id: DeviceId | None = None
+    user_agent: Annotated[str, Meta(max_length=512)] | None = None
+    ip: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+
+
+class AdminLogoutAllRequest(Base):
+    reason: Literal["admin", "password_changed"] = "admin"
+
+
+class UserSessionsResponse(Base):
+    sessions: list[Session]
+
+
+class ActivitySession(Base):
+    """The session an event is about."""
+
+    session_id: str
+    device_name: str
+    ip: str
+
+
+class ActivityEvent(Base):
+    id: str
+    type: Literal["session.created", "session.revoked"]
+    at: datetime
+    session: ActivitySession
+    reason: RevokeReason | None
+    by: Actor | None
+
+
+class ActivityResponse(Base):
+    events: list[ActivityEvent]
 
 
 def from_ms(ms: int) -> datetime:

@@ -54,6 +54,10 @@ class Settings:
     users_file: str = "demo_users.json"
     log_level: str = "INFO"
     dev_redis_port: int = 6379
+    # The product's back end calls /admin/... with it; empty turns the admin API off.
+    admin_token: str = field(default="", repr=False)
+    # Origins whose pages may call the API from the browser (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def effective_redis_url(self) -> str:
@@ -82,6 +86,9 @@ class Settings:
             raise ConfigError("JWT_SECRET must be at least 32 characters")
         if not secret and app_env == "production":
             raise ConfigError("JWT_SECRET is required when APP_ENV=production")
+        admin_token = env.get("ADMIN_TOKEN", "").strip()
+        if admin_token and len(admin_token) < 32:  # the message never shows a secret
+            raise ConfigError("ADMIN_TOKEN must be at least 32 characters")
         idle = read("SESSION_IDLE_TIMEOUT", int, minimum=1)
         generated = not secret
         secret = secret or _dev_secret(Path(env.get("DEV_SECRET_FILE", DEV_SECRET_FILE)))
@@ -115,6 +122,8 @@ class Settings:
             dev_redis_port=read("DEV_REDIS_PORT", int, minimum=1, maximum=65535),
             jwt_secret=secret,
             jwt_secret_generated=generated,
+            admin_token=admin_token,
+            cors_origins=read("CORS_ORIGINS", _origins),
         )
 
     def warn_about_defaults(self) -> None:

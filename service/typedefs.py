@@ -6,6 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from service.eventlog import EventLog
 from service.metrics import ApiMetrics
 from service.passwords import PasswordChecker
 from service.ratelimit import LoginLimiter
@@ -24,3 +25,4 @@ LIMITER = web.AppKey("limiter", LoginLimiter)
 USERS = web.AppKey("users", UserDirectory)
 PASSWORDS = web.AppKey("passwords", PasswordChecker)
 METRICS = web.AppKey("metrics", ApiMetrics)
+EVENTS = web.AppKey("events", EventLog)

@@ -23,6 +23,11 @@ from service.settings import ConfigError
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
+def is_valid_username(name: str) -> bool:
+    """A name USERNAME_PATTERN allows as a whole (its `$` would let a final newline by)."""
+    return USERNAME_PATTERN.fullmatch(name) is not None
+
+
 class User(msgspec.Struct, kw_only=True):
     username: str
     password_hash: str

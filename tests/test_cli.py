@@ -7,8 +7,11 @@ import os
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from tests.conftest import PASSWORD, ROOT
 from tests.processes import Process, running
+from tests.test_admin_api import ADMIN, ADMIN_TOKEN
 
 WAIT = 10.0
 
@@ -94,7 +97,7 @@ async def test_cli_two_terminal_walkthrough(redis_url: str, tmp_path: Path) -> N
         code, out = await cli.run("revoke", phone_sid, "--profile", "laptop")
         assert code == 0 and phone_sid in out
         line = await line_with(listener, "this device was signed out")
-        assert "revoked by laptop (127.0.0.1)" in line
+        assert "another device signed it out, from laptop (127.0.0.1), at " in line
         assert await asyncio.wait_for(listener.wait(), WAIT) == 0
         assert not (tmp_path / "home" / "phone.json").exists()
 
@@ -110,6 +113,34 @@ async def test_cli_two_terminal_walkthrough(redis_url: str, tmp_path: Path) -> N
         code, out = await cli.run("logout", "--profile", "laptop")
         assert code == 0
         assert not (tmp_path / "home" / "laptop.json").exists()
+
+
+async def test_cli_says_why_the_admin_api_signed_it_out(redis_url: str, tmp_path: Path) -> None:
+    with (
+        running("service", redis_url, tmp_path, ADMIN_TOKEN=ADMIN_TOKEN) as api,
+        running("workers", redis_url, tmp_path) as worker,
+    ):
+        cli = Cli(tmp_path / "home", api, worker)
+        listeners, sids = {}, {}
+        for profile in ("phone", "laptop"):
+            sids[profile] = await cli.login(profile, profile)
+            listeners[profile] = await cli.start("listen", "--profile", profile)
+            await line_with(listeners[profile], f"connected as alice (session {sids[profile]})")
+
+        async with aiohttp.ClientSession(api.url, headers=ADMIN) as admin:
+            async with admin.delete(f"/admin/users/alice/sessions/{sids['laptop']}") as resp:
+                assert resp.status == 200
+            line = await line_with(listeners["laptop"], "this device was signed out")
+            assert "an administrator signed this device out, at " in line
+
+            async with admin.post(
+                "/admin/users/alice/logout-all", json={"reason": "password_changed"}
+            ) as resp:
+                assert resp.status == 200
+        line = await line_with(listeners["phone"], "this device was signed out")
+        assert "your password was changed, at " in line
+        for listener in listeners.values():
+            assert await asyncio.wait_for(listener.wait(), WAIT) == 0
 
 
 async def test_cli_reports_unreachable_api(tmp_path: Path) -> None:

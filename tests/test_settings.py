@@ -10,6 +10,7 @@ import pytest
 from service.settings import ConfigError, Settings
 
 SECRET = "s" * 40
+ADMIN_TOKEN = "a" * 32
 
 
 def from_env(tmp_path: Path, **env: str) -> Settings:
@@ -56,6 +57,8 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         USERS_FILE="users.json",
         LOG_LEVEL="debug",
         DEV_REDIS_PORT="7000",
+        ADMIN_TOKEN=f" {ADMIN_TOKEN} ",
+        CORS_ORIGINS="https://app.example/, http://localhost:5173",
     )
     assert settings.redis_url == "redis://:pw@redis.example:6380/2"
     assert settings.jwt_secret == SECRET
@@ -77,7 +80,10 @@ def test_values_are_parsed(tmp_path: Path) -> None:
     assert settings.users_file == "users.json"
     assert settings.log_level == "DEBUG"
     assert settings.dev_redis_port == 7000
+    assert settings.admin_token == ADMIN_TOKEN
+    assert settings.cors_origins == ("https://app.example", "http://localhost:5173")
     assert SECRET not in repr(settings)
+    assert ADMIN_TOKEN not in repr(settings)
 
 
 @pytest.mark.parametrize(
@@ -102,6 +108,10 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         ("TRUSTED_PROXIES", "10.0.0.0/33"),
         ("TRUSTED_PROXIES", "proxy.example"),
         ("JWT_SECRET", "short"),
+        ("ADMIN_TOKEN", "x" * 31),
+        ("CORS_ORIGINS", "*"),
+        ("CORS_ORIGINS", "https://app.example, app.example"),
+        ("CORS_ORIGINS", "https://app.example/path"),
         ("ALLOWED_ORIGINS", "app.example"),
         ("ALLOWED_ORIGINS", "https://a.example, *"),
         ("ALLOWED_ORIGINS", "https://a.example/app"),
@@ -119,6 +129,17 @@ def test_a_bad_value_is_one_clear_line(tmp_path: Path, name: str, value: str) ->
     message = str(caught.value)
     assert name in message
     assert "\n" not in message
+
+
+def test_a_short_admin_token_is_not_shown(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        from_env(tmp_path, ADMIN_TOKEN="hunter2-hunter2")
+    assert str(caught.value) == "ADMIN_TOKEN must be at least 32 characters"
+
+
+def test_admin_api_and_cors_are_off_by_default(tmp_path: Path) -> None:
+    settings = from_env(tmp_path)
+    assert (settings.admin_token, settings.cors_origins) == ("", ())
 
 
 def test_production_requires_a_secret(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from workers.catchup import CatchUp
 from workers.hub import Hub
 from workers.listener import Listener
 from workers.metrics import Metrics
+from workers.origins import RefusedOrigins
 from workers.sweeper import INTERVAL, Sweeper
 from workers.tasks import background
 from workers.typedefs import (
@@ -29,6 +30,7 @@ from workers.typedefs import (
     LISTENER,
     METRICS,
     REDIS,
+    REFUSED_ORIGINS,
     SETTINGS,
     STORE,
     TOKENS,
@@ -55,6 +57,7 @@ def create_gateway_app(
     app[METRICS] = metrics = Metrics()
     app[HUB] = Hub(metrics, clock, queue_size=queue_size)
     app[HEARTBEAT_INTERVAL] = heartbeat
+    app[REFUSED_ORIGINS] = RefusedOrigins(clock, settings.origins)
 
     def attach(app: web.Application, client: RedisClient) -> None:
         topology = app[TOPOLOGY] = Topology(client)

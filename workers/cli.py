@@ -146,9 +146,24 @@ def describe(message: dict[str, Any]) -> str:
         return f"{what}: {s['device_name']} ({s['ip']}), session {s['session_id']}"
     if kind == "session.revoked":
         by = message.get("by")
-        who = f" by {by['device_name']} ({by['ip']})" if by else ""
-        return f"this device was signed out: {message['reason']}{who} at {message['at']}"
+        words = REASONS.get(message["reason"], message["reason"])
+        who = f", from {by['device_name']} ({by['ip']})" if by else ""
+        return f"this device was signed out: {words}{who}, at {message['at']}"
     return f"message: {message}"
+
+
+# Why a session ended, in words (the contract's reasons; an unknown one is shown as is).
+REASONS = {
+    "logout": "it signed out",
+    "revoked": "another device signed it out",
+    "revoke_others": "another device signed out all the others",
+    "logout_all": "someone signed out everywhere",
+    "expired": "the session expired",
+    "evicted": "too many devices were signed in, and this one was used least recently",
+    "replaced": "a new sign-in on this device replaced it",
+    "admin": "an administrator signed this device out",
+    "password_changed": "your password was changed",
+}
 
 
 async def listen(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:

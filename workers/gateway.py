@@ -87,6 +87,7 @@ async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | 
     app = request.app
     origin = request.headers.get("Origin")
     if origin is not None and origin.rstrip("/") not in app[typedefs.SETTINGS].origins:
+        app[typedefs.REFUSED_ORIGINS].refused(origin)
         return problem_response(
             403,
             "origin_not_allowed",

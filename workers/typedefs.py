@@ -9,6 +9,7 @@ from service.typedefs import REDIS, SETTINGS, STORE, TOKENS, TOPOLOGY
 from workers.hub import Hub
 from workers.listener import Listener
 from workers.metrics import Metrics
+from workers.origins import RefusedOrigins
 
 __all__ = ["REDIS", "SETTINGS", "STORE", "TOKENS", "TOPOLOGY"]
 
@@ -16,5 +17,6 @@ EVENTS = web.AppKey("events", EventLog)
 METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", Hub)
 LISTENER = web.AppKey("listener", Listener)
+REFUSED_ORIGINS = web.AppKey("refused_origins", RefusedOrigins)
 # Seconds between pings; a peer that doesn't answer within half of it is dropped.
 HEARTBEAT_INTERVAL = web.AppKey("heartbeat_interval", float)

@@ -4,7 +4,8 @@
 --               when failed plus pending reach it, else 'taken';
 --   'failed'    a pending attempt failed;
 --   'succeeded' a pending attempt succeeded (and, with `clear`, failures are forgiven);
---   'cancel'    a pending attempt never tested its password.
+--   'cancel'    a pending attempt never tested its password;
+--   'check'     writes nothing: 'limited' when `limit` failed in the window, else 'ok'.
 -- Returns {outcome, ms until the window ends}. The window is judged by `now` (the caller's
 -- clock); the key's TTL only cleans up.
 local A = cjson.decode(ARGV[1])
@@ -15,6 +16,7 @@ if ends <= A.now then
   failed, pending, ends = 0, 0, A.now + A.window_ms
 end
 local left = ends - A.now
+if A.op == 'check' then return {failed >= A.limit and 'limited' or 'ok', left} end
 if A.op == 'take' then
   if failed >= A.limit then return {'limited', left} end
   if failed + pending >= A.limit then return {'busy', left} end

@@ -5,6 +5,7 @@ import { Gateway } from "./gateway.js";
 import {
   $,
   refreshRelativeTimes,
+  renderActivity,
   renderDevices,
   renderSignedOut,
   showLive,
@@ -17,6 +18,8 @@ const TOKEN_KEY = "sessionwire.token";
 const DEVICE_KEY = "sessionwire.device_id";
 const CLOCK_MS = 15_000;
 const RESYNC_MS = 60_000;
+const ACTIVITY_LIMIT = 20;
+const ACTIVITY_SETTLE_MS = 100; // one re-read for a burst of changes (say, "sign out all")
 
 // One tab is one device: the token and device id live in this tab's sessionStorage only.
 const state = {
@@ -25,6 +28,7 @@ const state = {
   sessions: [],
   gateway: null,
   resync: null,
+  activityTimer: null,
   leaving: false,
 };
 
@@ -81,7 +85,9 @@ function leave() {
   state.gateway?.stop();
   state.gateway = null;
   clearInterval(state.resync);
+  clearTimeout(state.activityTimer);
   state.sessions = [];
+  renderActivity([]);
   showLive(null);
 }
 
@@ -94,11 +100,16 @@ async function enter() {
   state.sessionId = me.session.session_id;
   state.leaving = false;
   $("who").textContent = me.username;
-  await loadSessions();
+  await Promise.all([loadSessions(), loadActivity()]);
   showMessage("action-error", "");
   showScreen("devices");
-  state.resync = setInterval(() => loadSessions().catch(() => {}), RESYNC_MS);
+  state.resync = setInterval(() => resync().catch(() => {}), RESYNC_MS);
   await goLive();
+}
+
+/** Re-read the device list and the activity log (after a reconnect, or once a minute). */
+function resync() {
+  return Promise.all([loadSessions(), loadActivity()]);
 }
 
 async function loadSessions() {
@@ -109,6 +120,16 @@ async function loadSessions() {
 
 function draw() {
   renderDevices(state.sessions, state.sessionId, signOutDevice);
+}
+
+async function loadActivity() {
+  const { events } = await authed("GET", `/activity?limit=${ACTIVITY_LIMIT}`);
+  if (token()) renderActivity(events);
+}
+
+function loadActivitySoon() {
+  clearTimeout(state.activityTimer);
+  state.activityTimer = setTimeout(() => loadActivity().catch(() => {}), ACTIVITY_SETTLE_MS);
 }
 
 async function goLive() {
@@ -123,8 +144,8 @@ async function goLive() {
   state.gateway = new Gateway(config.gateway_url, token(), {
     onMessage: receive,
     onStatus: showLive,
-    onFinalClose: () => loadSessions().catch(() => {}),
-    beforeRetry: loadSessions,
+    onFinalClose: () => resync().catch(() => {}),
+    beforeRetry: resync,
   });
   state.gateway.start();
 }
@@ -133,13 +154,14 @@ function receive(message) {
   switch (message.type) {
     case "ready":
       // Whatever happened while we were away is in the API; catch up.
-      loadSessions().catch(() => {});
+      resync().catch(() => {});
       break;
     case "session.revoked":
       signedOut(message);
       break;
     case "sessions.changed":
       sessionsChanged(message.event, message.session);
+      loadActivitySoon();
       break;
   }
 }

@@ -13,7 +13,22 @@ const REASONS = {
   expired: "Your session expired.",
   evicted: "You were signed in on too many devices, so this one, the least recently used, was signed out.",
   replaced: "You signed in again on this device, which ended this earlier sign-in.",
+  admin: "An administrator signed this device out.",
+  password_changed: "Your password was changed, so this device was signed out.",
   invalid: "Your sign-in is no longer valid.",
+};
+
+// The activity log's line for a session that ended; `by` names the device that did it.
+const SIGNED_OUT = {
+  logout: () => "Signed out",
+  revoked: (by) => `Signed out by ${by}`,
+  revoke_others: (by) => `Signed out with all other devices, by ${by}`,
+  logout_all: (by) => `Signed out everywhere, by ${by}`,
+  expired: () => "Session expired",
+  evicted: () => "Signed out: too many devices",
+  replaced: () => "Replaced by a new sign-in on the same device",
+  admin: () => "Signed out by an administrator",
+  password_changed: () => "Signed out: password changed",
 };
 
 /** "just now", "5 minutes ago", "yesterday"; a past time, so clock skew never says "in …". */
@@ -39,6 +54,13 @@ export function waitInWords(seconds) {
 
 export function reasonInWords(reason) {
   return REASONS[reason] ?? "This device was signed out.";
+}
+
+/** What an activity event says happened: "Signed in", "Signed out by an administrator"… */
+export function eventInWords(event) {
+  if (event.type === "session.created") return "Signed in";
+  const words = SIGNED_OUT[event.reason] ?? SIGNED_OUT.logout;
+  return words(event.by?.device_name || "another device");
 }
 
 function plural(count, unit) {

@@ -1,6 +1,6 @@
 // Drawing the page: screens, device cards, notices. Text only ever goes in as textContent.
 
-import { clockTime, reasonInWords, relativeTime } from "./format.js";
+import { clockTime, eventInWords, reasonInWords, relativeTime } from "./format.js";
 
 const SCREENS = ["loading", "sign-in", "devices", "signed-out"];
 const LIVE_WORDS = {
@@ -65,6 +65,22 @@ function deviceCard(session, onSignOut, isCurrent) {
   button.setAttribute("aria-label", isCurrent ? "Sign out this device" : `Sign out ${name}`);
   button.addEventListener("click", () => onSignOut(session, button));
   return card;
+}
+
+/** The "Recent activity" list: what happened, on which device, from where, when. */
+export function renderActivity(events) {
+  $("activity").replaceChildren(...events.map(activityItem));
+  $("activity").hidden = events.length === 0;
+  $("no-activity").hidden = events.length > 0;
+}
+
+function activityItem(event) {
+  const item = $("activity-template").content.firstElementChild.cloneNode(true);
+  item.querySelector(".what").textContent = eventInWords(event);
+  item.querySelector(".device").textContent = event.session.device_name || "Unknown device";
+  item.querySelector(".ip").textContent = event.session.ip || "unknown address";
+  setTime(item.querySelector(".when"), event.at);
+  return item;
 }
 
 /** Fill a <time data-relative> with "5 minutes ago"; refreshRelativeTimes keeps it current. */

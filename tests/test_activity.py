@@ -1,0 +1,121 @@
+"""GET /activity (and the admin API's twin): the user's recent session events, newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service.schemas import ActivityResponse
+from tests.conftest import ManualClock, bearer, login
+from tests.test_admin_api import ADMIN, ADMIN_TOKEN
+from tests.test_api_input import problem
+
+MakeApi = Callable[..., Awaitable[TestClient]]
+
+
+async def activity(api: TestClient, token: str, query: str = "") -> list[dict[str, Any]]:
+    resp = await api.get(f"/activity{query}", headers=bearer(token))
+    body = await resp.json()
+    assert resp.status == 200, body
+    msgspec.convert(body, ActivityResponse)  # the published schema
+    return body["events"]  # type: ignore[no-any-return]
+
+
+def device(session: dict[str, Any]) -> dict[str, str]:
+    return {k: session[k] for k in ("session_id", "device_name", "ip")}
+
+
+async def test_events_newest_first_with_what_which_device_where_when(
+    make_api: MakeApi, clock: ManualClock
+) -> None:
+    api = await make_api(clock=clock)
+    laptop = await login(api, device_name="Laptop")
+    clock.advance(60)
+    phone = await login(api, device_name="Phone")
+    clock.advance(60)
+    resp = await api.delete(
+        f"/sessions/{phone['session']['session_id']}", headers=bearer(laptop["token"])
+    )
+    assert resp.status == 200
+
+    revoked, phone_in, laptop_in = await activity(api, laptop["token"])
+    assert revoked["type"] == "session.revoked"
+    assert revoked["session"] == device(phone["session"])
+    assert revoked["reason"] == "revoked"
+    assert revoked["by"] == device(laptop["session"])
+    for event, session in ((phone_in, phone), (laptop_in, laptop)):
+        assert event["type"] == "session.created"
+        assert event["session"] == device(session["session"])
+        assert event["reason"] is None and event["by"] is None
+    started = datetime.fromisoformat(laptop["session"]["created_at"])
+    assert [datetime.fromisoformat(e["at"]) - started for e in (laptop_in, phone_in, revoked)] == [
+        timedelta(0),
+        timedelta(seconds=60),
+        timedelta(seconds=120),
+    ]
+    assert revoked["at"].endswith("Z")  # RFC 3339, UTC
+    assert len({e["id"] for e in (revoked, phone_in, laptop_in)}) == 3
+
+
+async def test_only_the_callers_own_events(api: TestClient) -> None:
+    alice = await login(api)
+    await login(api, "bob")
+    events = await activity(api, alice["token"])
+    assert [e["session"]["session_id"] for e in events] == [alice["session"]["session_id"]]
+
+
+async def test_limit_and_its_default(make_api: MakeApi) -> None:
+    api = await make_api(max_sessions_per_user=100)
+    tokens = [(await login(api, device_name=f"D{n}"))["token"] for n in range(55)]
+    assert len(await activity(api, tokens[-1])) == 50
+    newest = await activity(api, tokens[-1], "?limit=3")
+    assert [e["session"]["device_name"] for e in newest] == ["D54", "D53", "D52"]
+    assert len(await activity(api, tokens[-1], "?limit=100")) == 55
+    assert len(await activity(api, tokens[-1], "?limit=1")) == 1
+    assert len(await activity(api, tokens[-1], "?limit=007")) == 7
+
+
+@pytest.mark.parametrize(
+    "limit", ["0", "101", "x", "", "-1", "1.5", "1e2", " 5", "\u0663", "9" * 5000]
+)
+async def test_a_bad_limit_is_422_naming_it(api: TestClient, limit: str) -> None:
+    token = (await login(api))["token"]
+    resp = await api.get("/activity", params={"limit": limit}, headers=bearer(token))
+    found = await problem(resp, 422, "validation_error")
+    assert found["errors"][0]["field"] == "limit"
+
+
+async def test_activity_needs_a_live_session(api: TestClient) -> None:
+    await problem(await api.get("/activity"), 401, "missing_token")
+    await problem(await api.get("/activity", headers=bearer("x.y.z")), 401, "invalid_token")
+    signed_in = await login(api)
+    await api.post("/logout", headers=bearer(signed_in["token"]))
+    gone = await api.get("/activity", headers=bearer(signed_in["token"]))
+    await problem(gone, 401, "session_revoked")
+
+
+async def test_the_admin_api_shows_the_same_activity(make_api: MakeApi) -> None:
+    api = await make_api(admin_token=ADMIN_TOKEN)
+    first, second = await login(api), await login(api)
+    resp = await api.post("/admin/users/alice/logout-all", headers=ADMIN)
+    assert resp.status == 200
+    # Alice signs in again to read her own log; the admin reads it with the admin token.
+    again = await login(api)
+    mine = await activity(api, again["token"], "?limit=4")
+    resp = await api.get("/admin/users/alice/activity?limit=4", headers=ADMIN)
+    assert resp.status == 200
+    assert (await resp.json())["events"] == mine
+    assert [(e["type"], e["reason"], e["by"]) for e in mine[1:3]] == [
+        ("session.revoked", "admin", None),
+        ("session.revoked", "admin", None),
+    ]
+    revoked_ids = {e["session"]["session_id"] for e in mine[1:3]}
+    assert revoked_ids == {first["session"]["session_id"], second["session"]["session_id"]}
+    for limit in ("0", "101", "x"):
+        resp = await api.get(f"/admin/users/alice/activity?limit={limit}", headers=ADMIN)
+        assert (await problem(resp, 422, "validation_error"))["errors"][0]["field"] == "limit"

@@ -1,0 +1,88 @@
+"""/openapi.json documents the product endpoints (admin API, activity, forward auth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp.test_utils import TestClient
+
+from service.schemas import ActivityResponse, LoginResponse, RevokedResponse, UserSessionsResponse
+from tests.conftest import bearer, login
+from tests.test_admin_api import ADMIN, ADMIN_TOKEN
+
+# (method, path) -> the error statuses each must document, at least.
+DOCUMENTED = {
+    ("get", "/activity"): {401, 422},
+    ("get", "/auth/verify"): {401},
+    ("head", "/auth/verify"): {401},
+    ("post", "/admin/sessions"): {400, 401, 404, 413, 415, 422, 429},
+    ("get", "/admin/users/{username}/sessions"): {401, 404, 422, 429},
+    ("delete", "/admin/users/{username}/sessions/{session_id}"): {401, 404, 422, 429},
+    ("post", "/admin/users/{username}/logout-all"): {400, 401, 404, 422, 429},
+    ("get", "/admin/users/{username}/activity"): {401, 404, 422, 429},
+}
+
+
+async def document(api: TestClient) -> dict[str, Any]:
+    resp = await api.get("/openapi.json")
+    assert resp.status == 200
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def test_every_product_endpoint_with_its_errors(api: TestClient) -> None:
+    doc = await document(api)
+    for (method, path), errors in DOCUMENTED.items():
+        op = doc["paths"][path][method]
+        assert errors <= {int(status) for status in op["responses"] if status != "200"}, path
+        assert "200" in op["responses"], path
+        scheme = "admin" if path.startswith("/admin/") else "bearer"
+        assert op["security"] == [{scheme: []}], path
+    schemes = doc["components"]["securitySchemes"]
+    assert (
+        schemes["admin"]["scheme"] == "bearer" and "ADMIN_TOKEN" in schemes["admin"]["description"]
+    )
+
+
+async def test_parameters_bodies_and_headers(api: TestClient) -> None:
+    doc = await document(api)
+    paths = doc["paths"]
+    revoke = paths["/admin/users/{username}/sessions/{session_id}"]["delete"]
+    assert [(p["name"], p["in"]) for p in revoke["parameters"]] == [
+        ("username", "path"),
+        ("session_id", "path"),
+    ]
+    assert revoke["parameters"][0]["schema"]["maxLength"] == 64
+    for path in ("/activity", "/admin/users/{username}/activity"):
+        (limit,) = [p for p in paths[path]["get"]["parameters"] if p["name"] == "limit"]
+        assert limit["in"] == "query" and not limit["required"]
+        assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 100)
+        assert limit["schema"]["default"] == 50
+    assert paths["/admin/users/{username}/logout-all"]["post"]["requestBody"]["required"] is False
+    body = paths["/admin/sessions"]["post"]["requestBody"]
+    assert body["required"] is True
+    schemas = doc["components"]["schemas"]
+    assert schemas["AdminSessionRequest"]["required"] == ["username"]
+    assert schemas["AdminLogoutAllRequest"]["properties"]["reason"]["enum"] == [
+        "admin",
+        "password_changed",
+    ]
+    reasons = schemas["Revocation"]["properties"]["reason"]["enum"]
+    assert {"admin", "password_changed"} <= set(reasons)
+    headers = paths["/auth/verify"]["get"]["responses"]["200"]["headers"]
+    assert set(headers) == {"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Session"}
+    me = schemas["MeResponse"]["properties"]
+    assert {"type": "null"} in me["email"]["anyOf"]
+
+
+async def test_answers_match_their_published_schemas(make_api: Any) -> None:
+    api = await make_api(admin_token=ADMIN_TOKEN)
+    token = (await login(api))["token"]
+    raw = await (await api.get("/activity", headers=bearer(token))).read()
+    assert msgspec.json.decode(raw, type=ActivityResponse).events
+    raw = await (await api.post("/admin/sessions", json={"username": "dave"}, headers=ADMIN)).read()
+    msgspec.json.decode(raw, type=LoginResponse)
+    raw = await (await api.get("/admin/users/dave/sessions", headers=ADMIN)).read()
+    assert msgspec.json.decode(raw, type=UserSessionsResponse).sessions
+    raw = await (await api.post("/admin/users/dave/logout-all", headers=ADMIN)).read()
+    assert msgspec.json.decode(raw, type=RevokedResponse).revoked
