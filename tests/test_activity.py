@@ -11,9 +11,16 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from service.schemas import ActivityResponse
-from tests.conftest import ManualClock, bearer, login
+from tests.conftest import ENGINES, ManualClock, bearer, login, on_engine
 from tests.test_admin_api import ADMIN, ADMIN_TOKEN
 from tests.test_api_input import problem
+
+
+@pytest.fixture(params=ENGINES)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """These tests run on one Redis and on a Redis Cluster."""
+    return on_engine(request)
+
 
 MakeApi = Callable[..., Awaitable[TestClient]]
 

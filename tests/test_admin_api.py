@@ -14,6 +14,7 @@ from pytest_aiohttp import AiohttpClient
 
 from service.schemas import LoginResponse
 from tests.conftest import (
+    ENGINES,
     FIREFOX_UA,
     PASSWORD,
     EventWatch,
@@ -21,9 +22,17 @@ from tests.conftest import (
     bearer,
     login,
     make_settings,
+    on_engine,
 )
 from tests.devices import Device, start_gateway
 from tests.test_api_input import problem
+
+
+@pytest.fixture(params=ENGINES)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """These tests run on one Redis and on a Redis Cluster."""
+    return on_engine(request)
+
 
 ADMIN_TOKEN = "admin-" + "k" * 40
 ADMIN = bearer(ADMIN_TOKEN)

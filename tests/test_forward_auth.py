@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import PASSWORD, bearer, free_port, login
+from tests.conftest import ENGINES, PASSWORD, bearer, free_port, login, on_engine
 from tests.nginx import (
     DEPLOYMENT_CONF,
     Nginx,
@@ -22,6 +22,13 @@ from tests.nginx import (
 )
 from tests.processes import Process, running
 from tests.test_admin_api import ADMIN, ADMIN_TOKEN
+
+
+@pytest.fixture(params=ENGINES)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """These tests run on one Redis and on a Redis Cluster."""
+    return on_engine(request)
+
 
 MakeApi = Callable[..., Awaitable[TestClient]]
 IDENTITY = ("X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Session")
