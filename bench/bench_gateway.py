@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import free_port, markers, wait_http, write_section
-from service.redis_conn import make_client
+from service.redis_conn import single_client
 from service.settings import Settings
 from service.store import SessionStore
 from service.tokens import TokenCodec
@@ -138,7 +138,7 @@ def started(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 async def make_sessions(url: str, users: int, extras: int) -> list[dict[str, Any]]:
     """Two devices per user (a, b) plus `extras` unconnected sessions spread over users."""
     settings = Settings(redis_url=url, jwt_secret=SECRET, max_sessions_per_user=1000)
-    client = make_client(url)  # a blocking pool: thousands of creates share 64 connections
+    client = single_client(url)  # a blocking pool: thousands of creates share 64 connections
     store, codec = SessionStore(client, settings), TokenCodec(settings)
 
     async def one(user: str, name: str) -> tuple[str, str]:

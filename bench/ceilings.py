@@ -12,7 +12,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from service.process import LISTEN_BACKLOG
-from service.redis_conn import make_client
+from service.redis_conn import single_client
 
 # The shape and size of a real /me answer.
 BODY = (
@@ -41,7 +41,7 @@ def build(mode: str, redis_url: str | None) -> web.Application:
         return app
 
     async def client_ctx(app: web.Application):
-        app[CLIENT] = make_client(redis_url or "")  # the API's own client settings
+        app[CLIENT] = single_client(redis_url or "")  # the API's own client settings
         await app[CLIENT].set("bench:session", BODY)
         yield
         await app[CLIENT].aclose()
