@@ -118,6 +118,7 @@ async def connected(settings: Settings) -> AsyncIterator[RedisClient]:
     """The process's client, once the server (or every slot of the cluster) answers."""
     url = settings.effective_redis_url
     probe = single_client(url)
+    probe.connection_pool.connection_kwargs["db"] = 0  # a cluster node refuses SELECT
     try:
         await wait_until_up(probe.ping, url)
         cluster = settings.redis_cluster == "yes" or (

@@ -8,9 +8,14 @@ in-process API and gateway; the cluster's processes are killed and moved for rea
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,8 +30,9 @@ from service.redis_conn import connected
 from service.settings import Settings
 from service.store import SessionStore
 from service.users import UserDirectory
-from tests.conftest import PASSWORD, bearer, make_settings
+from tests.conftest import PASSWORD, bearer, free_port, make_settings
 from tests.devices import Device, Login, connect, metric, sign_in, start_gateway
+from tests.processes import process_env, running
 
 if TYPE_CHECKING:
     from tests.rediscluster import LocalCluster
@@ -310,3 +316,35 @@ async def login_as(api: TestClient, username: str) -> dict[str, Any]:
     resp = await api.post("/login", json={"username": username, "password": PASSWORD})
     assert resp.status == 200, await resp.text()
     return dict(await resp.json())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def test_an_idle_worker_on_a_cluster_rests_and_stops_when_told(
+    cluster_url: str, tmp_path: Path
+) -> None:
+    with running("workers", cluster_url, tmp_path) as worker:
+        assert worker.proc is not None
+        before = cpu_seconds(worker.proc.pid)
+        await asyncio.sleep(0.9)  # nothing subscribed: its readers must wait, not spin
+        assert cpu_seconds(worker.proc.pid) - before < 0.3  # a spinning loop burns ~0.9
+        started = time.monotonic()
+        assert worker.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 3
+
+
+def test_a_cluster_url_naming_another_database_is_refused(cluster_url: str) -> None:
+    env = process_env(cluster_url.replace("/0", "/2"), GATEWAY_PORT=str(free_port()))
+    done = subprocess.run(
+        [sys.executable, "-m", "workers"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "sessionwire worker: configuration error: REDIS_URL names a database other than 0;"
+        " a Redis Cluster has only 0"
+    )
+    assert "Traceback" not in done.stderr

@@ -274,3 +274,46 @@ async def test_a_replaced_device_makes_room_without_evicting(
     )
     assert revoked == ["s1"]
     assert sorted(x.session_id for x in await s.list("alice")) == ["s2", "s3"]
+
+
+async def test_tombstones_are_capped_per_user_oldest_first(
+    make_store: Callable[..., SessionStore], client: aioredis.Redis, clock: Clock
+) -> None:
+    s = make_store(max_tombstones_per_user=3)
+    for n in range(5):
+        await create(s, f"s{n}")
+        clock.advance(1)
+        assert await s.revoke("alice", "one", f"s{n}", "logout", None) == [f"s{n}"]
+    assert await client.zrange(keys.tombstone_index("alice"), 0, -1) == ["s2", "s3", "s4"]
+    assert await s.tombstone("alice", "s1") is None  # the reason is forgotten ...
+    with pytest.raises(SessionGone):  # ... but the session stays ended
+        await s.check("alice", "s1")
+    assert (await s.tombstone("alice", "s4")).reason == "logout"  # type: ignore[union-attr]
+
+
+async def test_ended_sessions_leave_the_due_index_at_once(
+    make_store: Callable[..., SessionStore], client: aioredis.Redis, clock: Clock
+) -> None:
+    s = make_store(max_sessions_per_user=2, session_idle_timeout=60)
+    due = keys.due_index_of("alice")
+    for n in range(50):  # sign in and out, again and again
+        await create(s, f"s{n}")
+        await s.revoke("alice", "one", f"s{n}", "logout", None)
+    assert await client.zcard(due) == 0
+    for n in range(5):  # evicted and replaced sessions leave too
+        await create(s, f"e{n}", device_id="phone" if n % 2 else "")
+    assert await client.zcard(due) == len(await s.list("alice")) == 2
+    clock.advance(60)
+    await s.expire("alice", "e4")
+    assert await client.zcard(due) == 0
+
+
+async def test_a_users_keys_expire_once_nothing_lives(
+    make_store: Callable[..., SessionStore], client: aioredis.Redis
+) -> None:
+    s = make_store(session_max_age=600)
+    await create(s, "s1")
+    await s.revoke("alice", "one", "s1", "logout", None)
+    for key in (keys.event_log("alice"), keys.tombstone_index("alice")):
+        assert 0 < await client.pttl(key) <= (600 + GRACE_MS // 1000) * 1000
+    assert not await client.exists(keys.session_index("alice"), keys.device_index("alice"))
