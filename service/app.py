@@ -12,6 +12,7 @@ from aiohttp import web
 
 from service import activity, admin, forward_auth, typedefs
 from service.clock import SYSTEM_CLOCK, Clock
+from service.coalesce import ReadBatcher
 from service.cors import cors_middleware
 from service.errors import problem_middleware
 from service.eventlog import EventLog
@@ -62,16 +63,18 @@ def create_app(
     def attach(app: web.Application, client: RedisClient) -> None:
         metrics = app[typedefs.METRICS]
         topology = app[typedefs.TOPOLOGY] = Topology(client)
+        reads = ReadBatcher(client, topology)
         app[typedefs.REDIS] = client
         app[typedefs.STORE] = SessionStore(
             client,
             settings,
             clock,
             topology=topology,
+            reads=reads,
             on_unacknowledged=metrics.unacknowledged_revocations.inc,
         )
         app[typedefs.LIMITER] = LoginLimiter(client, settings, clock)
-        app[typedefs.EVENTS] = EventLog(client)
+        app[typedefs.EVENTS] = EventLog(client, reads)
 
     app[typedefs.USERS] = users or UserDirectory.load(settings.users_file)
     app.cleanup_ctx.append(redis_ctx(settings, redis_client, attach))

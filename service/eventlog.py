@@ -11,10 +11,11 @@ import logging
 from dataclasses import dataclass, field
 
 import msgspec
-import redis.asyncio as redis
 
 from service import keys
+from service.coalesce import ReadBatcher
 from service.records import Event, Tombstone, decode_tombstone, event_decoder
+from service.redis_conn import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,15 @@ class Replay:
 class EventLog:
     """Reads users' logs; it is handed a client (decode_responses=True)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient, reads: ReadBatcher | None = None) -> None:
         self.redis = client
+        self.reads = reads or ReadBatcher(client)
 
     async def last_id(self, username: str) -> StreamId:
-        """The id of the user's latest event (ZERO_ID when there is none)."""
-        last = await self.redis.xrevrange(keys.event_log(username), "+", "-", count=1)
+        """The id of the user's latest event (ZERO_ID when there is none); a read shared
+        with whoever else connects in the same turn (a reconnect storm comes at once)."""
+        log_key = keys.event_log(username)
+        last = await self.reads.execute("XREVRANGE", log_key, "+", "-", "COUNT", 1)
         return parse_id(last[0][0]) if last else ZERO_ID
 
     async def recent(self, username: str, limit: int) -> list[Event]:

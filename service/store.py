@@ -15,6 +15,7 @@ import msgspec
 
 from service import keys
 from service.clock import SYSTEM_CLOCK, Clock
+from service.coalesce import ReadBatcher
 from service.records import (
     StoredSession,
     Tombstone,
@@ -90,17 +91,18 @@ class SessionStore:
         clock: Clock = SYSTEM_CLOCK,
         *,
         topology: Topology | None = None,
+        reads: ReadBatcher | None = None,
         on_unacknowledged: Callable[[], None] = lambda: None,
     ) -> None:
         self.redis, self.clock = client, clock
+        topology = topology or Topology(client)
+        self.reads = reads or ReadBatcher(client, topology)
         self.idle_ms = settings.session_idle_timeout * 1000
         self.max_age_ms = settings.session_max_age * 1000
         self.touch_ms = settings.session_touch_interval * 1000
         self.max_sessions = settings.max_sessions_per_user
         self.max_tombstones = settings.max_tombstones_per_user
-        self._acknowledged = AcknowledgedWrites(
-            client, topology or Topology(client), on_unacknowledged
-        )
+        self._acknowledged = AcknowledgedWrites(client, topology, on_unacknowledged)
         self._create = client.register_script(session_script("create"))
         self._touch = client.register_script(session_script("touch"))
         self._revoke = client.register_script(session_script("revoke"))
@@ -167,11 +169,11 @@ class SessionStore:
     async def check(self, username: str, session_id: str) -> StoredSession:
         """Return the live session, recording activity; raise SessionGone if it ended.
 
-        One HGETALL per request; a write only once per touch interval. A session found
-        past its deadline is expired on the spot, so its device is notified even if the
-        sweeper has not come by yet.
+        One HGETALL per request, in a pipeline shared with concurrent requests; a write
+        only once per touch interval. A session found past its deadline is expired on the
+        spot, so its device is notified even if the sweeper has not come by yet.
         """
-        fields = await self.redis.hgetall(keys.session_record(username, session_id))
+        fields = await self.reads.execute("HGETALL", keys.session_record(username, session_id))
         now = self.clock.now_ms()
         session = session_from_hash(fields)
         if session is not None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from service.clock import SYSTEM_CLOCK, Clock
+from service.coalesce import ReadBatcher
 from service.eventlog import EventLog
 from service.lease import sweeper_lease
 from service.redis_conn import RedisClient, redis_ctx
@@ -61,9 +62,10 @@ def create_gateway_app(
 
     def attach(app: web.Application, client: RedisClient) -> None:
         topology = app[TOPOLOGY] = Topology(client)
+        reads = ReadBatcher(client, topology)  # a reconnect storm's checks share their trips
         app[REDIS] = client
-        app[STORE] = SessionStore(client, settings, clock, topology=topology)
-        app[EVENTS] = EventLog(client)
+        app[STORE] = SessionStore(client, settings, clock, topology=topology, reads=reads)
+        app[EVENTS] = EventLog(client, reads)
 
     app.cleanup_ctx.append(redis_ctx(settings, redis, attach))
     app.cleanup_ctx.append(listener_ctx)
