@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Callable
@@ -27,6 +28,18 @@ def setup_logging(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """uvloop when asked for and installed (it serves ~10% more requests per core)."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("EVENT_LOOP=uvloop, but uvloop is not installed: using asyncio's loop")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def serve(
     what: str,
     build: Callable[[Settings], web.Application],
@@ -46,10 +59,13 @@ def serve(
     setup_logging(settings.log_level)
     settings.warn_about_defaults()
     address = f"http://{settings.host}:{port(settings)}"
+    loop = new_event_loop(settings.event_loop)
+    log.info("%s runs on %s", what, type(loop).__module__.split(".")[0])
     try:
         with embedded_redis_if_needed(settings):
             web.run_app(
                 app,
+                loop=loop,
                 host=settings.host,
                 port=port(settings),
                 backlog=LISTEN_BACKLOG,

@@ -53,6 +53,8 @@ class Settings:
     max_tombstones_per_user: int = 100
     users_file: str = "demo_users.json"
     log_level: str = "INFO"
+    # "uvloop" when it is installed (a dependency on Linux), else asyncio's own loop.
+    event_loop: str = "uvloop"
     dev_redis_port: int = 6379
     # The product's back end calls /admin/... with it; empty turns the admin API off.
     admin_token: str = field(default="", repr=False)
@@ -119,6 +121,7 @@ class Settings:
             max_tombstones_per_user=read("MAX_TOMBSTONES_PER_USER", int, minimum=1),
             users_file=read("USERS_FILE", str),
             log_level=read("LOG_LEVEL", str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+            event_loop=read("EVENT_LOOP", str.lower, choices=("uvloop", "asyncio")),
             dev_redis_port=read("DEV_REDIS_PORT", int, minimum=1, maximum=65535),
             jwt_secret=secret,
             jwt_secret_generated=generated,

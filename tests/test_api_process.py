@@ -18,7 +18,7 @@ import pytest
 
 from service.devredis import answers
 from tests.conftest import PASSWORD, ROOT, RedisServer, free_port
-from tests.processes import Process, process_env
+from tests.processes import Process, process_env, running
 
 
 def call(url: str, path: str, body: object = None, token: str = "") -> Any:
@@ -175,3 +175,12 @@ def test_no_password_reaches_the_log(tmp_path: Path, redis_url: str) -> None:
     assert "a-wrong-one" not in log
     assert "$argon2" not in log
     assert os.environ.get("JWT_SECRET", "\x00") not in log
+
+
+@pytest.mark.parametrize(("event_loop", "seen"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_the_event_loop_can_be_chosen(
+    tmp_path: Path, redis_url: str, event_loop: str, seen: str
+) -> None:
+    with running("service", redis_url, tmp_path, EVENT_LOOP=event_loop) as api:
+        sign_in_and_me(api.url)
+        assert f"API runs on {seen}" in api.log()
