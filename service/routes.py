@@ -66,7 +66,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def _check_credentials(app: web.Application, body: LoginRequest, ip: str) -> User:
-    """The user, or ApiError 401, RateLimited or SignInBusy.
+    """The user, or ApiError 401, RateLimited, SignInBusy or HashingBusy.
 
     The attempt is counted before the password is hashed, so a burst of guesses gets no
     more hashes (or answers) than the limit allows; at the limit even the right password
@@ -77,7 +77,7 @@ async def _check_credentials(app: web.Application, body: LoginRequest, ip: str) 
     # A name that can't exist costs what a real check costs, so timing tells nothing.
     name = body.username if USERNAME_PATTERN.match(body.username) else ""
     try:
-        user = await users.authenticate(name, body.password, checker)
+        user = await users.authenticate(name, body.password, checker, ip)
     except BaseException:
         await asyncio.shield(limiter.cancel(reservation))
         raise
