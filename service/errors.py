@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from service import typedefs
+from service.limits import RequestTimedOut
 from service.passwords import HashingBusy
 from service.ratelimit import RateLimited, SignInBusy
 from service.redis_conn import REDIS_DOWN
@@ -82,6 +83,12 @@ def _to_problem(exc: Exception) -> web.Response:
             )
         case SignInBusy():
             return busy("Sign-ins for this account are being checked; retry in a second.")
+        case RequestTimedOut():
+            response = problem_response(
+                408, "request_timeout", "Request timeout", "The body took too long to arrive."
+            )
+            response.force_close()  # the rest of a slow body is not waited for
+            return response
         case HashingBusy():
             return busy("Too many sign-ins are being checked; retry in a second.")
         case web.HTTPException():
@@ -112,6 +119,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         RateLimited,
         SignInBusy,
         HashingBusy,
+        RequestTimedOut,
         web.HTTPException,
     ) as exc:
         if isinstance(exc, web.HTTPException) and exc.status < 400:

@@ -48,6 +48,10 @@ class Settings:
     max_sessions_per_user: int = 10
     login_max_failures: int = 5
     login_failure_window: int = 300
+    # A request's headers and body must arrive within this many seconds.
+    request_timeout: int = 10
+    # Open WebSockets one session may hold on one worker process.
+    max_sockets_per_session: int = 3
     users_file: str = "demo_users.json"
     log_level: str = "INFO"
     dev_redis_port: int = 6379
@@ -105,6 +109,8 @@ class Settings:
             max_sessions_per_user=read("MAX_SESSIONS_PER_USER", int, minimum=1),
             login_max_failures=read("LOGIN_MAX_FAILURES", int, minimum=1),
             login_failure_window=read("LOGIN_FAILURE_WINDOW", int, minimum=1),
+            request_timeout=read("REQUEST_TIMEOUT", int, minimum=1, maximum=3600),
+            max_sockets_per_session=read("MAX_SOCKETS_PER_SESSION", int, minimum=1),
             users_file=read("USERS_FILE", str),
             log_level=read("LOG_LEVEL", str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR")),
             dev_redis_port=read("DEV_REDIS_PORT", int, minimum=1, maximum=65535),
