@@ -13,10 +13,11 @@ from aiohttp import web
 
 from service import typedefs
 from service.clock import SYSTEM_CLOCK, Clock
-from service.errors import problem_middleware
+from service.errors import Handler, problem_middleware
 from service.inputs import MAX_BODY, device_name_from
 from service.metrics import ApiMetrics
 from service.openapi import build_openapi
+from service.page import page_headers
 from service.passwords import PasswordChecker
 from service.ratelimit import LoginLimiter
 from service.redis_conn import redis_ctx
@@ -27,18 +28,6 @@ from service.tokens import TokenCodec
 from service.users import UserDirectory
 
 STATIC = files("service") / "static"
-# The page loads only its own files; it talks to the API (same origin) and the gateway
-# (another port, hence ws: and wss:).
-PAGE_CSP = (
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-PAGE_HEADERS = {
-    "Cache-Control": "no-cache",
-    "Content-Security-Policy": PAGE_CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 def create_app(
@@ -66,8 +55,9 @@ def create_app(
     app.add_routes(routes)
     openapi = json.dumps(build_openapi()).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
-    app.router.add_get("/", _page)
-    app.router.add_get("/static/{name}", _asset)
+    page, asset = _page_files(page_headers(settings))
+    app.router.add_get("/", page)
+    app.router.add_get("/static/{name}", asset)
     return app
 
 
@@ -90,16 +80,20 @@ def _static_bytes(body: bytes, content_type: str):
     return handler
 
 
-async def _page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+def _page_files(headers: dict[str, str]) -> tuple[Handler, Handler]:
+    """Handlers of the page and of its files, served with `headers`."""
 
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers=headers)
 
-async def _asset(request: web.Request) -> web.FileResponse:
-    """A file of the page; a name that could leave the folder is refused."""
-    name = request.match_info["name"]
-    if name.startswith(".") or "/" in name or "\\" in name or not _is_file(STATIC / name):
-        raise web.HTTPNotFound(text="No such file.")
-    return web.FileResponse(STATIC / name, headers=PAGE_HEADERS)
+    async def asset(request: web.Request) -> web.FileResponse:
+        """A file of the page; a name that could leave the folder is refused."""
+        name = request.match_info["name"]
+        if name.startswith(".") or "/" in name or "\\" in name or not _is_file(STATIC / name):
+            raise web.HTTPNotFound(text="No such file.")
+        return web.FileResponse(STATIC / name, headers=headers)
+
+    return page, asset
 
 
 def _is_file(path: Traversable) -> bool:

@@ -18,6 +18,7 @@ from service.schemas import (
 )
 
 REF = "#/components/schemas/{name}"
+SESSION_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 BEARER = [{"bearer": []}]
 
 # (method, path, summary, request schema, response schema, auth, error statuses)
@@ -29,7 +30,7 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tuple[int,
         LoginRequest,
         LoginResponse,
         False,
-        (401, 413, 415, 422, 429, 503),
+        (400, 401, 408, 413, 415, 422, 429, 503),
     ),
     ("post", "/logout", "Sign out this device", None, RevokedResponse, True, (401, 503)),
     ("get", "/me", "The signed-in user and this session", None, MeResponse, True, (401, 503)),
@@ -112,7 +113,12 @@ def build_openapi() -> dict[str, Any]:
     for method, path, summary, request, response, auth, errors in OPERATIONS:
         paths.setdefault(path, {})[method] = _operation(summary, request, response, auth, errors)
     paths["/sessions/{session_id}"]["delete"]["parameters"] = [
-        {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": "session_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": SESSION_ID_PATTERN},
+        }
     ]
     return {
         "openapi": "3.1.0",

@@ -12,8 +12,9 @@ from aiohttp import web
 from service import typedefs
 from service.auth import Caller, authenticate
 from service.errors import ApiError
-from service.inputs import MAX_USER_AGENT, client_ip, decode_body, device_name_from
+from service.inputs import MAX_USER_AGENT, client_ip, decode_body, device_name_from, header_text
 from service.metrics import CONTENT_TYPE_LATEST
+from service.page import gateway_url
 from service.records import StoredSession
 from service.redis_conn import REDIS_DOWN
 from service.responses import json_response, redis_unavailable
@@ -37,10 +38,11 @@ routes = web.RouteTableDef()
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
-    body = await decode_body(request, LoginRequest)
-    ip = client_ip(request, request.app[typedefs.SETTINGS].trusted_proxies)
+    settings = request.app[typedefs.SETTINGS]
+    body = await decode_body(request, LoginRequest, settings.request_timeout)
+    ip = client_ip(request, settings.trusted_proxies)
     user = await _check_credentials(request.app, body, ip)
-    user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT]
+    user_agent = header_text(request.headers.get("User-Agent", ""))[:MAX_USER_AGENT]
     session, ended = await request.app[typedefs.STORE].create(
         user.username,
         session_id=secrets.token_urlsafe(16),
@@ -116,7 +118,8 @@ async def logout(request: web.Request) -> web.Response:
     return await _revoke(request, caller, "one", caller.session.session_id, "logout")
 
 
-@routes.delete("/sessions/{session_id}")
+# Not "revoke-others": that path allows POST only (and its 405 must say so).
+@routes.delete("/sessions/{session_id:(?!revoke-others$)[A-Za-z0-9_-]{1,64}}")
 async def revoke_session(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     target = request.match_info["session_id"]
@@ -186,6 +189,5 @@ async def metrics(request: web.Request) -> web.Response:
 @routes.get("/config")
 async def config(request: web.Request) -> web.Response:
     """Where the page's WebSocket should connect."""
-    settings = request.app[typedefs.SETTINGS]
-    url = settings.gateway_public_url or f"ws://{request.url.host}:{settings.gateway_port}/ws"
+    url = gateway_url(request.app[typedefs.SETTINGS], request.host)
     return json_response(ClientConfig(gateway_url=url))
