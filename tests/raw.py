@@ -8,6 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 WAIT = 10.0
+UPGRADE = {  # the headers of a WebSocket handshake, but for the token
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 @dataclass

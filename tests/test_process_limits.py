@@ -13,7 +13,7 @@ from service.store import SessionStore
 from tests.conftest import make_settings
 from tests.devices import sign_in
 from tests.processes import running
-from tests.raw import raw_request
+from tests.raw import UPGRADE, raw_request
 
 SLOW_CLIENTS = 150
 MAX_FILES = 96  # the process's whole descriptor budget, far below the slow clients
@@ -97,13 +97,7 @@ async def test_the_worker_never_logs_a_token_and_refuses_bad_bytes(
             ("Sec-WebSocket-Protocol", b"sessionwire.v1, bearer.ab\xffc"),
             ("Authorization", b"Bearer ab\xffc"),
         ):
-            headers = {
-                name: value,
-                "Upgrade": b"websocket",
-                "Connection": b"Upgrade",
-                "Sec-WebSocket-Version": b"13",
-                "Sec-WebSocket-Key": b"dGhlIHNhbXBsZSBub25jZQ==",
-            }
+            headers = {name: value, **{k: v.encode() for k, v in UPGRADE.items()}}
             resp = await raw_request(worker.port, "GET", "/ws", headers)
             assert resp.status == 401 and resp.json()["code"] == "invalid_token"
             assert resp.headers["server"] == "sessionwire"
