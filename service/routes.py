@@ -41,7 +41,8 @@ async def login(request: web.Request) -> web.Response:
     settings = request.app[typedefs.SETTINGS]
     body = await decode_body(request, LoginRequest, settings.request_timeout)
     ip = client_ip(request, settings.trusted_proxies)
-    user = await _check_credentials(request.app, body, ip)
+    device = request.app[typedefs.DEVICE_TOKENS].device_of(body.device_token, body.username)
+    user = await _check_credentials(request.app, body, ip, device)
     user_agent = header_text(request.headers.get("User-Agent", ""))[:MAX_USER_AGENT]
     session, ended = await request.app[typedefs.STORE].create(
         user.username,
@@ -62,20 +63,29 @@ async def login(request: web.Request) -> web.Response:
     token = request.app[typedefs.TOKENS].issue(
         user.username, session.session_id, session.created_ms, session.max_ms
     )
+    device_token = request.app[typedefs.DEVICE_TOKENS].issue(user.username, device)
     return json_response(
-        LoginResponse(token=token, expires_at=from_ms(session.max_ms), session=session.to_wire())
+        LoginResponse(
+            token=token,
+            expires_at=from_ms(session.max_ms),
+            session=session.to_wire(),
+            device_token=device_token,
+        )
     )
 
 
-async def _check_credentials(app: web.Application, body: LoginRequest, ip: str) -> User:
+async def _check_credentials(
+    app: web.Application, body: LoginRequest, ip: str, device: str | None
+) -> User:
     """The user, or ApiError 401, RateLimited, SignInBusy or HashingBusy.
 
     The attempt is counted before the password is hashed, so a burst of guesses gets no
     more hashes (or answers) than the limit allows; at the limit even the right password
-    is refused, or the limit would tell a guesser when it guessed right.
+    is refused, or the limit would tell a guesser when it guessed right. A known `device`
+    (from its device token) has a budget of its own.
     """
     limiter, users, checker = app[typedefs.LIMITER], app[typedefs.USERS], app[typedefs.PASSWORDS]
-    reservation = await limiter.reserve(body.username, ip)
+    reservation = await limiter.reserve(body.username, ip, device)
     # A name that can't exist costs what a real check costs, so timing tells nothing.
     name = body.username if USERNAME_PATTERN.match(body.username) else ""
     try:

@@ -23,6 +23,8 @@ class LoginRequest(Base):
     password: Annotated[str, Meta(min_length=1, max_length=1024)]
     device_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
     device_id: DeviceId | None = None
+    # From an earlier sign-in of this device: its own failure budget (see devicetokens.py).
+    device_token: Annotated[str, Meta(max_length=2048)] | None = None
 
 
 class Session(Base):
@@ -45,6 +47,8 @@ class LoginResponse(Base, kw_only=True):
     token_type: Literal["Bearer"] = "Bearer"
     expires_at: datetime
     session: Session
+    # Keep it (past sign-out) and send it with this user's next sign-ins from this device.
+    device_token: str | None = None
 
 
 class RevokedResponse(Base):

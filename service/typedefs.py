@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis.asyncio as redis
 from aiohttp import web
 
+from service.devicetokens import DeviceTokens
 from service.metrics import ApiMetrics
 from service.passwords import PasswordChecker
 from service.ratelimit import LoginLimiter
@@ -21,3 +22,4 @@ LIMITER = web.AppKey("limiter", LoginLimiter)
 USERS = web.AppKey("users", UserDirectory)
 PASSWORDS = web.AppKey("passwords", PasswordChecker)
 METRICS = web.AppKey("metrics", ApiMetrics)
+DEVICE_TOKENS = web.AppKey("device_tokens", DeviceTokens)
