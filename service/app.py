@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
@@ -13,6 +13,7 @@ from aiohttp import web
 
 from service import typedefs
 from service.clock import SYSTEM_CLOCK, Clock
+from service.devicetokens import DeviceTokens
 from service.errors import Handler, problem_middleware
 from service.inputs import MAX_BODY, device_name_from
 from service.metrics import ApiMetrics
@@ -36,12 +37,15 @@ def create_app(
     redis_client: redis.Redis | None = None,
     users: UserDirectory | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    passwords: PasswordChecker | None = None,
 ) -> web.Application:
-    """Build the API. A given `redis_client` is used as is and left open for its owner."""
+    """Build the API. A given `redis_client` (or `passwords`) is used as is and left open
+    for its owner."""
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY)
     app[typedefs.SETTINGS] = settings
     app[typedefs.METRICS] = ApiMetrics()
     app[typedefs.TOKENS] = TokenCodec(settings, clock)
+    app[typedefs.DEVICE_TOKENS] = DeviceTokens(settings, clock)
 
     def attach(app: web.Application, client: redis.Redis) -> None:
         app[typedefs.REDIS] = client
@@ -51,7 +55,7 @@ def create_app(
     app[typedefs.USERS] = users or UserDirectory.load(settings.users_file)
     app.cleanup_ctx.append(redis_ctx(settings, redis_client, attach))
     app.cleanup_ctx.append(_warm_user_agent_parser)
-    app.cleanup_ctx.append(_password_checker)
+    app.cleanup_ctx.append(_password_checker(passwords))
     app.add_routes(routes)
     openapi = json.dumps(build_openapi()).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
@@ -67,10 +71,16 @@ async def _warm_user_agent_parser(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _password_checker(app: web.Application) -> AsyncIterator[None]:
-    checker = app[typedefs.PASSWORDS] = PasswordChecker()
-    yield
-    checker.close()
+def _password_checker(
+    given: PasswordChecker | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        checker = app[typedefs.PASSWORDS] = given or PasswordChecker()
+        yield
+        if given is None:
+            checker.close()
+
+    return ctx
 
 
 def _static_bytes(body: bytes, content_type: str):

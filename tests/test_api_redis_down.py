@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp.test_utils import TestClient
 
+from service.passwords import PasswordChecker
 from tests.conftest import PASSWORD, RedisServer, bearer, login
 
 MakeApi = Callable[..., Awaitable[TestClient]]
@@ -69,9 +70,10 @@ async def test_redis_down_then_back(make_api: MakeApi, own_redis: RedisServer) -
 
 
 async def test_redis_restarted_between_requests_on_pooled_connections(
-    make_api: MakeApi, own_redis: RedisServer
+    make_api: MakeApi, own_redis: RedisServer, roomy_passwords: PasswordChecker
 ) -> None:
-    api = await make_api(url=own_redis.url, login_max_failures=8)  # 8 sign-ins at once
+    # 8 sign-ins at once
+    api = await make_api(url=own_redis.url, login_max_failures=8, passwords=roomy_passwords)
     await asyncio.gather(*(login(api, device_name=f"D{i}") for i in range(8)))
     own_redis.stop()
     own_redis.start()
