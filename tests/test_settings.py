@@ -56,6 +56,8 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         USERS_FILE="users.json",
         LOG_LEVEL="debug",
         DEV_REDIS_PORT="7000",
+        REQUEST_TIMEOUT="5",
+        MAX_SOCKETS_PER_SESSION="2",
     )
     assert settings.redis_url == "redis://:pw@redis.example:6380/2"
     assert settings.jwt_secret == SECRET
@@ -77,6 +79,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
     assert settings.users_file == "users.json"
     assert settings.log_level == "DEBUG"
     assert settings.dev_redis_port == 7000
+    assert (settings.request_timeout, settings.max_sockets_per_session) == (5, 2)
     assert SECRET not in repr(settings)
 
 
@@ -97,6 +100,9 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         ("MAX_SESSIONS_PER_USER", "0"),
         ("LOGIN_MAX_FAILURES", "none"),
         ("LOGIN_FAILURE_WINDOW", "0"),
+        ("REQUEST_TIMEOUT", "0"),
+        ("REQUEST_TIMEOUT", "1.5"),
+        ("MAX_SOCKETS_PER_SESSION", "0"),
         ("APP_ENV", "staging"),
         ("LOG_LEVEL", "LOUD"),
         ("TRUSTED_PROXIES", "10.0.0.0/33"),

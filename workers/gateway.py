@@ -178,22 +178,28 @@ async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> 
 
 
 async def read_frames(ws: web.WebSocketResponse, conn: Conn, clock: Clock) -> None:
-    """Answer pings, hand pongs to the read guard, and cut a client that floods."""
-    while True:
-        msg = await ws.receive()
-        if msg.type in ENDED:
-            conn.close(None)
-            return
-        if not conn.guard.frame(clock.now_ms()):
-            log.warning(
-                "closing the socket of %s session %s: frame flood", conn.username, conn.session_id
-            )
-            conn.close(disconnect.FLOODING)
-            return
-        if msg.type is WSMsgType.PING:
-            await ws.pong(msg.data)
-        elif msg.type is WSMsgType.PONG:
-            conn.pong(msg.data)
+    """Answer pings, hand pongs to the read guard, and cut a client that floods.
+
+    However it ends, the socket's handler is told (a close already asked for wins).
+    """
+    try:
+        while (msg := await ws.receive()).type not in ENDED:
+            if not conn.guard.frame(clock.now_ms()):
+                log.warning(
+                    "closing the socket of %s session %s: frame flood",
+                    conn.username,
+                    conn.session_id,
+                )
+                conn.close(disconnect.FLOODING)
+                return
+            if msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif msg.type is WSMsgType.PONG:
+                conn.pong(msg.data)
+    except ConnectionError as exc:
+        log.debug("reading from session %s failed: %s", conn.session_id, exc)
+    finally:
+        conn.close(None)
 
 
 async def close(ws: web.WebSocketResponse, bye: Disconnect) -> None:
