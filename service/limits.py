@@ -33,14 +33,14 @@ class RequestTimedOut(Exception):
     """The body did not arrive within REQUEST_TIMEOUT."""
 
 
-def server_options(settings_timeout: int) -> dict[str, Any]:
+def server_options(request_timeout: int) -> dict[str, Any]:
     """`web.run_app` options of both processes.
 
     A connection with no complete request within the timeout is closed; a body the handler
     did not read closes the connection after the answer instead of being read (aiohttp's
     "lingering") for up to 10 s more.
     """
-    return {"keepalive_timeout": settings_timeout, "lingering_time": 0}
+    return {"keepalive_timeout": request_timeout, "lingering_time": 0}
 
 
 @asynccontextmanager

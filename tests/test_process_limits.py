@@ -82,12 +82,13 @@ async def test_malformed_requests_get_a_plain_400_without_a_traceback(
     assert "Traceback" not in log and "ERROR" not in log, log
 
 
-async def test_the_worker_never_logs_a_token_and_refuses_bad_bytes(
+async def test_the_worker_cuts_slow_headers_refuses_bad_bytes_and_logs_no_token(
     redis_url: str, rdb: aioredis.Redis, tmp_path: Path
 ) -> None:
     settings = make_settings(redis_url)
     alice = await sign_in(SessionStore(rdb, settings), settings, "alice")
-    with running("workers", redis_url, tmp_path) as worker:
+    with running("workers", redis_url, tmp_path, REQUEST_TIMEOUT="1") as worker:
+        slow_reader, slow_writer = await hold_slow(worker.port, 1)  # headers never end
         async with aiohttp.ClientSession() as http:
             # Only the bearer "protocol": aiohttp logs the offered ones it doesn't speak.
             ws = await http.ws_connect(worker.url + "/ws", protocols=(f"bearer.{alice.token}",))
@@ -101,6 +102,8 @@ async def test_the_worker_never_logs_a_token_and_refuses_bad_bytes(
             resp = await raw_request(worker.port, "GET", "/ws", headers)
             assert resp.status == 401 and resp.json()["code"] == "invalid_token"
             assert resp.headers["server"] == "sessionwire"
+        await asyncio.wait_for(slow_reader.read(), 10)  # cut by REQUEST_TIMEOUT
+        slow_writer.close()
         log = worker.log()
     assert "bearer.<redacted>" in log
     assert alice.token not in log and alice.token.split(".")[1] not in log
