@@ -1,6 +1,7 @@
 """Benchmark GET /me against two ceilings, side by side, plus /me under a login storm.
 
     python -m bench.bench_api [--runs 3] [--seconds 8] [--write docs/BENCHMARKS.md]
+    python -m bench.bench_api --compare DIR   # also /me of the API in DIR (another checkout)
 
 Starts a private redis-server, the API (`python -m service`, one process) and the two
 ceilings of bench/ceilings.py, then drives each with wrk (one thread) at 32 and 256
@@ -56,8 +57,8 @@ class Result:
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[int]:
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+def process(args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> Iterator[int]:
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
     try:
         yield proc.pid
     finally:
@@ -125,10 +126,10 @@ def median(results: list[Result]) -> Result:
     )
 
 
-def run(runs: int, seconds: int) -> str:
+def run(runs: int, seconds: int, compare: Path | None = None) -> str:
     if not shutil.which("wrk"):
         sys.exit("bench: wrk is missing (apt-get install wrk)")
-    ports = {name: free_port() for name in ("redis", "api", "bare", "get")}
+    ports = {name: free_port() for name in ("redis", "api", "bare", "get", "base")}
     redis_url = f"redis://127.0.0.1:{ports['redis']}/0"
     env = {
         **os.environ,
@@ -138,11 +139,13 @@ def run(runs: int, seconds: int) -> str:
         "PORT": str(ports["api"]),
         "APP_ENV": "test",
     }
-    urls = {name: f"http://127.0.0.1:{ports[name]}/me" for name in ("bare", "get", "api")}
+    targets = ("bare", "get", "api") + (("base",) if compare else ())
+    urls = {name: f"http://127.0.0.1:{ports[name]}/me" for name in targets}
     names = {
         "bare": "bare aiohttp handler",
         "get": "aiohttp + one Redis GET",
         "api": "GET /me (JWT + session check)",
+        "base": f"GET /me of {compare.name if compare else ''}",
     }
     py = sys.executable
     with ExitStack() as stack:
@@ -170,6 +173,9 @@ def run(runs: int, seconds: int) -> str:
                 process([py, "-m", "bench.ceilings", "redis", str(ports["get"]), redis_url])
             ),
         }
+        if compare:
+            env_base = {**env, "PORT": str(ports["base"])}
+            pids["base"] = stack.enter_context(process([py, "-m", "service"], env_base, compare))
         for url in urls.values():
             wait_http(url)
         token = login(f"http://127.0.0.1:{ports['api']}")
@@ -226,7 +232,9 @@ def report(
     ratios = {}
     for connections in (32, 256):
         ceiling = median(table[("get", connections)]).rps
-        for name in ("bare", "get", "api"):
+        for name in names:
+            if (name, connections) not in table:
+                continue
             m = median(table[(name, connections)])
             ratios[(name, connections)] = m.rps / ceiling
             lines.append(
@@ -262,8 +270,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--write", type=Path)
+    parser.add_argument("--compare", type=Path, help="another checkout whose /me runs beside")
     args = parser.parse_args()
-    section = run(args.runs, args.seconds)
+    section = run(args.runs, args.seconds, args.compare)
     print(section)
     if args.write:
         write_section(args.write, "bench_api", section)

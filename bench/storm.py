@@ -1,6 +1,9 @@
 """A login storm: CONCURRENCY clients signing in as fast as the API lets them.
 
 python -m bench.storm API_URL SECONDS CONCURRENCY
+
+Prints the number of sign-ins that succeeded. Like the page and the CLI, a client told to
+retry (503 busy, 429) waits the Retry-After it was given.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ async def storm(url: str, seconds: float, concurrency: int) -> int:
             while time.monotonic() < deadline:
                 async with http.post(url + "/login", json=body) as resp:
                     await resp.read()
-                done += 1
+                if resp.status == 200:
+                    done += 1
+                elif retry_after := resp.headers.get("Retry-After"):
+                    await asyncio.sleep(min(float(retry_after), deadline - time.monotonic()))
 
     await asyncio.gather(*(client(n) for n in range(concurrency)))
     return done

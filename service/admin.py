@@ -20,6 +20,7 @@ from service.errors import ApiError, validation_error
 from service.inputs import client_ip, decode_body
 from service.responses import json_response
 from service.schemas import (
+    SESSION_ID,
     AdminLogoutAllRequest,
     AdminSessionRequest,
     RevokedResponse,
@@ -77,7 +78,7 @@ def _checked(username: str) -> str:
 @routes.post("/admin/sessions")
 async def create_session(request: web.Request) -> web.Response:
     await authorize(request)
-    body = await decode_body(request, AdminSessionRequest)
+    body = await decode_body(request, AdminSessionRequest, _timeout(request))
     device = NewDevice(body.device_id or "", body.device_name, body.user_agent or "", _ip(body.ip))
     response = await open_session(request.app, _checked(body.username), device)
     log.info("admin API opened session %s for %s", response.session.session_id, body.username)
@@ -101,7 +102,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     return json_response(UserSessionsResponse(sessions=[s.to_wire() for s in sessions]))
 
 
-@routes.delete("/admin/users/{username}/sessions/{session_id}")
+@routes.delete(f"/admin/users/{{username}}/sessions/{{session_id:{SESSION_ID}}}")
 async def revoke_session(request: web.Request) -> web.Response:
     await authorize(request)
     username, target = _username(request), request.match_info["session_id"]
@@ -119,7 +120,7 @@ async def logout_all(request: web.Request) -> web.Response:
     username = _username(request)
     # No body (or an empty one) means the default reason.
     body = (
-        await decode_body(request, AdminLogoutAllRequest)
+        await decode_body(request, AdminLogoutAllRequest, _timeout(request))
         if request.body_exists
         else AdminLogoutAllRequest()
     )
@@ -140,3 +141,8 @@ async def _revoke(
 async def activity(request: web.Request) -> web.Response:
     await authorize(request)
     return await activity_of(request, _username(request))
+
+
+def _timeout(request: web.Request) -> int:
+    """How long a body may take to arrive (REQUEST_TIMEOUT)."""
+    return request.app[typedefs.SETTINGS].request_timeout

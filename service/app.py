@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
@@ -14,11 +14,13 @@ from service import activity, admin, forward_auth, typedefs
 from service.clock import SYSTEM_CLOCK, Clock
 from service.coalesce import ReadBatcher
 from service.cors import cors_middleware
-from service.errors import problem_middleware
+from service.devicetokens import DeviceTokens
+from service.errors import Handler, problem_middleware
 from service.eventlog import EventLog
 from service.inputs import MAX_BODY, device_name_from
 from service.metrics import ApiMetrics
 from service.openapi import build_openapi
+from service.page import page_headers
 from service.passwords import PasswordChecker
 from service.ratelimit import LoginLimiter
 from service.redis_conn import RedisClient, redis_ctx
@@ -30,18 +32,6 @@ from service.topology import Topology
 from service.users import UserDirectory
 
 STATIC = files("service") / "static"
-# The page loads only its own files; it talks to the API (same origin) and the gateway
-# (another port, hence ws: and wss:).
-PAGE_CSP = (
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-PAGE_HEADERS = {
-    "Cache-Control": "no-cache",
-    "Content-Security-Policy": PAGE_CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 def create_app(
@@ -50,8 +40,10 @@ def create_app(
     redis_client: RedisClient | None = None,
     users: UserDirectory | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    passwords: PasswordChecker | None = None,
 ) -> web.Application:
-    """Build the API. A given `redis_client` is used as is and left open for its owner."""
+    """Build the API. A given `redis_client` (or `passwords`) is used as is and left open
+    for its owner."""
     middlewares = [problem_middleware]
     if settings.cors_origins:  # outermost: problems get the CORS headers too
         middlewares.insert(0, cors_middleware(frozenset(settings.cors_origins)))
@@ -59,6 +51,7 @@ def create_app(
     app[typedefs.SETTINGS] = settings
     app[typedefs.METRICS] = ApiMetrics()
     app[typedefs.TOKENS] = TokenCodec(settings, clock)
+    app[typedefs.DEVICE_TOKENS] = DeviceTokens(settings, clock)
 
     def attach(app: web.Application, client: RedisClient) -> None:
         metrics = app[typedefs.METRICS]
@@ -79,16 +72,17 @@ def create_app(
     app[typedefs.USERS] = users or UserDirectory.load(settings.users_file)
     app.cleanup_ctx.append(redis_ctx(settings, redis_client, attach))
     app.cleanup_ctx.append(_warm_user_agent_parser)
-    app.cleanup_ctx.append(_password_checker)
+    app.cleanup_ctx.append(_password_checker(passwords))
     app.add_routes(routes)
     app.add_routes(activity.routes)
     app.add_routes(forward_auth.routes)
     if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path
         app.add_routes(admin.routes)
-    openapi = json.dumps(build_openapi()).encode()
+    openapi = json.dumps(build_openapi(admin=settings.admin_token is not None)).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
-    app.router.add_get("/", _page)
-    app.router.add_get("/static/{name}", _asset)
+    page, asset = _page_files(page_headers(settings))
+    app.router.add_get("/", page)
+    app.router.add_get("/static/{name}", asset)
     return app
 
 
@@ -98,10 +92,16 @@ async def _warm_user_agent_parser(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _password_checker(app: web.Application) -> AsyncIterator[None]:
-    checker = app[typedefs.PASSWORDS] = PasswordChecker()
-    yield
-    checker.close()
+def _password_checker(
+    given: PasswordChecker | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        checker = app[typedefs.PASSWORDS] = given or PasswordChecker()
+        yield
+        if given is None:
+            checker.close()
+
+    return ctx
 
 
 def _static_bytes(body: bytes, content_type: str):
@@ -111,16 +111,20 @@ def _static_bytes(body: bytes, content_type: str):
     return handler
 
 
-async def _page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+def _page_files(headers: dict[str, str]) -> tuple[Handler, Handler]:
+    """Handlers of the page and of its files, served with `headers`."""
 
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers=headers)
 
-async def _asset(request: web.Request) -> web.FileResponse:
-    """A file of the page; a name that could leave the folder is refused."""
-    name = request.match_info["name"]
-    if name.startswith(".") or "/" in name or "\\" in name or not _is_file(STATIC / name):
-        raise web.HTTPNotFound(text="No such file.")
-    return web.FileResponse(STATIC / name, headers=PAGE_HEADERS)
+    async def asset(request: web.Request) -> web.FileResponse:
+        """A file of the page; a name that could leave the folder is refused."""
+        name = request.match_info["name"]
+        if name.startswith(".") or "/" in name or "\\" in name or not _is_file(STATIC / name):
+            raise web.HTTPNotFound(text="No such file.")
+        return web.FileResponse(STATIC / name, headers=headers)
+
+    return page, asset
 
 
 def _is_file(path: Traversable) -> bool:

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from service import typedefs
+from service.limits import RequestTimedOut
+from service.passwords import HashingBusy
 from service.ratelimit import RateLimited, SignInBusy
 from service.redis_conn import REDIS_DOWN
 from service.responses import busy, problem_response, redis_unavailable, unauthorized
@@ -81,6 +83,14 @@ def _to_problem(exc: Exception) -> web.Response:
             )
         case SignInBusy():
             return busy("Sign-ins for this account are being checked; retry in a second.")
+        case RequestTimedOut():
+            response = problem_response(
+                408, "request_timeout", "Request timeout", "The body took too long to arrive."
+            )
+            response.force_close()  # the rest of a slow body is not waited for
+            return response
+        case HashingBusy():
+            return busy("Too many sign-ins are being checked; retry in a second.")
         case web.HTTPException():
             code = _HTTP_CODES.get(exc.status, "http_error")
             detail = (
@@ -102,7 +112,16 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
         metrics.redis_errors.inc()
         response = redis_unavailable()
-    except (ApiError, TokenError, SessionGone, RateLimited, SignInBusy, web.HTTPException) as exc:
+    except (
+        ApiError,
+        TokenError,
+        SessionGone,
+        RateLimited,
+        SignInBusy,
+        HashingBusy,
+        RequestTimedOut,
+        web.HTTPException,
+    ) as exc:
         if isinstance(exc, web.HTTPException) and exc.status < 400:
             raise
         response = _to_problem(exc)

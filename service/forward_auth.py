@@ -3,7 +3,8 @@
 nginx `auth_request` sends a GET (its subrequest copies the client's method unless the
 config sets `proxy_method GET`, as docs/nginx does); Caddy's `forward_auth` always sends a
 GET; Traefik's `forwardAuth` sends a GET, or with `preserveRequestMethod` the client's own
-method. So every method is answered alike, and HEAD has no body anyway.
+method. So the methods of an API call are answered alike (HEAD has no body anyway); TRACE
+and CONNECT are not requests a product's API serves, and get 405.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from service import typedefs
 from service.auth import authenticate
 
 routes = web.RouteTableDef()
+VERIFY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-@routes.route("*", "/auth/verify")
 async def verify(request: web.Request) -> web.Response:
     """200 with who the caller is, in headers the proxy passes on; else /me's very 401."""
     caller = await authenticate(request)  # one Redis read: a revoked token fails at once
@@ -30,3 +31,8 @@ async def verify(request: web.Request) -> web.Response:
     if user and user.email and user.email.isprintable():
         headers["X-Auth-Request-Email"] = user.email
     return web.Response(status=200, headers=headers)
+
+
+for _method in VERIFY_METHODS:
+    if _method != "HEAD":  # aiohttp answers HEAD from the GET route
+        routes.route(_method, "/auth/verify")(verify)

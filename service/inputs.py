@@ -13,6 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ua_parser import parse as parse_user_agent
 
 from service.errors import ApiError, validation_error
+from service.limits import body_deadline
 from service.settings import IpNetwork
 
 T = TypeVar("T")
@@ -22,11 +23,23 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _PATH_IN_ERROR = re.compile(r" - at `\$\.?([^`]*)`$")
 
 
-async def decode_body(request: web.Request, schema: type[T]) -> T:
-    """Decode a JSON or form body into `schema`, or raise a 4xx ApiError."""
+async def decode_body(
+    request: web.Request, schema: type[T], seconds: float, *, forms: bool = False
+) -> T:
+    """Decode a JSON body (or, with `forms`, a form) into `schema`, or raise a 4xx ApiError.
+
+    A body that takes longer than `seconds` to arrive raises RequestTimedOut. Forms are for
+    /login (the original tutorial's clients post one); a form can't say null, so an API
+    for programs takes JSON only.
+    """
+    async with body_deadline(seconds):
+        return await _decode_body(request, schema, forms)
+
+
+async def _decode_body(request: web.Request, schema: type[T], forms: bool) -> T:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, "payload_too_large", "Payload too large", "The body is over 64 KiB.")
-    if request.content_type in FORM_TYPES:
+    if forms and request.content_type in FORM_TYPES:
         try:
             form = await request.post()
         except (ValueError, HttpProcessingError):  # bad encoding, boundary or part headers
@@ -36,12 +49,8 @@ async def decode_body(request: web.Request, schema: type[T]) -> T:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         return _convert(lambda: msgspec.convert(fields, schema))
     if request.content_type != "application/json":
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            "Unsupported media type",
-            "Send application/json or application/x-www-form-urlencoded.",
-        )
+        accepted = "application/json" + (" or a form" if forms else "")
+        raise ApiError(415, "unsupported_media_type", "Unsupported media type", f"Send {accepted}.")
     body = await request.read()
     return _convert(lambda: msgspec.json.decode(body, type=schema))
 
@@ -61,6 +70,20 @@ def _convert(decode: object) -> T:  # type: ignore[type-var]
 def _missing_field(message: str) -> str:
     match = re.search(r"missing required field `([^`]+)`", message)
     return match.group(1) if match else ""
+
+
+def header_text(value: str) -> str:
+    """A header value as valid text, whatever bytes the client sent.
+
+    aiohttp decodes headers as UTF-8 and keeps undecodable bytes as surrogate escapes, which
+    no encoder (redis-py's, a log stream's) accepts. Such a value is read as Latin-1, the
+    charset HTTP/1.1 historically allowed in header values.
+    """
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("latin-1")
+    return value
 
 
 def client_ip(request: web.Request, trusted: tuple[IpNetwork, ...]) -> str:

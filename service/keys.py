@@ -98,6 +98,11 @@ def due_index_of(username: str) -> str:
     return due_index(due_bucket(username))
 
 
+def login_failures_by_device(username: str, device_id: str) -> str:
+    """Failed sign-ins of one known device (see service/devicetokens.py)."""
+    return f"{PREFIX}:rl:d:{username}:{device_id}"
+
+
 def due_member(username: str, session_id: str) -> str:
     return f"{username} {session_id}"
 

@@ -7,8 +7,10 @@ from typing import Any
 
 import msgspec
 
+from service.forward_auth import VERIFY_METHODS
 from service.schemas import (
     ACTIVITY_LIMIT_DEFAULT,
+    SESSION_ID,
     ActivityLimit,
     ActivityResponse,
     AdminLogoutAllRequest,
@@ -26,6 +28,7 @@ from service.schemas import (
 )
 
 REF = "#/components/schemas/{name}"
+SESSION_ID_PATTERN = f"^{SESSION_ID}$"
 BEARER = [{"bearer": []}]
 ADMIN = [{"admin": []}]
 
@@ -39,7 +42,7 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tuple[int,
         LoginRequest,
         LoginResponse,
         False,
-        (401, 413, 415, 422, 429, 503),
+        (400, 401, 408, 413, 415, 422, 429, 503),
     ),
     ("post", "/logout", "Sign out this device", None, RevokedResponse, True, (401, 503)),
     ("get", "/me", "The signed-in user and this session", None, MeResponse, True, (401, 503)),
@@ -186,26 +189,29 @@ def _operation(
             "content": _content(Problem, media="application/problem+json"),
         }
     if request is not None:
-        op["requestBody"] = {
-            "required": True,
-            "content": {
-                **_content(request),
-                **_content(request, media="application/x-www-form-urlencoded"),
-            },
-        }
+        content = _content(request)
+        if request is LoginRequest:  # the one body that may also be a form
+            content.update(_content(request, media="application/x-www-form-urlencoded"))
+        op["requestBody"] = {"required": True, "content": content}
     if security:
         op["security"] = security
     return op
 
 
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "username": msgspec.json.schema(Username),  # the users file's rules
+    "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN},  # as the routes match
+}
+
+
 def _parameters(path: str) -> list[dict[str, Any]]:
-    """The path's `{name}` parameters; a username has the users file's rules."""
+    """The path's `{name}` parameters, each with the rules its route matches."""
     return [
         {
             "name": name,
             "in": "path",
             "required": True,
-            "schema": msgspec.json.schema(Username) if name == "username" else {"type": "string"},
+            "schema": _PATH_SCHEMAS.get(name, {"type": "string"}),
         }
         for name in PATH_PARAMETER.findall(path)
     ]
@@ -223,13 +229,15 @@ def _product_details(paths: dict[str, dict[str, Any]]) -> None:
             if parameters := _parameters(path):
                 op["parameters"] = parameters
     for path in ("/activity", "/admin/users/{username}/activity"):
-        op = paths[path]["get"]
-        op["parameters"] = [*op.get("parameters", []), _limit_parameter()]
-    paths["/admin/users/{username}/logout-all"]["post"]["requestBody"]["required"] = False
+        if path in paths:
+            op = paths[path]["get"]
+            op["parameters"] = [*op.get("parameters", []), _limit_parameter()]
+    if logout_all := paths.get("/admin/users/{username}/logout-all"):
+        logout_all["post"]["requestBody"]["required"] = False
     verify = paths["/auth/verify"]["get"]
     verify["description"] = (
-        "For nginx auth_request, Traefik forwardAuth and Caddy forward_auth. Any method is "
-        "answered alike (Traefik's preserveRequestMethod sends the client's own)."
+        "For nginx auth_request, Traefik forwardAuth and Caddy forward_auth. The methods of an "
+        "API call are answered alike (Traefik's preserveRequestMethod sends the client's own)."
     )
     identity = {
         name: {"description": text, "schema": {"type": "string"}}
@@ -239,13 +247,17 @@ def _product_details(paths: dict[str, dict[str, Any]]) -> None:
         "200": {"description": "A live session; who it is, in headers", "headers": identity},
         **verify["responses"],
     }
-    paths["/auth/verify"]["head"] = {**verify, "summary": "As GET /auth/verify"}
+    for method in VERIFY_METHODS:
+        if method != "GET":
+            paths["/auth/verify"][method.lower()] = {**verify, "summary": "As GET /auth/verify"}
 
 
-def build_openapi() -> dict[str, Any]:
+def build_openapi(*, admin: bool) -> dict[str, Any]:
+    """The document of what this server serves: the admin API only when it is on."""
     user_ops = OPERATIONS + PRODUCT_OPERATIONS
     every = [(op, BEARER if op[5] else None) for op in user_ops]
-    every += [(op, ADMIN) for op in ADMIN_OPERATIONS]
+    if admin:
+        every += [(op, ADMIN) for op in ADMIN_OPERATIONS]
     types = [op[3] for op, _ in every if op[3]] + [op[4] for op, _ in every if op[4]]
     _, components = msgspec.json.schema_components(
         [*dict.fromkeys(types), Problem], ref_template=REF
@@ -256,6 +268,15 @@ def build_openapi() -> dict[str, Any]:
             summary, request, response, security, errors
         )
     _product_details(paths)
+    schemes: dict[str, Any] = {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    if admin:
+        schemes["admin"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "ADMIN_TOKEN, for the product's back end",
+        }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -266,13 +287,6 @@ def build_openapi() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-                "admin": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "ADMIN_TOKEN, for the product's back end",
-                },
-            },
+            "securitySchemes": schemes,
         },
     }

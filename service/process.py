@@ -10,6 +10,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from service.devredis import embedded_redis_if_needed
+from service.limits import harden_process, quiet_accept_errors, server_options
 from service.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ def serve(
         print(f"sessionwire {what}: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(settings.log_level)
+    harden_process()
+    app.cleanup_ctx.append(quiet_accept_errors)
     settings.warn_about_defaults()
     address = f"http://{settings.host}:{port(settings)}"
     loop = new_event_loop(settings.event_loop)
@@ -70,6 +73,7 @@ def serve(
                 port=port(settings),
                 backlog=LISTEN_BACKLOG,
                 print=lambda _: log.info("%s listening on %s", what, address),
+                **server_options(settings.request_timeout),
                 **run_app_options,  # type: ignore[arg-type]
             )
     except ConfigError as exc:  # found while connecting, e.g. what the server turned out to be

@@ -1,7 +1,8 @@
 """Brute-force protection: failed sign-ins counted per username and per client IP, and
 wrong admin tokens per client IP.
 
-An attempt is reserved before its password is hashed, so a burst of concurrent guesses
+A sign-in from a known device (a valid device token) is counted against that device
+alone. An attempt is reserved before its password is hashed, so a burst of concurrent guesses
 costs no more hashes than the limit allows; when only attempts still being checked fill
 the budget, the next one is told to retry (503 busy) rather than that it failed. A success
 counts against nothing (people behind one NAT must still get in) and clears the username's
@@ -40,10 +41,9 @@ class SignInBusy(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """The counters one attempt is charged to: the client IP's, then the username's."""
+    """The counters one attempt is charged to, in order; a success clears the last one."""
 
-    ip_counter: str
-    user_counter: str
+    counters: tuple[str, ...]
 
 
 class LoginLimiter:
@@ -56,33 +56,43 @@ class LoginLimiter:
         self.window_ms = settings.login_failure_window * 1000
         self._attempts = client.register_script(plain_script("attempts"))
 
-    async def reserve(self, username: str, ip: str) -> Reservation:
-        """Charge one attempt to the IP and the username, or raise RateLimited/SignInBusy.
+    async def reserve(self, username: str, ip: str, device: str | None = None) -> Reservation:
+        """Charge one attempt, or raise RateLimited/SignInBusy.
 
-        The IP goes first: a client past its own limit must not use up the username's.
+        A known `device` (from a valid device token) is charged alone, to its own budget:
+        failures from elsewhere never lock it out. Otherwise the IP goes first, then the
+        username: a client past its own limit must not use up the username's.
         """
-        reservation = Reservation(
-            keys.login_failures_by_ip(ip), keys.login_failures_by_user(username)
-        )
-        await self._take(reservation.ip_counter, self.ip_limit)
+        if device is not None:
+            budgets = [(keys.login_failures_by_device(username, device), self.user_limit)]
+        else:
+            budgets = [
+                (keys.login_failures_by_ip(ip), self.ip_limit),
+                (keys.login_failures_by_user(username), self.user_limit),
+            ]
+        taken: list[str] = []
         try:
-            await self._take(reservation.user_counter, self.user_limit)
+            for counter, limit in budgets:
+                await self._take(counter, limit)
+                taken.append(counter)
         except (RateLimited, SignInBusy):
-            await self._run(reservation.ip_counter, "cancel")
+            await self.cancel(Reservation(tuple(taken)))
             raise
-        return reservation
+        return Reservation(tuple(taken))
 
     async def failed(self, reservation: Reservation) -> None:
-        for counter in (reservation.ip_counter, reservation.user_counter):
+        for counter in reservation.counters:
             await self._run(counter, "failed")
 
     async def succeeded(self, reservation: Reservation) -> None:
-        await self._run(reservation.ip_counter, "succeeded")
-        await self._run(reservation.user_counter, "succeeded", clear=True)
+        *others, last = reservation.counters
+        for counter in others:
+            await self._run(counter, "succeeded")
+        await self._run(last, "succeeded", clear=True)
 
     async def cancel(self, reservation: Reservation) -> None:
         """The attempt never tested its password (the server was busy, or failed)."""
-        for counter in (reservation.ip_counter, reservation.user_counter):
+        for counter in reservation.counters:
             await self._run(counter, "cancel")
 
     async def check_admin(self, ip: str) -> None:

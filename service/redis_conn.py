@@ -152,13 +152,35 @@ def redis_ctx(
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         if given is not None:
             attach(app, given)
+            if settings.app_env == "production":
+                await warn_if_not_persistent(given)
             yield
             return
         async with connected(settings) as client:
             attach(app, client)
+            if settings.app_env == "production":
+                await warn_if_not_persistent(client)
             yield
 
     return ctx
+
+
+async def warn_if_not_persistent(client: redis.Redis) -> None:
+    """Warn when Redis does not log writes to disk (AOF): a restart from an older snapshot
+    would bring revoked sessions back. A server that refuses CONFIG is not an error."""
+    try:
+        answer = await client.config_get("appendonly")
+    except ResponseError as exc:
+        log.info("could not check Redis persistence (CONFIG GET refused: %s)", exc)
+        return
+    except RedisError as exc:
+        log.warning("could not check Redis persistence: %s", exc)
+        return
+    if answer.get("appendonly") != "yes":
+        log.warning(
+            "Redis persistence (AOF) is off: after a Redis restart, sessions revoked since "
+            "the last snapshot would be accepted again. Set appendonly yes (see docs/SECURITY.md)"
+        )
 
 
 def redact(url: str) -> str:

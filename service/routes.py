@@ -11,12 +11,14 @@ from aiohttp import web
 from service import typedefs
 from service.auth import Caller, authenticate
 from service.errors import ApiError
-from service.inputs import MAX_USER_AGENT, client_ip, decode_body
+from service.inputs import MAX_USER_AGENT, client_ip, decode_body, header_text
 from service.metrics import CONTENT_TYPE_LATEST
+from service.page import gateway_url
 from service.records import StoredSession
 from service.redis_conn import REDIS_DOWN
 from service.responses import json_response, redis_unavailable
 from service.schemas import (
+    SESSION_ID,
     ClientConfig,
     Health,
     LoginRequest,
@@ -35,29 +37,36 @@ routes = web.RouteTableDef()
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
-    body = await decode_body(request, LoginRequest)
-    ip = client_ip(request, request.app[typedefs.SETTINGS].trusted_proxies)
-    user = await _check_credentials(request.app, body, ip)
-    user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT]
+    settings = request.app[typedefs.SETTINGS]
+    body = await decode_body(request, LoginRequest, settings.request_timeout, forms=True)
+    ip = client_ip(request, settings.trusted_proxies)
+    device_tokens = request.app[typedefs.DEVICE_TOKENS]
+    known_device = device_tokens.device_of(body.device_token, body.username)
+    user = await _check_credentials(request.app, body, ip, known_device)
+    user_agent = header_text(request.headers.get("User-Agent", ""))[:MAX_USER_AGENT]
     device = NewDevice(body.device_id or "", body.device_name, user_agent, ip)
     response = await open_session(request.app, user.username, device)
+    response.device_token = device_tokens.issue(user.username, known_device)
     request.app[typedefs.METRICS].logins.labels("success").inc()
     return json_response(response)
 
 
-async def _check_credentials(app: web.Application, body: LoginRequest, ip: str) -> User:
-    """The user, or ApiError 401, RateLimited or SignInBusy.
+async def _check_credentials(
+    app: web.Application, body: LoginRequest, ip: str, device: str | None
+) -> User:
+    """The user, or ApiError 401, RateLimited, SignInBusy or HashingBusy.
 
     The attempt is counted before the password is hashed, so a burst of guesses gets no
     more hashes (or answers) than the limit allows; at the limit even the right password
-    is refused, or the limit would tell a guesser when it guessed right.
+    is refused, or the limit would tell a guesser when it guessed right. A known `device`
+    (from its device token) has a budget of its own.
     """
     limiter, users, checker = app[typedefs.LIMITER], app[typedefs.USERS], app[typedefs.PASSWORDS]
-    reservation = await limiter.reserve(body.username, ip)
+    reservation = await limiter.reserve(body.username, ip, device)
     # A name that can't exist costs what a real check costs, so timing tells nothing.
     name = body.username if USERNAME_PATTERN.match(body.username) else ""
     try:
-        user = await users.authenticate(name, body.password, checker)
+        user = await users.authenticate(name, body.password, checker, ip)
     except BaseException:
         await asyncio.shield(limiter.cancel(reservation))
         raise
@@ -96,7 +105,8 @@ async def logout(request: web.Request) -> web.Response:
     return await _revoke(request, caller, "one", caller.session.session_id, "logout")
 
 
-@routes.delete("/sessions/{session_id}")
+# Not "revoke-others": that path allows POST only (and its 405 must say so).
+@routes.delete(f"/sessions/{{session_id:(?!revoke-others$){SESSION_ID}}}")
 async def revoke_session(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     target = request.match_info["session_id"]
@@ -169,6 +179,5 @@ async def metrics(request: web.Request) -> web.Response:
 @routes.get("/config")
 async def config(request: web.Request) -> web.Response:
     """Where the page's WebSocket should connect."""
-    settings = request.app[typedefs.SETTINGS]
-    url = settings.gateway_public_url or f"ws://{request.url.host}:{settings.gateway_port}/ws"
+    url = gateway_url(request.app[typedefs.SETTINGS], request.host)
     return json_response(ClientConfig(gateway_url=url))

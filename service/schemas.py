@@ -21,6 +21,8 @@ RevokeReason = Literal[
     "admin",
     "password_changed",
 ]
+# Session ids are secrets.token_urlsafe(16); routes match only ids of this shape.
+SESSION_ID = "[A-Za-z0-9_-]{1,64}"
 DeviceId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
@@ -33,6 +35,8 @@ class LoginRequest(Base):
     password: Annotated[str, Meta(min_length=1, max_length=1024)]
     device_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
     device_id: DeviceId | None = None
+    # From an earlier sign-in of this device: its own failure budget (see devicetokens.py).
+    device_token: Annotated[str, Meta(max_length=2048)] | None = None
 
 
 class Session(Base):
@@ -55,6 +59,8 @@ class LoginResponse(Base, kw_only=True):
     token_type: Literal["Bearer"] = "Bearer"
     expires_at: datetime
     session: Session
+    # Keep it (past sign-out) and send it with this user's next sign-ins from this device.
+    device_token: str | None = None
 
 
 class RevokedResponse(Base):
@@ -128,7 +134,17 @@ class AdminSessionRequest(Base):
     device_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
     device_id: DeviceId | None = None
     user_agent: Annotated[str, Meta(max_length=512)] | None = None
-    ip: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    ip: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=64,
+                extra_json_schema={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+            ),
+        ]
+        | None
+    ) = None
 
 
 class AdminLogoutAllRequest(Base):

@@ -51,6 +51,10 @@ class Settings:
     login_max_failures: int = 5
     login_failure_window: int = 300
     max_tombstones_per_user: int = 100
+    # A request's headers and body must arrive within this many seconds.
+    request_timeout: int = 10
+    # Open WebSockets one session may hold on one worker process.
+    max_sockets_per_session: int = 3
     users_file: str = "demo_users.json"
     log_level: str = "INFO"
     # "uvloop" when it is installed (a dependency on Linux), else asyncio's own loop.
@@ -119,6 +123,8 @@ class Settings:
             login_max_failures=read("LOGIN_MAX_FAILURES", int, minimum=1),
             login_failure_window=read("LOGIN_FAILURE_WINDOW", int, minimum=1),
             max_tombstones_per_user=read("MAX_TOMBSTONES_PER_USER", int, minimum=1),
+            request_timeout=read("REQUEST_TIMEOUT", int, minimum=1, maximum=3600),
+            max_sockets_per_session=read("MAX_SOCKETS_PER_SESSION", int, minimum=1),
             users_file=read("USERS_FILE", str),
             log_level=read("LOG_LEVEL", str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR")),
             event_loop=read("EVENT_LOOP", str.lower, choices=("uvloop", "asyncio")),

@@ -15,6 +15,7 @@ REQUIRED_CLAIMS = ["sub", "sid", "iat", "exp", "iss"]
 # Time is checked against the injected clock, not PyJWT's (see TokenCodec.verify).
 ISSUED_AT_LEEWAY_MS = 5_000  # clocks of the processes that issue and check may differ a little
 DECODE_OPTIONS = {"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_iat": False}
+INVALID_DETAIL = "The token is not valid."
 
 
 class TokenError(Exception):
@@ -59,6 +60,8 @@ class TokenCodec:
 
     def verify(self, token: str) -> Claims:
         """Decode and check signature, algorithm, issuer and expiry; raise TokenError."""
+        if not token.isascii():  # a JWT is ASCII; other bytes would break the encoders
+            raise TokenError("invalid_token", INVALID_DETAIL)
         claims = self._decode_cached(token)
         now = self.clock.now_ms()
         if claims.expires_at * 1000 <= now:
@@ -76,8 +79,8 @@ class TokenCodec:
                 issuer=self._issuer,
                 options=DECODE_OPTIONS,  # type: ignore[arg-type]
             )
-        except jwt.InvalidTokenError as exc:
-            raise TokenError("invalid_token", f"The token is not valid: {exc}.") from None
+        except jwt.InvalidTokenError:  # PyJWT's own words would tell a forger what failed
+            raise TokenError("invalid_token", INVALID_DETAIL) from None
         sub, sid, iat, exp = claims["sub"], claims["sid"], claims["iat"], claims["exp"]
         if not isinstance(sub, str) or not isinstance(sid, str) or not sub or not sid:
             raise TokenError("invalid_token", "The token's sub and sid must be strings.")

@@ -6,6 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from service.devicetokens import DeviceTokens
 from service.eventlog import EventLog
 from service.metrics import ApiMetrics
 from service.passwords import PasswordChecker
@@ -26,3 +27,4 @@ USERS = web.AppKey("users", UserDirectory)
 PASSWORDS = web.AppKey("passwords", PasswordChecker)
 METRICS = web.AppKey("metrics", ApiMetrics)
 EVENTS = web.AppKey("events", EventLog)
+DEVICE_TOKENS = web.AppKey("device_tokens", DeviceTokens)

@@ -59,12 +59,15 @@ class UserDirectory:
         return self._users.get(username)
 
     async def authenticate(
-        self, username: str, password: str, checker: PasswordChecker
+        self, username: str, password: str, checker: PasswordChecker, client: str = ""
     ) -> User | None:
-        """The user if the password is right, else None; same cost either way."""
+        """The user if the password is right, else None; same cost either way.
+
+        `client` (the caller's IP) is whose share of the hashing queue the check uses.
+        """
         user = self._users.get(username)
         stored = user.password_hash if user else self._dummy_hash
-        ok = await checker.verify(stored, password)
+        ok = await checker.verify(stored, password, client)
         return user if ok and user else None
 
 

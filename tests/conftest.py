@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient
 from service import eventlog, keys
 from service.app import create_app
 from service.clock import SYSTEM_CLOCK, Clock
+from service.passwords import PasswordChecker
 from service.pubsub import ShardConnection
 from service.redis_conn import connected
 from service.settings import Settings
@@ -239,13 +240,23 @@ def make_api(
         url: str | None = None,
         users: UserDirectory | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        passwords: PasswordChecker | None = None,
         **overrides: object,
     ) -> TestClient:
         settings = make_settings(url or redis_url, **overrides)
-        app = create_app(settings, users=users or shared_users, clock=clock)
+        app = create_app(settings, users=users or shared_users, clock=clock, passwords=passwords)
         return await aiohttp_client(app)
 
     return make
+
+
+@pytest.fixture
+def roomy_passwords() -> Iterator[PasswordChecker]:
+    """A hashing queue long enough for every concurrent sign-in of a test that races
+    something else (the store, Redis's connections): pass it to make_api as `passwords`."""
+    checker = PasswordChecker(max_queued=1000, max_per_client=1000)
+    yield checker
+    checker.close()
 
 
 @pytest.fixture

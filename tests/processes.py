@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -18,8 +19,17 @@ from tests.conftest import ROOT, TEST_SECRET, TEST_USERS_FILE, free_port
 class Process:
     """One running `python -m <module>` with its port and log file."""
 
-    def __init__(self, module: str, port: int, env: Mapping[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        module: str,
+        port: int,
+        env: Mapping[str, str],
+        log: Path,
+        *,
+        max_files: int | None = None,
+    ) -> None:
         self.module, self.port, self.env, self.log_path = module, port, dict(env), log
+        self.max_files = max_files  # RLIMIT_NOFILE (soft and hard), as `ulimit -n` sets it
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -34,6 +44,7 @@ class Process:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=self._limit_files if self.max_files else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -46,6 +57,9 @@ class Process:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"{self.module} did not answer {wait_for}:\n{self.log()}")
+
+    def _limit_files(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -76,12 +90,15 @@ def process_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def running(module: str, redis_url: str, tmp: Path, **extra: str) -> Iterator[Process]:
+def running(
+    module: str, redis_url: str, tmp: Path, *, max_files: int | None = None, **extra: str
+) -> Iterator[Process]:
     """Run an API (`service`) or worker (`workers`) process for the block."""
     port = free_port()
     port_var = "PORT" if module == "service" else "GATEWAY_PORT"
     env = process_env(redis_url, **{port_var: str(port)}, **extra)
-    proc = Process(module, port, env, tmp / f"{module}-{port}.log").start()
+    log = tmp / f"{module}-{port}.log"
+    proc = Process(module, port, env, log, max_files=max_files).start()
     try:
         yield proc
     finally:

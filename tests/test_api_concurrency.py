@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,6 +13,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from service import keys
+from service.passwords import PasswordChecker
 from tests.conftest import ENGINES, PASSWORD, bearer, login, on_engine
 
 
@@ -22,9 +24,14 @@ def redis_url(request: pytest.FixtureRequest) -> str:
 
 
 MakeApi = Callable[..., Awaitable[TestClient]]
-# These tests race the store, not the sign-in limiter (whose concurrency rules are in
-# test_api_limits.py): let every concurrent sign-in of one user be checked at once.
+# These tests race the store, not the sign-in limiter or the hashing queue (whose rules are
+# in test_api_limits.py): let every concurrent sign-in of one user be checked at once.
 RACE = {"login_max_failures": 1000}
+
+
+@pytest.fixture
+def make_api(make_api: MakeApi, roomy_passwords: PasswordChecker) -> MakeApi:
+    return functools.partial(make_api, passwords=roomy_passwords)
 
 
 async def concurrent_logins(api: TestClient, count: int, **fields: str) -> list[dict[str, Any]]:

@@ -74,9 +74,10 @@ async def test_the_limit_lifts_when_the_window_passes(
 
 
 async def test_a_burst_of_right_passwords_is_asked_to_retry_not_refused(
-    make_api: MakeApi,
+    make_api: MakeApi, roomy_passwords: PasswordChecker
 ) -> None:
-    api = await make_api(login_max_failures=3, max_sessions_per_user=50)
+    # The limiter's rule, not the hashing queue's (whose caps are tested elsewhere).
+    api = await make_api(login_max_failures=3, max_sessions_per_user=50, passwords=roomy_passwords)
     first = await asyncio.gather(*(attempt(api, password=PASSWORD) for _ in range(12)))
     statuses = [status for status, _, _ in first]
     assert set(statuses) <= {200, 503} and statuses.count(200) >= 3
@@ -260,8 +261,10 @@ async def test_last_seen_advances_after_the_interval(make_api: MakeApi, clock: M
     assert listed["sessions"][0]["last_seen_at"] == me["session"]["last_seen_at"]
 
 
-async def test_concurrent_guesses_get_no_more_answers_than_the_limit(make_api: MakeApi) -> None:
-    api = await make_api(login_max_failures=3)
+async def test_concurrent_guesses_get_no_more_answers_than_the_limit(
+    make_api: MakeApi, roomy_passwords: PasswordChecker
+) -> None:
+    api = await make_api(login_max_failures=3, passwords=roomy_passwords)
     guesses = [f"guess-{i}" for i in range(40)]
     results = await asyncio.gather(*(attempt(api, "alice", guess) for guess in guesses))
     statuses = [status for status, _, _ in results]
@@ -270,3 +273,91 @@ async def test_concurrent_guesses_get_no_more_answers_than_the_limit(make_api: M
     assert statuses.count(401) == 3
     assert set(statuses) - {401} <= {429, 503}
     assert (await attempt(api, "alice", PASSWORD))[0] == 429
+
+
+async def test_a_burst_of_guesses_never_holds_up_another_clients_sign_in(
+    make_api: MakeApi, tmp_path: Path
+) -> None:
+    """150 concurrent wrong passwords from one address, with real argon2 parameters."""
+    path = tmp_path / "users.json"
+    real_hash = PasswordHasher().hash(PASSWORD)
+    path.write_text(json.dumps({"users": [{"username": "alice", "password_hash": real_hash}]}))
+    api = await make_api(users=UserDirectory.load(path), trusted_proxies=proxies("127.0.0.1/32"))
+    started = time.perf_counter()
+    assert (await attempt(api, "alice", PASSWORD, xff="198.51.100.7"))[0] == 200
+    alone = time.perf_counter() - started  # one sign-in, one real hash, on this machine now
+    names = [f"user{i}" for i in range(150)]  # many names: only the IP's budget applies
+    burst = [asyncio.create_task(attempt(api, name, xff="203.0.113.9")) for name in names]
+    await asyncio.sleep(0)  # let the burst reach the server first
+    started = time.perf_counter()
+    status, body, _ = await attempt(api, "alice", PASSWORD, xff="198.51.100.7")
+    waited = time.perf_counter() - started
+    results = await asyncio.gather(*burst)
+    assert status == 200, body
+    statuses = [status for status, _, _ in results]
+    assert set(statuses) <= {401, 429, 503}
+    # The burst hashed no more than the address's budget (5 x LOGIN_MAX_FAILURES) ...
+    assert statuses.count(401) <= 25, statuses.count(401)
+    # ... and the right password from elsewhere waited behind at most a few of them.
+    # Relative to one sign-in alone, as machines differ: behind a few checks, never all 25
+    # the address may make (with an unbounded queue it waited ~25 times as long).
+    assert waited < 8 * alone + 0.25, (waited, alone)
+
+
+async def test_a_known_device_signs_in_while_its_user_is_locked_out(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures=3, trusted_proxies=proxies("127.0.0.1/32"))
+    device_token = (await login(api))["device_token"]
+    for _ in range(3):  # a guesser elsewhere locks the username
+        assert (await attempt(api, xff="203.0.113.9"))[0] == 401
+    assert (await attempt(api, password=PASSWORD, xff="198.51.100.7"))[0] == 429
+    status, body, _ = await device_attempt(api, PASSWORD, device_token)
+    assert status == 200, body
+    assert body["device_token"]  # renewed: keep the newest
+
+
+async def test_a_known_device_has_a_budget_of_its_own(make_api: MakeApi) -> None:
+    api = await make_api(login_max_failures=3)
+    device_token = (await login(api))["device_token"]
+    for _ in range(3):
+        assert (await device_attempt(api, "wrong", device_token))[0] == 401
+    assert (await device_attempt(api, PASSWORD, device_token))[0] == 429
+    assert (await attempt(api, password=PASSWORD))[0] == 200  # the username's is untouched
+
+
+@pytest.mark.parametrize("kind", ["another user's", "a session token", "garbage", "tampered"])
+async def test_other_device_tokens_count_as_none(make_api: MakeApi, kind: str) -> None:
+    api = await make_api(login_max_failures=2)
+    alices = await login(api)
+    token = {
+        "another user's": (await login(api, "bob"))["device_token"],
+        "a session token": alices["token"],
+        "garbage": "not.a.token",
+        "tampered": alices["device_token"][:-2] + "xx",
+    }[kind]
+    for _ in range(2):
+        assert (await attempt(api))[0] == 401
+    assert (await device_attempt(api, PASSWORD, token))[0] == 429
+
+
+async def test_a_device_token_is_no_session_token(api: TestClient) -> None:
+    device_token = (await login(api))["device_token"]
+    resp = await api.get("/me", headers=bearer(device_token))
+    assert resp.status == 401
+
+
+async def test_device_tokens_expire(make_api: MakeApi, clock: ManualClock) -> None:
+    api = await make_api(login_max_failures=1, clock=clock)
+    device_token = (await login(api))["device_token"]
+    clock.advance(180 * 24 * 3600)
+    assert (await attempt(api))[0] == 401
+    assert (await device_attempt(api, PASSWORD, device_token))[0] == 429
+
+
+async def device_attempt(
+    api: TestClient, password: str, device_token: str
+) -> tuple[int, dict[str, Any], Any]:
+    resp = await api.post(
+        "/login",
+        json={"username": "alice", "password": password, "device_token": device_token},
+    )
+    return resp.status, await resp.json(content_type=None), resp.headers

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import pytest
+import redis
 from aiohttp.test_utils import TestClient
 
+from service.passwords import PasswordChecker
 from tests.conftest import PASSWORD, RedisServer, bearer, login
 
 MakeApi = Callable[..., Awaitable[TestClient]]
@@ -69,12 +73,50 @@ async def test_redis_down_then_back(make_api: MakeApi, own_redis: RedisServer) -
 
 
 async def test_redis_restarted_between_requests_on_pooled_connections(
-    make_api: MakeApi, own_redis: RedisServer
+    make_api: MakeApi, own_redis: RedisServer, roomy_passwords: PasswordChecker
 ) -> None:
-    api = await make_api(url=own_redis.url, login_max_failures=8)  # 8 sign-ins at once
+    # 8 sign-ins at once
+    api = await make_api(url=own_redis.url, login_max_failures=8, passwords=roomy_passwords)
     await asyncio.gather(*(login(api, device_name=f"D{i}") for i in range(8)))
     own_redis.stop()
     own_redis.start()
     # The pool's connections all died; the next requests must not fail for it.
     fresh = await login(api)
     assert (await api.get("/me", headers=bearer(fresh["token"]))).status == 200
+
+
+async def test_production_warns_when_redis_does_not_persist(
+    make_api: MakeApi, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="service.redis_conn")
+    await make_api(url=own_redis.url, app_env="production")
+    assert "Redis persistence (AOF) is off" in caplog.text
+    caplog.clear()
+    with redis.Redis(port=own_redis.port) as admin:
+        admin.config_set("appendonly", "yes")
+        admin.acl_setuser(
+            "limited",
+            enabled=True,
+            passwords=["+pw"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all", "-config"],
+        )
+    try:
+        await make_api(url=own_redis.url, app_env="production")
+        assert "persistence" not in caplog.text
+        limited = f"redis://limited:pw@127.0.0.1:{own_redis.port}/0"
+        await make_api(url=limited, app_env="production")
+        assert "could not check Redis persistence (CONFIG GET refused" in caplog.text
+        assert "is off" not in caplog.text
+    finally:
+        with redis.Redis(port=own_redis.port) as admin:
+            admin.config_set("appendonly", "no")  # or its shutdown waits on the AOF
+
+
+async def test_development_does_not_ask(
+    make_api: MakeApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="service.redis_conn")
+    await make_api()
+    assert "persistence" not in caplog.text

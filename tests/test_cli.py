@@ -164,3 +164,23 @@ async def test_cli_reports_unreachable_api(tmp_path: Path) -> None:
     out, _ = await asyncio.wait_for(proc.communicate(), WAIT)
     assert proc.returncode == 1
     assert b"cannot reach the API" in out and b"Traceback" not in out
+
+
+async def test_cli_keeps_its_device_token_and_signs_in_through_a_lockout(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with (
+        running("service", redis_url, tmp_path, LOGIN_MAX_FAILURES="2") as api,
+        running("workers", redis_url, tmp_path) as worker,
+    ):
+        cli = Cli(tmp_path / "home", api, worker)
+        await cli.login("laptop", "laptop")
+        assert (await cli.run("logout", "--profile", "laptop"))[0] == 0
+        kept = tmp_path / "home" / "laptop.devices.json"
+        assert kept.stat().st_mode & 0o777 == 0o600  # kept past the sign-out
+        for _ in range(2):  # someone else guesses alice's password and locks her name
+            code, out = await cli.run("login", "-u", "alice", "--password", "x", "--profile", "x")
+            assert code == 1 and "401" in out
+        code, out = await cli.run("login", "-u", "alice", "--password", PASSWORD, "--profile", "x")
+        assert code == 1 and "429" in out
+        await cli.login("laptop", "laptop")  # the known device still gets in

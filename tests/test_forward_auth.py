@@ -220,3 +220,10 @@ async def test_nginx_does_not_serve_verify_itself(edge: Edge) -> None:
     signed_in = await edge.sign_in()
     status, _ = await edge.call("GET", "/auth/verify", headers=bearer(signed_in["token"]))
     assert status == 404
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT"])
+async def test_methods_no_api_call_uses_are_405(api: TestClient, method: str) -> None:
+    signed_in = await login(api)
+    resp = await api.request(method, "/auth/verify", headers=bearer(signed_in["token"]))
+    assert resp.status == 405

@@ -86,3 +86,11 @@ async def test_answers_match_their_published_schemas(make_api: Any) -> None:
     assert msgspec.json.decode(raw, type=UserSessionsResponse).sessions
     raw = await (await api.post("/admin/users/dave/logout-all", headers=ADMIN)).read()
     assert msgspec.json.decode(raw, type=RevokedResponse).revoked
+
+
+async def test_the_admin_api_is_documented_only_when_it_is_on(make_api: Any) -> None:
+    doc = await document(await make_api())  # no ADMIN_TOKEN: every /admin path is a 404
+    assert not [path for path in doc["paths"] if path.startswith("/admin/")]
+    assert set(doc["components"]["securitySchemes"]) == {"bearer"}
+    form = "application/x-www-form-urlencoded"
+    assert form in doc["paths"]["/login"]["post"]["requestBody"]["content"]

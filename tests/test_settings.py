@@ -59,6 +59,8 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         DEV_REDIS_PORT="7000",
         ADMIN_TOKEN=f" {ADMIN_TOKEN} ",
         CORS_ORIGINS="https://app.example/, http://localhost:5173",
+        REQUEST_TIMEOUT="5",
+        MAX_SOCKETS_PER_SESSION="2",
     )
     assert settings.redis_url == "redis://:pw@redis.example:6380/2"
     assert settings.jwt_secret == SECRET
@@ -82,6 +84,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
     assert settings.dev_redis_port == 7000
     assert settings.admin_token == ADMIN_TOKEN
     assert settings.cors_origins == ("https://app.example", "http://localhost:5173")
+    assert (settings.request_timeout, settings.max_sockets_per_session) == (5, 2)
     assert SECRET not in repr(settings)
     assert ADMIN_TOKEN not in repr(settings)
 
@@ -103,6 +106,9 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         ("MAX_SESSIONS_PER_USER", "0"),
         ("LOGIN_MAX_FAILURES", "none"),
         ("LOGIN_FAILURE_WINDOW", "0"),
+        ("REQUEST_TIMEOUT", "0"),
+        ("REQUEST_TIMEOUT", "1.5"),
+        ("MAX_SOCKETS_PER_SESSION", "0"),
         ("APP_ENV", "staging"),
         ("LOG_LEVEL", "LOUD"),
         ("EVENT_LOOP", "twisted"),

@@ -2,6 +2,7 @@
 
 Tokens are kept per profile in `$SESSIONWIRE_HOME` (default ~/.config/sessionwire), one
 0600 file each, so two terminals can be two devices: `--profile laptop`, `--profile phone`.
+Each profile's device tokens (`<profile>.devices.json`) outlive its sign-outs.
 """
 
 from __future__ import annotations
@@ -45,8 +46,24 @@ def profile_path(profile: str) -> Path:
     return home() / f"{profile}.json"
 
 
+def device_tokens_path(profile: str) -> Path:
+    """Device tokens of the profile, per username: kept past sign-out, unlike the profile."""
+    return profile_path(profile).with_suffix(".devices.json")
+
+
+def load_device_tokens(profile: str) -> dict[str, str]:
+    try:
+        tokens = json.loads(device_tokens_path(profile).read_text())
+    except (OSError, ValueError):
+        return {}
+    return tokens if isinstance(tokens, dict) else {}
+
+
 def save_profile(profile: str, data: dict[str, Any]) -> None:
-    path = profile_path(profile)
+    write_secret(profile_path(profile), data)
+
+
+def write_secret(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a token is a secret
     with os.fdopen(fd, "w") as out:
@@ -89,7 +106,12 @@ async def call(
 async def login(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
     username = args.username
     body = {"username": username, "password": args.password, "device_name": args.device_name}
+    known = load_device_tokens(args.profile)
+    if username in known:  # this device's own failure budget: guessers can't lock us out
+        body["device_token"] = known[username]
     answer = await call(http, "POST", f"{args.api}/login", body=body)
+    if answer.get("device_token"):
+        write_secret(device_tokens_path(args.profile), {**known, username: answer["device_token"]})
     session = answer["session"]
     save_profile(
         args.profile,

@@ -12,30 +12,46 @@ from aiohttp import web
 from service.eventlog import StreamId, parse_id
 from service.records import Event
 from workers import disconnect, messages
+from workers.disconnect import Disconnect
+from workers.guard import ReadGuard
 from workers.metrics import Metrics
-from workers.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
-FINISH_TIMEOUT = 1.5  # for a revoked socket's last notice and its close
+FINISH_TIMEOUT = 1.5  # for a revoked socket's last notice
+PING = "ping"  # a queue entry that is our ping, sent in order with the messages
+
+
+def _now() -> float:
+    """The loop's clock: the heartbeat runs on its timers."""
+    return asyncio.get_running_loop().time()
 
 
 class Conn:
     """The writer task and its queue exist only while there is something to send, so an
     idle socket costs neither. While `pending` is a list the socket is catching up from the
     log, and live events wait there, in order, until the catch-up is merged in.
+
+    The socket's handler waits on `closing`: whoever decides the socket must end (the writer
+    after a revocation, the read guard, the heartbeat, the reader) sets it to the close to
+    send, and the handler closes from its own task, so the closing handshake is finished.
     """
 
     __slots__ = (
+        "closing",
         "cursor",
         "done",
+        "guard",
+        "heartbeat",
         "metrics",
+        "next_ping_at",
         "pending",
+        "ping_asked_at",
         "queue",
         "queue_size",
         "recheck",
         "session_id",
-        "tasks",
+        "timer",
         "username",
         "writer",
         "ws",
@@ -49,10 +65,9 @@ class Conn:
         cursor: StreamId,
         *,
         metrics: Metrics,
-        tasks: TaskSet,
         queue_size: int,
     ) -> None:
-        self.ws, self.metrics, self.tasks, self.queue_size = ws, metrics, tasks, queue_size
+        self.ws, self.metrics, self.queue_size = ws, metrics, queue_size
         self.username, self.session_id = username, session_id
         self.cursor = cursor
         self.pending: list[Event] | None = []
@@ -60,6 +75,11 @@ class Conn:
         self.done = False  # revoked (or too slow): nothing more is queued
         self.queue: deque[tuple[str, int, str]] | None = None
         self.writer: asyncio.Task[None] | None = None
+        self.guard = ReadGuard()
+        self.closing: asyncio.Future[Disconnect | None] = asyncio.get_running_loop().create_future()
+        self.heartbeat, self.next_ping_at = 0.0, 0.0
+        self.ping_asked_at: float | None = None  # a ping is queued or unanswered since
+        self.timer: asyncio.TimerHandle | None = None
 
     def send(self, data: str, kind: str, at_ms: int = 0) -> None:
         """Queue a frame without waiting; a client that falls behind is disconnected."""
@@ -68,7 +88,9 @@ class Conn:
         if self.queue is None:
             self.queue = deque()
         elif len(self.queue) >= self.queue_size:
-            self._drop_slow(len(self.queue))
+            if self.writer is not None:
+                self.writer.cancel()  # it is stuck in a send that will not complete
+            self._drop_slow(f"{len(self.queue)} messages unsent")
             return
         self.queue.append((data, at_ms, kind))
         if self.writer is None:
@@ -79,15 +101,31 @@ class Conn:
         self.send(data, "session.revoked", at_ms)
         self.done = True
 
+    def close(self, bye: Disconnect | None) -> None:
+        """Ask the socket's handler to close with `bye` (None: the peer is gone already)."""
+        if not self.closing.done():
+            self.closing.set_result(bye)
+
     async def _write(self, queue: deque[tuple[str, int, str]]) -> None:
-        metrics = self.metrics
+        metrics, guard = self.metrics, self.guard
         try:
             while queue:
                 data, at_ms, kind = queue.popleft()
+                if kind == PING:
+                    if not guard.ping_pending:
+                        await self.ws.ping(guard.ping())
+                    continue
                 await self.ws.send_str(data)
                 metrics.sent(kind, at_ms)
-            if self.done and not self.ws.closed:
-                await self.ws.close(code=disconnect.REVOKED.code, message=disconnect.REVOKED.reason)
+                guard.wrote(len(data))
+                if guard.too_slow:
+                    self._drop_slow("unread data past the bound")
+                    return
+                if guard.wants_early_ping:
+                    self.ping_asked_at = self.ping_asked_at or _now()
+                    await self.ws.ping(guard.ping())
+            if self.done:
+                self.close(disconnect.REVOKED)
         except (ConnectionError, RuntimeError) as exc:  # peer went away mid-send
             log.debug("send to session %s failed: %s", self.session_id, exc)
         finally:
@@ -95,7 +133,8 @@ class Conn:
             self.queue = None
 
     async def finish(self) -> None:
-        """Let a revoked socket's notice and 4501 close go out; cut anything else short."""
+        """Let a revoked socket's notice go out; cut anything else short."""
+        self.stop_heartbeat()
         writer = self.writer
         if writer is None:
             return
@@ -104,20 +143,54 @@ class Conn:
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.shield(writer), FINISH_TIMEOUT)
 
-    def _drop_slow(self, unsent: int) -> None:
+    def _drop_slow(self, why: str) -> None:
         log.warning(
-            "closing the socket of %s session %s: %d messages unsent (client not reading)",
+            "closing the socket of %s session %s: %s (client not reading)",
             self.username,
             self.session_id,
-            unsent,
+            why,
         )
         self.metrics.slow_closed.inc()
         self.done = True
         self.queue = None
-        if self.writer is not None:
-            self.writer.cancel()
-        slow = disconnect.TOO_SLOW
-        self.tasks.spawn(self.ws.close(code=slow.code, message=slow.reason))
+        self.close(disconnect.TOO_SLOW)
+
+    def start_heartbeat(self, interval: float) -> None:
+        """Ping every `interval`; a ping unanswered for half of it means the peer is gone."""
+        self.heartbeat = interval
+        self.next_ping_at = _now() + interval
+        self.timer = asyncio.get_running_loop().call_at(self.next_ping_at, self._tick)
+
+    def stop_heartbeat(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _tick(self) -> None:
+        now, wait = _now(), self.heartbeat / 2
+        if self.ping_asked_at is not None:
+            if now - self.ping_asked_at >= wait:
+                self.timer = None
+                self.close(disconnect.NO_PONG)
+                return
+            when = self.ping_asked_at + wait
+        elif now >= self.next_ping_at:
+            self.next_ping_at = now + self.heartbeat
+            self.ping_asked_at = now
+            self.send("", PING)
+            when = now + wait
+        else:
+            when = self.next_ping_at
+        self.timer = asyncio.get_running_loop().call_at(when, self._tick)
+
+    def pong(self, payload: bytes) -> None:
+        """A pong from the client; one that answers our ping proves what it has read."""
+        if not self.guard.pong(payload):
+            return
+        self.ping_asked_at = None
+        if self.guard.wants_early_ping:  # more went out meanwhile: ask again at once
+            self.ping_asked_at = _now()
+            self.send("", PING)
 
     def deliver(self, event: Event) -> None:
         """Send one event unless this socket already had it (or anything later)."""

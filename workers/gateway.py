@@ -7,13 +7,16 @@ carries no traceback.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from service.clock import Clock
 from service.eventlog import StreamId
 from service.redis_conn import REDIS_DOWN
 from service.responses import json_response, problem_response, redis_unavailable, unauthorized
@@ -22,6 +25,7 @@ from service.store import SessionGone
 from service.tokens import TokenError, bearer_token
 from workers import disconnect, messages, typedefs
 from workers.conn import Conn
+from workers.disconnect import Disconnect
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,8 @@ PROTOCOL = "sessionwire.v1"
 BEARER_PROTOCOL_PREFIX = "bearer."
 HEARTBEAT = 25.0  # below the ~60 s idle cut of common proxies
 CLOSE_TIMEOUT = 1.0  # wait for the peer's close frame this long, then drop it
+QUICK_CLOSE = 0.1  # for a client cut for misbehaving
+ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 MAX_CLIENT_MESSAGE = 4096  # clients need not send anything
 
 
@@ -51,10 +57,12 @@ def token_of(request: web.Request) -> str:
     return bearer_token(request.headers.get("Authorization"))
 
 
-def new_socket(app: web.Application) -> web.WebSocketResponse:
+def new_socket() -> web.WebSocketResponse:
+    # No aiohttp heartbeat or autoping: its heartbeat counts any data from the client as
+    # life, and the read guard must see each pong (see workers/guard.py).
     return web.WebSocketResponse(
         protocols=(PROTOCOL,),
-        heartbeat=app[typedefs.HEARTBEAT_INTERVAL],
+        autoping=False,
         compress=False,
         timeout=CLOSE_TIMEOUT,
         max_msg_size=MAX_CLIENT_MESSAGE,
@@ -63,23 +71,36 @@ def new_socket(app: web.Application) -> web.WebSocketResponse:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     """Admit the device, upgrade, then push its session events until it leaves."""
-    ws = new_socket(request.app)
+    ws = new_socket()
     admission = await admit(request, ws)
     if isinstance(admission, web.Response):
         return admission
-    await ws.prepare(request)
+    hub, limit = request.app[typedefs.HUB], request.app[typedefs.SETTINGS].max_sockets_per_session
     user, sid = admission.username, admission.session_id
+    if not hub.take_slot(sid, limit):  # no await since admit: the count can't be raced
+        return too_many_connections(limit)
     try:
+        await ws.prepare(request)
         if admission.gone is not None:
             await send_revoked(request.app, ws, admission)
         else:
-            conn = request.app[typedefs.HUB].new_conn(ws, user, sid, admission.cursor)
-            await serve(request.app, ws, conn)
+            await serve(request.app, ws, hub.new_conn(ws, user, sid, admission.cursor))
     except ConnectionError as exc:  # the device went away mid-handshake or mid-send
         log.debug("socket of %s session %s ended: %s", user, sid, exc)
     except Exception:  # the response is a socket now: log, never answer with an error page
         log.exception("socket of %s session %s failed", user, sid)
+    finally:
+        hub.free_slot(sid)
     return ws
+
+
+def too_many_connections(limit: int) -> web.Response:
+    return problem_response(
+        429,
+        "too_many_connections",
+        "Too many connections",
+        f"This session already has {limit} open sockets on this server; close one first.",
+    )
 
 
 async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | web.Response:
@@ -128,22 +149,68 @@ async def send_revoked(
     now = app[typedefs.HUB].clock.now_ms()
     await ws.send_str(messages.revoked_from_tombstone(admission.session_id, tomb, now))
     app[typedefs.METRICS].sent("session.revoked", 0)
-    await ws.close(code=disconnect.REVOKED.code, message=disconnect.REVOKED.reason)
+    await close(ws, disconnect.REVOKED)
 
 
 async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> None:
-    """Register the device, then keep reading until it leaves (events are pushed)."""
+    """Register the device, push its events and read its frames until the socket ends.
+
+    The close is sent from here, where nothing else is reading, so aiohttp waits for the
+    client's close frame instead of dropping the connection right after ours (clients
+    then see 1006, not the code sent).
+    """
     conn.send(
         messages.encode(messages.Ready(session_id=conn.session_id, username=conn.username)), "ready"
     )
     listener = app[typedefs.LISTENER]
     listener.join(conn)
+    conn.start_heartbeat(app[typedefs.HEARTBEAT_INTERVAL])
+    reader = asyncio.create_task(read_frames(ws, conn, app[typedefs.HUB].clock))
     try:
-        async for _ in ws:  # clients need not send; reading keeps pings and closes flowing
-            pass
+        bye = await conn.closing
     finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
         listener.leave(conn)
         await conn.finish()
+    if bye is not None and not ws.closed:
+        await close(ws, bye)
+
+
+async def read_frames(ws: web.WebSocketResponse, conn: Conn, clock: Clock) -> None:
+    """Answer pings, hand pongs to the read guard, and cut a client that floods.
+
+    However it ends, the socket's handler is told (a close already asked for wins).
+    """
+    try:
+        while (msg := await ws.receive()).type not in ENDED:
+            if not conn.guard.frame(clock.now_ms()):
+                log.warning(
+                    "closing the socket of %s session %s: frame flood",
+                    conn.username,
+                    conn.session_id,
+                )
+                conn.close(disconnect.FLOODING)
+                return
+            if msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif msg.type is WSMsgType.PONG:
+                conn.pong(msg.data)
+    except ConnectionError as exc:
+        log.debug("reading from session %s failed: %s", conn.session_id, exc)
+    finally:
+        conn.close(None)
+
+
+async def close(ws: web.WebSocketResponse, bye: Disconnect) -> None:
+    """Send `bye` and wait (briefly) for the client's close frame, then drop the connection.
+
+    A client that was cut for not reading or for flooding gets no time to answer.
+    """
+    patience = CLOSE_TIMEOUT if bye in (disconnect.REVOKED, disconnect.SHUTDOWN) else QUICK_CLOSE
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        await asyncio.wait_for(ws.close(code=bye.code, message=bye.reason), patience)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -21,7 +21,6 @@ from service.records import Event, Tombstone
 from workers import disconnect, messages
 from workers.conn import Conn
 from workers.metrics import Metrics
-from workers.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +47,8 @@ class Hub:
         self.metrics, self.clock = metrics, clock
         self.queue_size = queue_size
         self.users: dict[str, UserState] = {}
+        self.open_sockets: dict[str, int] = {}  # session id -> sockets admitted, open or opening
         self.closing = False  # shutting down: sockets leave without unsubscribing
-        self._tasks = TaskSet()
 
     def new_conn(
         self, ws: web.WebSocketResponse, username: str, session_id: str, cursor: StreamId
@@ -61,9 +60,21 @@ class Hub:
             session_id,
             cursor,
             metrics=self.metrics,
-            tasks=self._tasks,
             queue_size=self.queue_size,
         )
+
+    def take_slot(self, session_id: str, limit: int) -> bool:
+        """Count one more socket for the session; False (nothing counted) at `limit`."""
+        count = self.open_sockets.get(session_id, 0)
+        if count >= limit:
+            return False
+        self.open_sockets[session_id] = count + 1
+        return True
+
+    def free_slot(self, session_id: str) -> None:
+        count = self.open_sockets.pop(session_id, 0) - 1
+        if count > 0:
+            self.open_sockets[session_id] = count
 
     def add(self, conn: Conn) -> bool:
         """Register a socket; True when it is the user's first (subscribe then)."""
@@ -152,6 +163,5 @@ class Hub:
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(closing, SHUTDOWN_BUDGET)
-        self._tasks.cancel_all()
         if conns:
             log.info("closed %d sockets in %.2fs", len(conns), time.monotonic() - started)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -39,19 +39,3 @@ async def background(*loops: Callable[[], Coroutine[Any, Any, None]]) -> AsyncIt
         for task in tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 log.error("task %s failed", task.get_name(), exc_info=task.exception())
-
-
-class TaskSet:
-    """Fire-and-forget tasks kept alive until done, and cancelled together at shutdown."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Future[Any]] = set()
-
-    def spawn(self, work: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def cancel_all(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()

@@ -54,6 +54,8 @@ export function errorInWords(error) {
       return `Too many failed sign-ins. Try again in ${waitInWords(error.retryAfter || 60)}.`;
     case "redis_unavailable":
       return "The service is unavailable right now. Try again in a moment.";
+    case "busy":
+      return "Many sign-ins are being checked right now. Try again in a second.";
     case "session_not_found":
       return "That device was already signed out.";
   }

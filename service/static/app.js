@@ -16,6 +16,8 @@ import {
 
 const TOKEN_KEY = "sessionwire.token";
 const DEVICE_KEY = "sessionwire.device_id";
+// Per username, in localStorage: it must outlive the tab and the session (see signIn).
+const DEVICE_TOKEN_KEY = "sessionwire.device_token.";
 const CLOCK_MS = 15_000;
 const RESYNC_MS = 60_000;
 const ACTIVITY_LIMIT = 20;
@@ -186,16 +188,23 @@ async function signIn(event) {
   const button = form.querySelector("button");
   button.disabled = true;
   showMessage("sign-in-error", "");
+  const username = fields.username.trim();
   try {
     const result = await call("POST", "/login", {
       body: {
-        username: fields.username.trim(),
+        username,
         password: fields.password,
         device_name: fields.device_name.trim() || undefined,
         device_id: deviceId(),
+        // A browser that signed in as this user before has a failure budget of its own:
+        // guesses from elsewhere can't lock its owner out of it.
+        device_token: localStorage.getItem(DEVICE_TOKEN_KEY + username) || undefined,
       },
     });
     sessionStorage.setItem(TOKEN_KEY, result.token);
+    if (result.device_token) {
+      localStorage.setItem(DEVICE_TOKEN_KEY + username, result.device_token);
+    }
   } catch (error) {
     showMessage("sign-in-error", errorInWords(error));
     return;

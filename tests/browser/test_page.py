@@ -133,10 +133,11 @@ def test_both_devices_listed_and_a_new_sign_in_appears_live(
     expect(card(phone, LAPTOP).get_by_role("button", name=f"Sign out {LAPTOP}")).to_be_visible()
     screenshot(phone, "devices")
 
-    # The token lives in this tab's sessionStorage only: never in a URL or localStorage.
+    # The token lives in this tab's sessionStorage only: never in a URL or localStorage,
+    # which keeps only the browser's device token (it must outlive the session).
     token = phone.evaluate("sessionStorage.getItem('sessionwire.token')")
     assert token and token not in phone.url
-    assert phone.evaluate("localStorage.length") == 0
+    assert phone.evaluate("Object.keys(localStorage)") == ["sessionwire.device_token.alice"]
     # A reload keeps this tab signed in, as the same device.
     phone.reload()
     signed_in(phone, PHONE)
@@ -194,6 +195,24 @@ def test_sign_out_all_other_devices_then_everywhere(stack: Stack, open_device: O
     expect(phone.get_by_text("Someone signed out everywhere")).to_be_visible()
     # Seconds after its 4501 close, the kitchen page has not tried to reconnect.
     assert len(kitchen_sockets) == 1
+
+
+def test_a_known_browser_signs_in_while_guessers_lock_its_user_out(
+    redis_url: str, tmp_path: Path, open_device: OpenDevice
+) -> None:
+    with running_stack(redis_url, tmp_path, LOGIN_MAX_FAILURES="2") as stack:
+        laptop = open_device(stack.url, FIREFOX_UBUNTU)
+        sign_in(laptop)
+        signed_in(laptop, LAPTOP)
+        laptop.get_by_role("button", name="Sign out everywhere").click()
+        expect(laptop.get_by_role("heading", name="Sign in")).to_be_visible()
+
+        stranger = open_device(stack.url, EDGE_WINDOWS)
+        for password in ("guess 1", "guess 2", PASSWORD):
+            sign_in(stranger, password=password)
+        expect(stranger.get_by_role("alert")).to_contain_text("Too many failed sign-ins")
+        sign_in(laptop)  # its device token has a failure budget of its own
+        signed_in(laptop, LAPTOP)
 
 
 def test_reconnects_after_the_worker_restarts(stack: Stack, open_device: OpenDevice) -> None:

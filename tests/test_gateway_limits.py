@@ -1,0 +1,139 @@
+"""The gateway's limits, through real sockets: slow readers, floods, sockets per session,
+and the closing handshake."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as redis
+from pytest_aiohttp import AiohttpClient
+
+from service.settings import Settings
+from service.store import SessionStore
+from tests.conftest import make_settings
+from tests.devices import WAIT, Device, connect, metric, sign_in, start_gateway
+from tests.raw import UPGRADE, raw_request
+
+Gateway = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+def many(redis_url: str) -> Settings:
+    """Settings with room for many sessions per user."""
+    return make_settings(redis_url, max_sessions_per_user=200)
+
+
+@pytest.fixture
+def store(rdb: redis.Redis, many: Settings) -> SessionStore:
+    return SessionStore(rdb, many)
+
+
+@pytest.fixture
+async def gateway(aiohttp_client: AiohttpClient, many: Settings) -> Gateway:
+    async def start(**kwargs: Any) -> Any:
+        return await start_gateway(aiohttp_client, many, **kwargs)
+
+    return start
+
+
+async def close_code(ws: aiohttp.ClientWebSocketResponse) -> int:
+    """Read (and skip) what is left until the server's close frame; its code."""
+    while True:
+        msg = await asyncio.wait_for(ws.receive(), WAIT)
+        if msg.type is aiohttp.WSMsgType.CLOSE:
+            return int(msg.data)
+        assert msg.type is aiohttp.WSMsgType.TEXT, (msg.type, msg.data)
+
+
+async def test_a_client_that_stops_reading_is_closed_with_1013(
+    gateway: Gateway, store: SessionStore, many: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = await gateway()
+    stuck = await connect(gw, await sign_in(store, many, "alice", "stuck"))
+    reader = await connect(gw, await sign_in(store, many, "alice", "reader"))
+    # The stuck client never reads again, but sends pongs of its own to look alive.
+    for n in range(80):
+        if n % 10 == 0:
+            await stuck.ws.pong(b"alive")
+        await sign_in(store, many, "alice", f"extra-{n}")
+        await reader.expect("sessions.changed", wait=1.0)  # the others are not held up
+    assert await close_code(stuck.ws) == 1013
+    assert "client not reading" in caplog.text
+    assert await metric(gw, "sessionwire_slow_clients_closed_total") == 1.0
+    await reader.ws.close()
+
+
+async def test_a_frame_flood_is_cut_with_1008(
+    gateway: Gateway, store: SessionStore, many: Settings
+) -> None:
+    gw = await gateway()
+    flooder = await connect(gw, await sign_in(store, many, "alice", "flooder"))
+    bob = await connect(gw, await sign_in(store, many, "bob", "laptop"))
+    with contextlib.suppress(ConnectionError):
+        for _ in range(2_000):
+            await flooder.ws.ping(b"")
+    assert await close_code(flooder.ws) == 1008
+    await sign_in(store, many, "bob", "phone")  # another user's notice still comes
+    await bob.expect("sessions.changed")
+    await bob.ws.close()
+
+
+async def test_sockets_per_session_are_capped_before_the_upgrade(
+    gateway: Gateway, store: SessionStore, many: Settings
+) -> None:
+    gw = await gateway()
+    alice = await sign_in(store, many, "alice")
+    devices = [await connect(gw, alice) for _ in range(many.max_sockets_per_session)]
+    protocols = ("sessionwire.v1", f"bearer.{alice.token}")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await gw.ws_connect("/ws", protocols=protocols)
+    assert refused.value.status == 429
+    headers = {name: value.encode() for name, value in UPGRADE.items()}
+    headers["Authorization"] = f"Bearer {alice.token}".encode()
+    resp = await raw_request(gw.server.port, "GET", "/ws", headers)
+    assert (resp.status, resp.json()["code"]) == (429, "too_many_connections")
+    other = await connect(gw, await sign_in(store, many, "alice", "other"))  # its own count
+    await devices.pop().ws.close()  # one closes: a new one may open
+    while True:
+        try:
+            devices.append(await connect(gw, alice))
+            break
+        except aiohttp.WSServerHandshakeError as exc:
+            assert exc.status == 429  # the server has not seen the close yet
+    for device in [*devices, other]:
+        await device.ws.close()
+
+
+async def test_every_revoked_client_sees_4501_not_1006(
+    gateway: Gateway, store: SessionStore, many: Settings
+) -> None:
+    gw = await gateway()
+    logins = [await sign_in(store, many, "alice", f"device-{n}") for n in range(40)]
+    devices = [await connect(gw, login) for login in logins]
+    await store.revoke("alice", "all", logins[0].sid, "logout_all", logins[0].session.as_actor())
+    for device in devices:
+        await device.until("session.revoked")
+        msg = await asyncio.wait_for(device.ws.receive(), WAIT)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 4501)
+
+
+async def test_unsolicited_pongs_do_not_keep_a_dead_peer(
+    gateway: Gateway, store: SessionStore, many: Settings
+) -> None:
+    gw = await gateway(heartbeat=0.2)
+    alice = await sign_in(store, many, "alice")
+    ws = await gw.ws_connect(
+        "/ws", protocols=("sessionwire.v1", f"bearer.{alice.token}"), autoping=False
+    )
+    await Device(ws).ready()
+    while True:  # answers none of the server's pings, only sends its own pongs
+        await ws.pong(b"1")
+        msg = await asyncio.wait_for(ws.receive(), WAIT)
+        if msg.type is not aiohttp.WSMsgType.PING:
+            break
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
