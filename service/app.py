@@ -78,7 +78,7 @@ def create_app(
     app.add_routes(forward_auth.routes)
     if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path
         app.add_routes(admin.routes)
-    openapi = json.dumps(build_openapi(admin=settings.admin_token is not None)).encode()
+    openapi = json.dumps(build_openapi(admin=bool(settings.admin_token))).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
     page, asset = _page_files(page_headers(settings))
     app.router.add_get("/", page)

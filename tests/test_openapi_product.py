@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 from aiohttp.test_utils import TestClient
 
 from service.schemas import ActivityResponse, LoginResponse, RevokedResponse, UserSessionsResponse
@@ -22,6 +23,12 @@ DOCUMENTED = {
     ("post", "/admin/users/{username}/logout-all"): {400, 401, 404, 422, 429},
     ("get", "/admin/users/{username}/activity"): {401, 404, 422, 429},
 }
+
+
+@pytest.fixture
+async def api(make_api: Any) -> TestClient:
+    """The API with the admin API on (its document lists it only then)."""
+    return await make_api(admin_token=ADMIN_TOKEN)  # type: ignore[no-any-return]
 
 
 async def document(api: TestClient) -> dict[str, Any]:
