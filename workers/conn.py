@@ -11,9 +11,10 @@ from aiohttp import web
 
 from service.eventlog import StreamId, parse_id
 from service.records import Event
-from workers import disconnect, messages
+from workers import disconnect
 from workers.disconnect import Disconnect
 from workers.guard import ReadGuard
+from workers.messages import Frames
 from workers.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -192,14 +193,15 @@ class Conn:
             self.ping_asked_at = _now()
             self.send("", PING)
 
-    def deliver(self, event: Event) -> None:
+    def deliver(self, frames: Frames) -> None:
         """Send one event unless this socket already had it (or anything later)."""
+        event = frames.event
         event_id = parse_id(event.id)
         if event_id <= self.cursor:
             return
         self.cursor = event_id
         if event.session_id == self.session_id:
             if event.type == "session.revoked":
-                self.revoke(messages.revoked_from_event(event), event.at)
+                self.revoke(frames.revoked, event.at)
             return
-        self.send(messages.changed_from_event(event), "sessions.changed", event.at)
+        self.send(frames.changed, "sessions.changed", event.at)

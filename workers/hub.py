@@ -20,6 +20,7 @@ from service.eventlog import StreamId
 from service.records import Event, Tombstone
 from workers import disconnect, messages
 from workers.conn import Conn
+from workers.messages import FrameCache
 from workers.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class Hub:
         self.users: dict[str, UserState] = {}
         self.open_sockets: dict[str, int] = {}  # session id -> sockets admitted, open or opening
         self.closing = False  # shutting down: sockets leave without unsubscribing
+        metrics.syncing.set_function(self._syncing)  # counted when scraped, not per change
+        self.frames = FrameCache()
 
     def new_conn(
         self, ws: web.WebSocketResponse, username: str, session_id: str, cursor: StreamId
@@ -108,11 +111,12 @@ class Hub:
         state = self.users.get(event.user)
         if state is None:
             return
+        frames = self.frames.of(event)
         for conn in list(state.conns()):
             if conn.pending is not None:
                 conn.pending.append(event)
             else:
-                conn.deliver(event)
+                conn.deliver(frames)
 
     def catch_up(self, conn: Conn, events: list[Event], gone: bool, tomb: Tombstone | None) -> None:
         """Merge the log's events with those buffered meanwhile, then go live.
@@ -121,10 +125,8 @@ class Hub:
         while its notice was lost (trimmed log, emptied Redis) is told from its tombstone.
         """
         buffered, conn.pending = conn.pending or [], None
-        for event in events:
-            conn.deliver(event)
-        for event in buffered:
-            conn.deliver(event)
+        for event in (*events, *buffered):
+            conn.deliver(self.frames.of(event))
         if gone and not conn.done:
             log.info(
                 "session %s of %s ended while pub/sub was down", conn.session_id, conn.username
@@ -146,6 +148,11 @@ class Hub:
                 if conn.pending is None:
                     conn.pending = []
                 conn.recheck = True
+
+    def _syncing(self) -> int:
+        return sum(
+            1 for state in self.users.values() for c in state.conns() if c.pending is not None
+        )
 
     def all_conns(self) -> list[Conn]:
         return [conn for state in self.users.values() for conn in state.conns()]

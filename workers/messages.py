@@ -60,3 +60,46 @@ def changed_from_event(event: Event) -> str:
         "created" if event.type == "session.created" else "revoked"
     )
     return encode(SessionsChanged(event=kind, session=event.session.to_wire()))
+
+
+class Frames:
+    """One event's frames, each encoded at most once however many sockets are sent it."""
+
+    __slots__ = ("_changed", "_revoked", "event")
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self._changed: str | None = None
+        self._revoked: str | None = None
+
+    @property
+    def changed(self) -> str:
+        """`sessions.changed`, for the user's other devices."""
+        if self._changed is None:
+            self._changed = changed_from_event(self.event)
+        return self._changed
+
+    @property
+    def revoked(self) -> str:
+        """`session.revoked`, for the device whose session it ended."""
+        if self._revoked is None:
+            self._revoked = revoked_from_event(self.event)
+        return self._revoked
+
+
+class FrameCache:
+    """Frames by (user, event id): an event that comes live and again from the log, to
+    several sockets, is encoded once. The newest `size` events are kept."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._frames: dict[tuple[str, str], Frames] = {}
+
+    def of(self, event: Event) -> Frames:
+        key = (event.user, event.id)
+        frames = self._frames.get(key)
+        if frames is None:
+            if len(self._frames) >= self.size:
+                del self._frames[next(iter(self._frames))]  # the oldest (dicts keep order)
+            frames = self._frames[key] = Frames(event)
+        return frames

@@ -16,6 +16,11 @@ class Metrics:
         self.sockets = Gauge(
             "sessionwire_gateway_sockets", "Connected WebSocket devices", registry=self.registry
         )
+        self.syncing = Gauge(
+            "sessionwire_gateway_sockets_syncing",
+            "Connected devices not yet subscribed and caught up on their user's log",
+            registry=self.registry,
+        )
         notices = Counter(
             "sessionwire_gateway_notices",
             "Messages sent to devices, by type",

@@ -1,0 +1,431 @@
+"""Benchmark a reconnect storm: a worker restarts and all its devices come back at once.
+
+    python -m bench.bench_storm [--runs 3] [--devices 10000] [--write docs/BENCHMARKS.md]
+
+Two worker processes share one Redis. `--devices` devices (one per user) hold sockets on
+worker A, from client processes; `WATCHERS` devices sit on worker B. Worker A stops
+(SIGTERM: its devices get 1001), and once it is gone every device reconnects to B at the
+same moment, as a load balancer would send them. The run ends when B holds every device
+and none is still syncing (its user's subscription confirmed and its log caught up), read
+from B's /metrics. Meanwhile the watchers' sessions are revoked at a steady rate and their
+notice latency is compared with the same measure just before the storm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.bench_gateway import SECRET, machine, started
+from bench.common import free_port, markers, wait_http, write_section
+from service.redis_conn import single_client
+from service.settings import Settings
+from service.store import SessionStore
+from service.tokens import TokenCodec
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = markers("bench_storm")
+CLIENT_PROCESSES = 4
+WATCHERS = 50
+WATCH_RATE = 50  # revocations of watchers' sessions per second, before and during the storm
+RETRY_EVERY = 0.05  # a device whose reconnect fails tries again this soon
+GIVE_UP = 120.0  # seconds: a client process never outlives a driver that is gone
+POLL = 0.05  # how often B's /metrics is read during the storm
+PLOT = ROOT / "docs" / "img" / "bench-storm.png"
+
+
+@dataclass
+class Result:
+    devices: int
+    all_ready_s: float  # from the go, to every device's `ready`
+    caught_up_s: float  # ... to B holding every device, none syncing
+    ready_times: list[float]  # seconds from the go to each device's `ready`, sorted
+    caught_up_curve: list[tuple[float, int]]  # (seconds, devices caught up) from /metrics
+    watch_before: tuple[float, float]  # watchers' notice latency p50, p99 (ms) before
+    watch_during: tuple[float, float]  # ... during the storm
+    load: float
+
+
+# -- client processes ---------------------------------------------------------------------
+
+
+async def client_main(spec: dict[str, Any]) -> object:
+    """Hold devices on worker A; when told, reconnect them all to B; record their `ready`."""
+    first, second = spec["urls"]
+    ready_at: list[int] = []
+    on_first = 0
+    all_on_first, go = asyncio.Event(), asyncio.Event()
+
+    async def device(http: aiohttp.ClientSession, token: str) -> None:
+        nonlocal on_first
+        protocols = ("sessionwire.v1", f"bearer.{token}")
+        async with http.ws_connect(first, protocols=protocols) as ws:
+            on_first += 1
+            if on_first == len(spec["tokens"]):
+                all_on_first.set()
+            async for _ in ws:  # until worker A goes away (1001)
+                pass
+        await go.wait()
+        deadline = time.monotonic() + GIVE_UP
+        while True:
+            try:
+                ws = await http.ws_connect(second, protocols=protocols)
+                break
+            except (aiohttp.ClientError, OSError):
+                if time.monotonic() > deadline:
+                    return
+                await asyncio.sleep(RETRY_EVERY)
+        async with ws:
+            async for msg in ws:
+                if json.loads(msg.data)["type"] == "ready":
+                    ready_at.append(time.monotonic_ns())
+                    await go_home.wait()
+                    return
+
+    go_home = asyncio.Event()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        tasks = [asyncio.create_task(device(http, token)) for token in spec["tokens"]]
+        await all_on_first.wait()
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # the go (or the driver is gone)
+        go.set()
+        await asyncio.to_thread(sys.stdin.readline)  # the end
+        go_home.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return ready_at
+
+
+async def watcher_main(spec: dict[str, Any]) -> object:
+    """Watch devices on worker B; record when each revocation notice arrives."""
+    told: dict[str, int] = {}
+    count = 0
+    connected = asyncio.Event()
+
+    async def device(http: aiohttp.ClientSession, token: str) -> None:
+        nonlocal count
+        protocols = ("sessionwire.v1", f"bearer.{token}")
+        async with http.ws_connect(spec["url"], protocols=protocols) as ws:
+            async for msg in ws:
+                message = json.loads(msg.data)
+                if message["type"] == "ready":
+                    count += 1
+                    if count == len(spec["tokens"]):
+                        connected.set()
+                elif message["type"] == "sessions.changed" and message["event"] == "revoked":
+                    told[message["session"]["session_id"]] = time.monotonic_ns()
+
+    async with aiohttp.ClientSession() as http:
+        tasks = [asyncio.create_task(device(http, token)) for token in spec["tokens"]]
+        await connected.wait()
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return told
+
+
+# -- the driver ---------------------------------------------------------------------------
+
+
+class Sessions:
+    """Sessions made directly in Redis through the store, and their tokens."""
+
+    def __init__(self, url: str) -> None:
+        settings = Settings(redis_url=url, jwt_secret=SECRET, max_sessions_per_user=1000)
+        self.client = single_client(url)
+        self.store, self.codec = SessionStore(self.client, settings), TokenCodec(settings)
+
+    async def make(self, users: list[str], name: str) -> list[tuple[str, str]]:
+        """One session for each user: (token, session id)."""
+
+        async def one(user: str) -> tuple[str, str]:
+            session, _ = await self.store.create(
+                user,
+                session_id=secrets.token_urlsafe(16),
+                device_id="",
+                device_name=name,
+                user_agent="bench",
+                ip="127.0.0.1",
+            )
+            token = self.codec.issue(user, session.session_id, session.created_ms, session.max_ms)
+            return token, session.session_id
+
+        made: list[tuple[str, str]] = []
+        for start in range(0, len(users), 500):
+            made += await asyncio.gather(*(one(user) for user in users[start : start + 500]))
+        return made
+
+
+async def revoke_steadily(
+    sessions: Sessions, plan: list[tuple[str, str]], until: asyncio.Event
+) -> dict[str, int]:
+    """Revoke (user, session id) pairs at WATCH_RATE until `until` is set or none are left."""
+    sent: dict[str, int] = {}
+    begin = time.monotonic()
+    for n, (user, sid) in enumerate(plan):
+        if until.is_set():
+            break
+        delay = begin + n / WATCH_RATE - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[sid] = time.monotonic_ns()
+        await sessions.store.revoke(user, "one", sid, "revoked", None)
+    return sent
+
+
+def gateway_counts(port: int) -> tuple[int, int]:
+    """(sockets, sockets still syncing) as worker B's /metrics says."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("sessionwire_gateway_sockets")
+    }
+    return int(values["sessionwire_gateway_sockets"]), int(
+        values["sessionwire_gateway_sockets_syncing"]
+    )
+
+
+async def spawn(role: str, tmp: Path, spec: object, name: str) -> asyncio.subprocess.Process:
+    (tmp / f"{name}.json").write_text(json.dumps(spec))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.bench_storm",
+        role,
+        str(tmp / f"{name}.json"),
+        str(tmp / f"{name}-out.json"),
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 600)
+    assert line.strip() == b"ready", line
+    return proc
+
+
+async def tell(procs: list[asyncio.subprocess.Process]) -> None:
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+
+
+def percentiles(sent: dict[str, int], told: dict[str, int]) -> tuple[float, float]:
+    latencies = sorted((told[s] - t) / 1e6 for s, t in sent.items() if s in told)
+    if not latencies:
+        return (float("nan"), float("nan"))
+    return statistics.median(latencies), latencies[
+        min(len(latencies) - 1, int(len(latencies) * 0.99))
+    ]
+
+
+async def measure(devices: int, tmp: Path) -> Result:
+    redis_port, port_a, port_b = free_port(), free_port(), free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET": SECRET,
+        "APP_ENV": "test",
+        "LOG_LEVEL": "WARNING",
+        "MAX_SESSIONS_PER_USER": "1000",
+        "USERS_FILE": str(ROOT / "demo_users.json"),
+    }
+    redis = ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"]
+    worker = [sys.executable, "-m", "workers"]
+    with ExitStack() as stack:
+        stack.enter_context(started([*redis, "--dir", str(tmp)], env, tmp / "redis.log"))
+        worker_a = stack.enter_context(
+            started(worker, {**env, "GATEWAY_PORT": str(port_a)}, tmp / "worker-a.log")
+        )
+        stack.enter_context(started(worker, {**env, "GATEWAY_PORT": str(port_b)}, tmp / "b.log"))
+        for port in (port_a, port_b):
+            wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        sessions = Sessions(redis_url)
+        storm = await sessions.make([f"s{n:05d}" for n in range(devices)], "phone")
+        watch_users = [f"w{n:03d}" for n in range(WATCHERS)]
+        watchers = await sessions.make(watch_users, "watcher")
+        plan_users = [watch_users[n % WATCHERS] for n in range(WATCH_RATE * 60)]
+        plan = list(
+            zip(plan_users, [s for _, s in await sessions.make(plan_users, "x")], strict=True)
+        )
+
+        watcher = await spawn(
+            "--watcher",
+            tmp,
+            {"url": f"ws://127.0.0.1:{port_b}/ws", "tokens": [t for t, _ in watchers]},
+            "watcher",
+        )
+        urls = [f"ws://127.0.0.1:{port_a}/ws", f"ws://127.0.0.1:{port_b}/ws"]
+        clients = [
+            await spawn(
+                "--client",
+                tmp,
+                {"urls": urls, "tokens": [t for t, _ in storm[i::CLIENT_PROCESSES]]},
+                f"client-{i}",
+            )
+            for i in range(CLIENT_PROCESSES)
+        ]
+        quiet = asyncio.Event()
+        before = await revoke_steadily(sessions, plan[: WATCH_RATE * 3], quiet)
+        worker_a.terminate()  # its devices get 1001 and wait for the go
+        await asyncio.to_thread(worker_a.wait, 30)
+
+        load = os.getloadavg()[0]
+        storm_over = asyncio.Event()
+        during_task = asyncio.create_task(
+            revoke_steadily(sessions, plan[WATCH_RATE * 3 :], storm_over)
+        )
+        go = time.monotonic_ns()
+        await tell(clients)
+        curve: list[tuple[float, int]] = []
+        while True:
+            sockets, syncing = await asyncio.to_thread(gateway_counts, port_b)
+            elapsed = (time.monotonic_ns() - go) / 1e9
+            curve.append((elapsed, max(0, sockets - WATCHERS - syncing)))
+            if sockets >= devices + WATCHERS and syncing == 0:
+                break
+            if elapsed > 120:
+                raise RuntimeError(f"storm not over after 120 s; see {tmp}")
+            await asyncio.sleep(POLL)
+        caught_up_s = (time.monotonic_ns() - go) / 1e9
+        storm_over.set()
+        during = await during_task
+        await tell(clients)  # the end
+        await asyncio.gather(*(proc.wait() for proc in clients))
+        await tell([watcher])
+        await watcher.wait()
+        await sessions.client.aclose()
+
+    ready_ns = sorted(
+        t
+        for i in range(CLIENT_PROCESSES)
+        for t in json.loads((tmp / f"client-{i}-out.json").read_text())
+    )
+    told = json.loads((tmp / "watcher-out.json").read_text())
+    ready_times = [(t - go) / 1e9 for t in ready_ns]
+    return Result(
+        devices=devices,
+        all_ready_s=ready_times[-1],
+        caught_up_s=caught_up_s,
+        ready_times=ready_times,
+        caught_up_curve=curve,
+        watch_before=percentiles(before, told),
+        watch_during=percentiles(during, told),
+        load=load,
+    )
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def plot(results: list[Result], path: Path) -> None:
+    """Devices ready, and caught up, over time since the go: one line pair per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    for n, r in enumerate(results, 1):
+        ax.plot(r.ready_times, range(1, len(r.ready_times) + 1), label=f"run {n}: ready", alpha=0.7)
+        xs, ys = zip(*r.caught_up_curve, strict=True)
+        ax.step(xs, ys, where="post", linestyle="--", label=f"run {n}: caught up")
+    ax.axvline(3.0, color="grey", linewidth=0.8)
+    ax.text(3.02, 0, "target 3 s", color="grey", fontsize=8, va="bottom")
+    ax.set_xlabel("seconds since the devices were let go")
+    ax.set_ylabel("devices")
+    ax.set_title(f"Reconnect storm: {results[0].devices:,} devices onto one worker")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def report(results: list[Result]) -> str:
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    rows = [
+        f"| {n} | {r.all_ready_s:.2f} s | {r.caught_up_s:.2f} s | "
+        f"{r.watch_before[0]:.1f} / {r.watch_before[1]:.1f} ms | "
+        f"{r.watch_during[0]:.1f} / {r.watch_during[1]:.1f} ms | {r.load:.1f} |"
+        for n, r in enumerate(results, 1)
+    ]
+    caught = med([r.caught_up_s for r in results])
+    verdict = "met" if caught <= 3.0 else "**not met**"
+    return "\n".join(
+        [
+            START,
+            "## Reconnect storm",
+            "",
+            f"`python -m bench.bench_storm --runs {len(results)} --devices {results[0].devices}`"
+            f" on {machine()}. {results[0].devices:,} devices (one per user) leave a worker"
+            " that stops, and reconnect at one moment to another worker that already holds"
+            f" {WATCHERS} watching devices; the client processes share the two cores. Caught"
+            " up means the worker holds every device and none is still syncing (subscribed,"
+            " and its user's log replayed), read from its /metrics. Watchers' notice latency"
+            f" is p50 / p99 of revocations at {WATCH_RATE}/s, before and during the storm.",
+            "",
+            "| run | all `ready` | all caught up | watchers before | watchers during | load |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Median: all caught up in **{caught:.2f} s** (target 3 s: {verdict}).",
+            "",
+            f"![Devices ready and caught up over time]({PLOT.relative_to(ROOT / 'docs')})",
+            END,
+        ]
+    )
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in ("--client", "--watcher"):
+        role = client_main if sys.argv[1] == "--client" else watcher_main
+        spec = json.loads(Path(sys.argv[2]).read_text())
+        Path(sys.argv[3]).write_text(json.dumps(asyncio.run(role(spec))))
+        return
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    results = []
+    for n in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="sw-storm-") as tmp:
+            result = asyncio.run(measure(args.devices, Path(tmp)))
+        print(
+            f"run {n + 1}: ready {result.all_ready_s:.2f} s, caught up {result.caught_up_s:.2f} s,"
+            f" watchers {result.watch_before} -> {result.watch_during} ms",
+            flush=True,
+        )
+        results.append(result)
+    plot(results, PLOT)
+    section = report(results)
+    print(section)
+    if args.write:
+        write_section(args.write, "bench_storm", section)
+
+
+if __name__ == "__main__":
+    main()
