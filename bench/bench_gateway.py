@@ -32,17 +32,18 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from bench.common import free_port, markers, wait_http, write_section
-from service.redis_conn import single_client
+from service.redis_conn import RedisClient, connected
 from service.settings import Settings
 from service.store import SessionStore
 from service.tokens import TokenCodec
+from tests.rediscluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-" + "x" * 40
@@ -67,6 +68,8 @@ class Result:
     connect_s: float
     shutdown_s: float
     load: float  # 1-minute load average when the timed phase began: other work on the box
+    engine: str = "single"
+    latencies: list[float] = field(default_factory=list, repr=False)  # ms, sorted
 
 
 # -- client processes ---------------------------------------------------------------------
@@ -138,7 +141,13 @@ def started(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 async def make_sessions(url: str, users: int, extras: int) -> list[dict[str, Any]]:
     """Two devices per user (a, b) plus `extras` unconnected sessions spread over users."""
     settings = Settings(redis_url=url, jwt_secret=SECRET, max_sessions_per_user=1000)
-    client = single_client(url)  # a blocking pool: thousands of creates share 64 connections
+    async with connected(settings) as client:
+        return await _make_sessions(client, settings, users, extras)
+
+
+async def _make_sessions(
+    client: RedisClient, settings: Settings, users: int, extras: int
+) -> list[dict[str, Any]]:
     store, codec = SessionStore(client, settings), TokenCodec(settings)
 
     async def one(user: str, name: str) -> tuple[str, str]:
@@ -162,17 +171,46 @@ async def make_sessions(url: str, users: int, extras: int) -> list[dict[str, Any
     for n in range(extras):
         person = people[n % users]
         person["extras"].append((await one(person["user"], f"extra-{n}"))[1])
-    await client.aclose()
     return people
 
 
-async def measure(size: int, mode: str, rate: int, seconds: int, tmp: Path) -> Result:
+@contextmanager
+def redis_engine(engine: str, tmp: Path) -> Iterator[str]:
+    """A private Redis to measure on: one redis-server, or a local 3+3 Redis Cluster."""
+    if engine == "cluster":
+        with LocalCluster() as cluster:
+            yield cluster.url
+        return
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"]
+    with started([*args, "--dir", str(tmp)], dict(os.environ), tmp / "redis.log"):
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+async def measure(
+    size: int, mode: str, rate: int, seconds: int, tmp: Path, engine: str = "single"
+) -> Result:
     revocations = rate * seconds
     users = size // 2
     if mode == "revoked" and revocations > users:
         raise SystemExit(f"{revocations} revocations need {revocations} users; raise --sizes")
-    redis_port, api_port, gw_port = free_port(), free_port(), free_port()
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    api_port, gw_port = free_port(), free_port()
+    with redis_engine(engine, tmp) as redis_url:
+        return await _measure(size, mode, rate, seconds, tmp, redis_url, api_port, gw_port)
+
+
+async def _measure(
+    size: int,
+    mode: str,
+    rate: int,
+    seconds: int,
+    tmp: Path,
+    redis_url: str,
+    api_port: int,
+    gw_port: int,
+) -> Result:
+    revocations = rate * seconds
+    users = size // 2
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
@@ -185,23 +223,6 @@ async def measure(size: int, mode: str, rate: int, seconds: int, tmp: Path) -> R
         "USERS_FILE": str(ROOT / "demo_users.json"),
     }
     with ExitStack() as stack:
-        stack.enter_context(
-            started(
-                [
-                    "redis-server",
-                    "--port",
-                    str(redis_port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(tmp),
-                ],
-                env,
-                tmp / "redis.log",
-            )
-        )
         stack.enter_context(started([sys.executable, "-m", "service"], env, tmp / "api.log"))
         worker = stack.enter_context(
             started([sys.executable, "-m", "workers"], env, tmp / "worker.log")
@@ -281,6 +302,7 @@ async def measure(size: int, mode: str, rate: int, seconds: int, tmp: Path) -> R
         connect_s=connect_s,
         shutdown_s=shutdown_s,
         load=load,
+        latencies=latencies,
     )
 
 
@@ -355,6 +377,10 @@ def machine() -> str:
     )
 
 
+Key = tuple[str, int, str]  # engine, sockets, mode
+PLOT = ROOT / "docs" / "img" / "bench-gateway-latency.png"
+
+
 def median_result(results: list[Result]) -> Result:
     def med(name: str) -> float:
         return statistics.median(getattr(r, name) for r in results)
@@ -374,10 +400,11 @@ def median_result(results: list[Result]) -> Result:
         connect_s=med("connect_s"),
         shutdown_s=med("shutdown_s"),
         load=max(r.load for r in results),
+        engine=first.engine,
     )
 
 
-def report(runs: dict[tuple[int, str], list[Result]], args: argparse.Namespace) -> str:
+def report(runs: dict[Key, list[Result]], args: argparse.Namespace) -> str:
     results = {key: median_result(rs) for key, rs in runs.items()}
     lines = [
         START,
@@ -387,47 +414,97 @@ def report(runs: dict[tuple[int, str], list[Result]], args: argparse.Namespace) 
         "processes, the driver) shares these cores.",
         "",
         f"Command: `python -m bench.bench_gateway --runs {args.runs} --seconds {args.seconds} "
-        f"--rate {args.rate} --sizes {args.sizes} --write docs/BENCHMARKS.md`; medians of "
-        f"{args.runs} runs. Revocations go through the API (`DELETE /sessions/{{id}}`) at "
-        f"{args.rate}/s for {args.seconds} s; latency is from just before the request is "
-        "sent to the notice's arrival at the user's other device.",
+        f"--rate {args.rate} --sizes {args.sizes} --engines {args.engines} --write "
+        f"docs/BENCHMARKS.md`; medians of {args.runs} runs. Revocations go through the API "
+        f"(`DELETE /sessions/{{id}}`) at {args.rate}/s for {args.seconds} s, so each run "
+        f"has {args.rate * args.seconds:,} samples per size; latency is from just before the "
+        "request is sent to the notice's arrival at the user's other device. The cluster "
+        "is 3 masters and 3 replicas on this same machine.",
         "",
-        "| sockets | notice | p50 ms | p99 ms | max ms | API answer p50 ms "
+        "| Redis | sockets | notice | p50 ms | p99 ms | max ms | API answer p50 ms "
         "| notice minus API answer, p50 ms | p99 of each run "
         "| samples (missing) | RSS per idle socket | connect all | SIGTERM to exit | max load |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (size, mode), r in sorted(results.items()):
+    for (engine, size, mode), r in sorted(results.items()):
         notice = "sessions.changed" if mode == "changed" else "session.revoked"
         lines.append(
-            f"| {size:,} | {notice} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.2f} "
-            f"| {r.api_p50_ms:.2f} | {r.after_api_p50_ms:+.2f} "
-            f"| {', '.join(f'{x.p99_ms:.1f}' for x in runs[(size, mode)])} "
+            f"| {engine} | {size:,} | {notice} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.max_ms:.2f} | {r.api_p50_ms:.2f} | {r.after_api_p50_ms:+.2f} "
+            f"| {', '.join(f'{x.p99_ms:.1f}' for x in runs[(engine, size, mode)])} "
             f"| {r.samples} ({r.missing}) "
             f"| {r.rss_per_socket_kib:.1f} KiB "
             f"| {r.connect_s:.1f} s | {r.shutdown_s:.1f} s | {r.load:.1f} |"
         )
-    lines += ["", *verdict(results), "", NOTES, END]
+    plot(runs, PLOT)
+    lines += [
+        "",
+        *verdict(results),
+        "",
+        f"![Notice latency distributions]({PLOT.relative_to(ROOT / 'docs')})",
+        "",
+        NOTES,
+        END,
+    ]
     return "\n".join(lines)
 
 
-def verdict(results: dict[tuple[int, str], Result]) -> list[str]:
-    """The issue's targets, checked against the medians."""
-    sizes = sorted({size for size, mode in results if mode == "changed"})
-    big = results[(sizes[-1], "changed")]
-    out = [
-        f"- p99 at {big.sockets:,} sockets: {big.p99_ms:.2f} ms (target < 10 ms).",
-        f"- Worker RSS per idle socket at {big.sockets:,}: {big.rss_per_socket_kib:.1f} KiB "
-        "(target < 20 KiB).",
-    ]
-    if len(sizes) > 1:
-        small = results[(sizes[0], "changed")]
-        out.append(
-            f"- {big.sockets:,} vs {small.sockets:,} sockets: p50 x"
-            f"{big.p50_ms / small.p50_ms:.2f}, p99 x{big.p99_ms / small.p99_ms:.2f} "
-            "(target: no worse than x1.5)."
-        )
+def verdict(results: dict[Key, Result]) -> list[str]:
+    """The issues' targets, checked against the medians."""
+    out = []
+    engines = sorted({engine for engine, _, _ in results})
+    for engine in engines:
+        sizes = sorted({size for e, size, mode in results if e == engine and mode == "changed"})
+        big = results[(engine, sizes[-1], "changed")]
+        out += [
+            f"- {engine}: p99 at {big.sockets:,} sockets: {big.p99_ms:.2f} ms (target < 10 ms).",
+            f"- {engine}: worker RSS per idle socket at {big.sockets:,}: "
+            f"{big.rss_per_socket_kib:.1f} KiB (target < 20 KiB).",
+        ]
+        if len(sizes) > 1:
+            small = results[(engine, sizes[0], "changed")]
+            out.append(
+                f"- {engine}: {big.sockets:,} vs {small.sockets:,} sockets: p50 x"
+                f"{big.p50_ms / small.p50_ms:.2f}, p99 x{big.p99_ms / small.p99_ms:.2f} "
+                "(target: no worse than x1.5)."
+            )
+    if {"single", "cluster"} <= set(engines):
+        for _, size, mode in sorted(k for k in results if k[0] == "cluster"):
+            single = results.get(("single", size, mode))
+            if single:
+                cluster = results[("cluster", size, mode)]
+                out.append(
+                    f"- cluster vs one Redis at {size:,} sockets ({mode}): p99 "
+                    f"x{cluster.p99_ms / single.p99_ms:.2f} (target: within x1.5)."
+                )
     return out
+
+
+def plot(runs: dict[Key, list[Result]], path: Path) -> None:
+    """The latency distribution (all runs pooled) of each engine and size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8), dpi=110)
+    for (engine, size, mode), results in sorted(runs.items()):
+        pooled = sorted(x for r in results for x in r.latencies)
+        if not pooled:
+            continue
+        share = [(n + 1) / len(pooled) for n in range(len(pooled))]
+        ax.plot(pooled, share, label=f"{engine}, {size:,} sockets, {mode}")
+    ax.set_xscale("log")
+    ax.axhline(0.99, color="grey", linewidth=0.6)
+    ax.set_xlabel("revoke request to notice at the other device (ms, log scale)")
+    ax.set_ylabel("share of notices")
+    ax.set_title("Notice latency distribution")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 NOTES = """\
@@ -464,21 +541,26 @@ def main() -> None:
         action="store_true",
         help="skip the session.revoked measurement at the largest size",
     )
+    parser.add_argument("--engines", default="single", help="single, cluster, or both")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the children
     sizes = [int(s) for s in args.sizes.split(",")]
-    plan = [(size, "changed") for size in sizes]
+    engines = args.engines.split(",")
+    plan: list[Key] = [(engine, size, "changed") for engine in engines for size in sizes]
     if not args.no_revoked:
-        plan.append((max(sizes), "revoked"))
-    runs: dict[tuple[int, str], list[Result]] = {key: [] for key in plan}
+        plan += [(engine, max(sizes), "revoked") for engine in engines]
+    runs: dict[Key, list[Result]] = {key: [] for key in plan}
     for run in range(args.runs):
-        for size, mode in plan:
+        for engine, size, mode in plan:  # interleaved: each run sees every configuration
             with tempfile.TemporaryDirectory(prefix="sw-bench-") as tmp:
-                result = asyncio.run(measure(size, mode, args.rate, args.seconds, Path(tmp)))
+                result = asyncio.run(
+                    measure(size, mode, args.rate, args.seconds, Path(tmp), engine)
+                )
+            result.engine = engine
             print(f"run {run + 1}: {result}", flush=True)
-            runs[(size, mode)].append(result)
+            runs[(engine, size, mode)].append(result)
     section = report(runs, args)
     print(section)
     if args.write:

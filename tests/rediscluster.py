@@ -154,11 +154,15 @@ class ClusterNotReady(RuntimeError):
 
 
 class LocalCluster:
-    """Six redis-server processes (3 masters, 3 replicas) joined into one cluster."""
+    """redis-server processes (3 masters and a replica each, by default) joined into one
+    cluster."""
 
-    def __init__(self, *, node_timeout_ms: int = 1000, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, *, node_timeout_ms: int = 1000, extra_args: tuple[str, ...] = (), masters: int = 3
+    ) -> None:
         if not (shutil.which("redis-server") and shutil.which("redis-cli")):
-            pytest.fail("redis-server and redis-cli must be on PATH")
+            raise ClusterNotReady("redis-server and redis-cli must be on PATH")
+        self.masters_wanted = masters
         self.node_timeout_ms = node_timeout_ms
         self.extra_args = extra_args
         self.root = Path(tempfile.mkdtemp(prefix="sw-cluster-"))
@@ -187,7 +191,7 @@ class LocalCluster:
         return self
 
     def _create(self, timeout: float) -> None:
-        for _ in range(6):
+        for _ in range(2 * self.masters_wanted):
             self._add_node()
         addrs = [f"{HOST}:{port}" for port in self.nodes]
         done = subprocess.run(
