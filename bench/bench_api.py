@@ -1,12 +1,15 @@
-"""Benchmark GET /me against two ceilings, side by side, plus /me under a login storm.
+"""Benchmark GET /me and /auth/verify against two ceilings, side by side, plus /me under
+a login storm.
 
-    python -m bench.bench_api [--runs 3] [--seconds 8] [--write docs/BENCHMARKS.md]
+    python -m bench.bench_api [--runs 3] [--seconds 6] [--engine single|cluster]
+                              [--web-concurrency 2] [--write docs/BENCHMARKS.md]
     python -m bench.bench_api --compare DIR   # also /me of the API in DIR (another checkout)
 
-Starts a private redis-server, the API (`python -m service`, one process) and the two
-ceilings of bench/ceilings.py, then drives each with wrk (one thread) at 32 and 256
-connections, interleaving the targets in every run. Prints a Markdown report of the
-medians; with --write, replaces the API section of the given file.
+Starts a private Redis (one redis-server, or a local 3+3 cluster), the API (`python -m
+service`, one process; with uvloop, and again with asyncio's loop) and the two ceilings of
+bench/ceilings.py, then drives each with wrk (one thread) at several connection counts,
+interleaving the targets in every run. Prints a Markdown report of the medians and draws
+requests/s against connections; with --write, replaces the API section of the given file.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -27,11 +29,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.bench_gateway import machine
 from bench.common import free_port, markers, wait_http, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-" + "x" * 40
-START, END = markers("bench_api")
 NOTES = """Notes. Every server here is one process, CPU-bound on one of the two cores (Redis
 and wrk share the other), so requests/s measures the server's CPU per request, not round
 trips. /me makes exactly one Redis round trip, as the ceiling does: an `HGETALL` of the
@@ -126,67 +128,102 @@ def median(results: list[Result]) -> Result:
     )
 
 
-def run(runs: int, seconds: int, compare: Path | None = None) -> str:
+CONNECTIONS = (8, 32, 128, 256)  # the plot's; the table shows 32 and 256
+TABLE_CONNECTIONS = (32, 256)
+PLOT = ROOT / "docs" / "img" / "bench-api.png"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    label: str
+    path: str = "/me"
+
+
+def targets(compare: Path | None, web_concurrency: int) -> list[Target]:
+    found = [
+        Target("bare", "bare aiohttp handler (no I/O)"),
+        Target("get", "naive ceiling: aiohttp + one Redis GET"),
+        Target("api", "GET /me (uvloop)"),
+        Target("api-asyncio", "GET /me (asyncio's loop)"),
+        Target("verify", "GET /auth/verify (uvloop)", "/auth/verify"),
+    ]
+    if web_concurrency > 1:
+        found.append(Target("api-many", f"GET /me, WEB_CONCURRENCY={web_concurrency}"))
+    if compare:
+        found.append(Target("base", f"GET /me of {compare.name}"))
+    return found
+
+
+@contextmanager
+def redis_engine(engine: str) -> Iterator[str]:
+    """One redis-server, or a local 3-master, 3-replica cluster."""
+    if engine == "cluster":
+        from tests.rediscluster import LocalCluster
+
+        with LocalCluster() as cluster:
+            yield cluster.url
+        return
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"]
+    with process([*args, "--dir", tempfile.mkdtemp()]):
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+def run(
+    runs: int, seconds: int, engine: str, web_concurrency: int, compare: Path | None = None
+) -> str:
     if not shutil.which("wrk"):
         sys.exit("bench: wrk is missing (apt-get install wrk)")
-    ports = {name: free_port() for name in ("redis", "api", "bare", "get", "base")}
-    redis_url = f"redis://127.0.0.1:{ports['redis']}/0"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "JWT_SECRET": SECRET,
-        "LOG_LEVEL": "WARNING",
-        "PORT": str(ports["api"]),
-        "APP_ENV": "test",
-    }
-    targets = ("bare", "get", "api") + (("base",) if compare else ())
-    urls = {name: f"http://127.0.0.1:{ports[name]}/me" for name in targets}
-    names = {
-        "bare": "bare aiohttp handler",
-        "get": "aiohttp + one Redis GET",
-        "api": "GET /me (JWT + session check)",
-        "base": f"GET /me of {compare.name if compare else ''}",
-    }
-    py = sys.executable
-    with ExitStack() as stack:
-        stack.enter_context(
-            process(
-                [
-                    "redis-server",
-                    "--port",
-                    str(ports["redis"]),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    tempfile.mkdtemp(),
-                ]
-            )
-        )
-        pids = {
-            "api": stack.enter_context(process([py, "-m", "service"], env)),
-            "bare": stack.enter_context(
-                process([py, "-m", "bench.ceilings", "bare", str(ports["bare"])])
-            ),
-            "get": stack.enter_context(
-                process([py, "-m", "bench.ceilings", "redis", str(ports["get"]), redis_url])
-            ),
+    chosen = targets(compare, web_concurrency)
+    ports = {t.name: free_port() for t in chosen}
+    with redis_engine(engine) as redis_url, ExitStack() as stack:
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "JWT_SECRET": SECRET,
+            "LOG_LEVEL": "WARNING",
+            "APP_ENV": "test",
         }
+        py = sys.executable
+        commands = {
+            "bare": ([py, "-m", "bench.ceilings", "bare", str(ports["bare"])], env, ROOT),
+            "get": ([py, "-m", "bench.ceilings", "redis", str(ports["get"]), redis_url], env, ROOT),
+            "api": ([py, "-m", "service"], {**env, "PORT": str(ports["api"])}, ROOT),
+            "api-asyncio": (
+                [py, "-m", "service"],
+                {**env, "PORT": str(ports["api-asyncio"]), "EVENT_LOOP": "asyncio"},
+                ROOT,
+            ),
+            "verify": ([py, "-m", "service"], {**env, "PORT": str(ports["verify"])}, ROOT),
+        }
+        if "api-many" in ports:
+            many_env = {**env, "PORT": str(ports["api-many"])}
+            commands["api-many"] = (
+                [py, "-m", "service"],
+                {**many_env, "WEB_CONCURRENCY": str(web_concurrency)},
+                ROOT,
+            )
         if compare:
-            env_base = {**env, "PORT": str(ports["base"])}
-            pids["base"] = stack.enter_context(process([py, "-m", "service"], env_base, compare))
-        for url in urls.values():
-            wait_http(url)
+            commands["base"] = ([py, "-m", "service"], {**env, "PORT": str(ports["base"])}, compare)
+        pids = {
+            name: stack.enter_context(process(args, environment, cwd))
+            for name, (args, environment, cwd) in commands.items()
+        }
+        urls = {t.name: f"http://127.0.0.1:{ports[t.name]}{t.path}" for t in chosen}
+        for name, port in ports.items():
+            wait_http(
+                f"http://127.0.0.1:{port}" + ("/me" if name in ("bare", "get") else "/readyz")
+            )
         token = login(f"http://127.0.0.1:{ports['api']}")
         table: dict[tuple[str, int], list[Result]] = {}
         storm: dict[str, list[Result]] = {"alone": [], "storm": []}
         storm_logins: list[int] = []
         for _ in range(runs):
-            for connections in (32, 256):
-                for name, url in urls.items():
-                    table.setdefault((name, connections), []).append(
-                        wrk(url, connections, seconds, token, pids[name])
+            for connections in CONNECTIONS:
+                for target in chosen:
+                    table.setdefault((target.name, connections), []).append(
+                        wrk(urls[target.name], connections, seconds, token, pids[target.name])
                     )
             storm["alone"].append(wrk(urls["api"], 32, seconds, token, pids["api"]))
             stormer = subprocess.Popen(
@@ -204,45 +241,76 @@ def run(runs: int, seconds: int, compare: Path | None = None) -> str:
             )
             storm["storm"].append(wrk(urls["api"], 32, seconds, token, pids["api"]))
             storm_logins.append(int(stormer.communicate()[0]))
-    return report(table, storm, storm_logins, names, runs, seconds)
+    plot(table, chosen, engine)
+    return report(table, storm, storm_logins, chosen, runs, seconds, engine, web_concurrency)
+
+
+def plot_path(engine: str) -> Path:
+    return PLOT if engine == "single" else PLOT.with_name(f"bench-api-{engine}.png")
+
+
+def plot(table: dict[tuple[str, int], list[Result]], chosen: list[Target], engine: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8), dpi=110)
+    for target in chosen:
+        points = [(c, median(table[(target.name, c)]).rps) for c in CONNECTIONS]
+        ax.plot(*zip(*points, strict=True), marker="o", label=target.label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(CONNECTIONS, [str(c) for c in CONNECTIONS])
+    ax.set_xlabel("connections (wrk, one thread)")
+    ax.set_ylabel("requests/s (median of runs)")
+    ax.set_title(f"The per-request check against its ceilings ({engine} Redis)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(plot_path(engine))
+    plt.close(fig)
 
 
 def report(
     table: dict[tuple[str, int], list[Result]],
     storm: dict[str, list[Result]],
     storm_logins: list[int],
-    names: dict[str, str],
+    chosen: list[Target],
     runs: int,
     seconds: int,
+    engine: str,
+    web_concurrency: int,
 ) -> str:
+    section = "bench_api" if engine == "single" else f"bench_api_{engine}"
+    start, end = markers(section)
+    command = f"python -m bench.bench_api --runs {runs} --seconds {seconds} --engine {engine}"
+    if web_concurrency > 1:
+        command += f" --web-concurrency {web_concurrency}"
     lines = [
-        START,
-        "## API: GET /me against its ceilings",
+        start,
+        f"## API: /me and /auth/verify against their ceilings ({engine} Redis)",
         "",
-        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}, {platform.system()} {platform.release()}. "
-        f"Command: `python -m bench.bench_api --runs {runs} --seconds {seconds}`. "
-        f"Each figure is the median of {runs} runs of `wrk -t1 -d{seconds}s`; the three "
-        "targets run one after another inside each run, each as one process.",
+        f"Machine: {machine()}. Command: `{command}`. Each figure is the median of {runs} "
+        f"runs of `wrk -t1 -d{seconds}s`; the targets run one after another inside each run, "
+        "each as one process (but the WEB_CONCURRENCY row).",
         "",
         "| target | connections | requests/s | p50 ms | p99 ms | server CPU µs/request "
-        "| ratio to one-GET |",
+        "| ratio to the naive ceiling |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    ratios = {}
-    for connections in (32, 256):
-        ceiling = median(table[("get", connections)]).rps
-        for name in names:
-            if (name, connections) not in table:
-                continue
-            m = median(table[(name, connections)])
-            ratios[(name, connections)] = m.rps / ceiling
+    ratios: dict[tuple[str, int], float] = {}
+    p99_ok: dict[tuple[str, int], bool] = {}
+    for connections in TABLE_CONNECTIONS:
+        ceiling = median(table[("get", connections)])
+        for target in chosen:
+            m = median(table[(target.name, connections)])
+            ratios[(target.name, connections)] = m.rps / ceiling.rps
+            p99_ok[(target.name, connections)] = m.p99_ms <= ceiling.p99_ms
             lines.append(
-                f"| {names[name]} | {connections} | {m.rps:,.0f} | {m.p50_ms:.2f} | "
-                f"{m.p99_ms:.2f} | {m.cpu_us:.0f} | {m.rps / ceiling:.2f}x |"
+                f"| {target.label} | {connections} | {m.rps:,.0f} | {m.p50_ms:.2f} | "
+                f"{m.p99_ms:.2f} | {m.cpu_us:.0f} | {m.rps / ceiling.rps:.2f}x |"
             )
     alone, stormy = median(storm["alone"]), median(storm["storm"])
-    worst = min(ratios[("api", c)] for c in (32, 256))
     lines += [
         "",
         "/me at 32 connections, alone and while 8 clients sign in as fast as they can "
@@ -253,14 +321,27 @@ def report(
         f"| alone | {alone.rps:,.0f} | {alone.p50_ms:.2f} | {alone.p99_ms:.2f} |",
         f"| login storm | {stormy.rps:,.0f} | {stormy.p50_ms:.2f} | {stormy.p99_ms:.2f} |",
         "",
-        f"- /me against the one-GET ceiling: **{ratios[('api', 32)]:.2f}x** at 32 and "
-        f"**{ratios[('api', 256)]:.2f}x** at 256 connections (target 0.85x: "
-        f"{'met' if worst >= 0.85 else 'not met; the gap and its cause are below'}).",
+    ]
+    for name in ("api", "verify"):
+        met = all(ratios[(name, c)] >= 1.5 and p99_ok[(name, c)] for c in TABLE_CONNECTIONS)
+        label = next(t.label for t in chosen if t.name == name)
+        lines.append(
+            f"- {label} against the naive ceiling: **{ratios[(name, 32)]:.2f}x** at 32 and "
+            f"**{ratios[(name, 256)]:.2f}x** at 256 connections, p99 "
+            f"{'no worse' if all(p99_ok[(name, c)] for c in TABLE_CONNECTIONS) else 'WORSE'} "
+            f"than the ceiling's (target 1.5x, p99 no worse: {'met' if met else 'not met'})."
+        )
+    uvloop = [ratios[("api", c)] / ratios[("api-asyncio", c)] for c in TABLE_CONNECTIONS]
+    lines += [
+        f"- uvloop against asyncio's loop, /me: x{uvloop[0]:.2f} at 32, x{uvloop[1]:.2f} at 256"
+        " connections.",
         f"- /me p99 under the login storm / p99 alone: **{stormy.p99_ms / alone.p99_ms:.2f}x** "
         f"(target at most 2x: {'met' if stormy.p99_ms <= 2 * alone.p99_ms else 'not met'}).",
         "",
+        f"![requests/s against connections](img/{plot_path(engine).name})",
+        "",
         NOTES,
-        END,
+        end,
     ]
     return "\n".join(lines)
 
@@ -268,14 +349,17 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--engine", choices=("single", "cluster"), default="single")
+    parser.add_argument("--web-concurrency", type=int, default=1)
     parser.add_argument("--write", type=Path)
     parser.add_argument("--compare", type=Path, help="another checkout whose /me runs beside")
     args = parser.parse_args()
-    section = run(args.runs, args.seconds, args.compare)
+    section = run(args.runs, args.seconds, args.engine, args.web_concurrency, args.compare)
     print(section)
     if args.write:
-        write_section(args.write, "bench_api", section)
+        name = "bench_api" if args.engine == "single" else f"bench_api_{args.engine}"
+        write_section(args.write, name, section)
 
 
 if __name__ == "__main__":

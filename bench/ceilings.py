@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-import redis.asyncio as redis
 from aiohttp import web
 
 from service.process import LISTEN_BACKLOG
-from service.redis_conn import single_client
+from service.redis_conn import RedisClient, connected
+from service.settings import Settings
 
 # The shape and size of a real /me answer.
 BODY = (
@@ -22,7 +22,7 @@ BODY = (
     b'"2026-11-27T07:01:03.113000Z","last_seen_at":"2026-11-27T07:01:03.113000Z",'
     b'"expires_at":"2026-11-27T08:01:03.113000Z"}}'
 )
-CLIENT = web.AppKey("client", redis.Redis)
+CLIENT = web.AppKey("client", RedisClient)
 
 
 async def bare(request: web.Request) -> web.Response:
@@ -41,10 +41,11 @@ def build(mode: str, redis_url: str | None) -> web.Application:
         return app
 
     async def client_ctx(app: web.Application):
-        app[CLIENT] = single_client(redis_url or "")  # the API's own client settings
-        await app[CLIENT].set("bench:session", BODY)
-        yield
-        await app[CLIENT].aclose()
+        # The API's own client settings, for one server or a cluster alike.
+        async with connected(Settings(redis_url=redis_url)) as client:
+            app[CLIENT] = client
+            await client.set("bench:session", BODY)
+            yield
 
     app.cleanup_ctx.append(client_ctx)
     app.router.add_get("/me", one_get)
