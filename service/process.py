@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 EXIT_CONFIG = 2
 # aiohttp's default listen backlog of 128 drops SYNs when hundreds of clients connect at
 # once (a worker restart brings every device back); each then waits a 1 s retransmit.
-LISTEN_BACKLOG = 1024
+# 4096 is Linux's default cap (net.core.somaxconn), which bounds whatever is asked.
+LISTEN_BACKLOG = 4096
 
 
 def setup_logging(level: str) -> None:
