@@ -89,7 +89,7 @@ def open_device(browser: Browser) -> Iterator[OpenDevice]:
     """Open the page as a separate device: its own context (storage) and User-Agent."""
     contexts = []
 
-    def open_page(url: str, user_agent: str, phone: bool = False) -> Page:
+    def open_page(url: str, user_agent: str, phone: bool = False, dark: bool = False) -> Page:
         context = browser.new_context(
             user_agent=user_agent,
             viewport=PHONE if phone else DESKTOP,
@@ -97,6 +97,7 @@ def open_device(browser: Browser) -> Iterator[OpenDevice]:
             has_touch=phone,
             locale="en-US",
             timezone_id="UTC",
+            color_scheme="dark" if dark else "light",
         )
         contexts.append(context)
         page = context.new_page()
