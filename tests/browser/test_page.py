@@ -10,8 +10,7 @@ from pathlib import Path
 
 from playwright.sync_api import Dialog, Locator, Page, WebSocket, expect
 
-from tests.browser.conftest import OpenDevice, Stack, running_stack
-from tests.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, USER, OpenDevice, Stack, running_stack
 from tests.processes import Process
 
 Screenshot = Callable[[Page, str], None]
@@ -31,9 +30,7 @@ LIVE_WITHIN_MS = 1000  # the issue's promise: a change elsewhere shows within a 
 STARTUP_MS = 5000
 
 
-def sign_in(
-    page: Page, username: str = "alice", password: str = PASSWORD, device: str = ""
-) -> None:
+def sign_in(page: Page, username: str = USER, password: str = PASSWORD, device: str = "") -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_label("Device name").fill(device)
@@ -108,7 +105,7 @@ def test_sign_in_errors_are_shown_in_words(
     screenshot(page, "sign-in")
 
     # Keyboard only: type, Tab to the next field, Enter submits.
-    page.keyboard.type("alice")
+    page.keyboard.type(USER)
     page.keyboard.press("Tab")
     page.keyboard.type("wrong password")
     page.keyboard.press("Enter")
@@ -154,7 +151,7 @@ def test_both_devices_listed_and_a_new_sign_in_appears_live(
     # which keeps only the browser's device token (it must outlive the session).
     token = phone.evaluate("sessionStorage.getItem('sessionwire.token')")
     assert token and token not in phone.url
-    assert phone.evaluate("Object.keys(localStorage)") == ["sessionwire.device_token.alice"]
+    assert phone.evaluate("Object.keys(localStorage)") == [f"sessionwire.device_token.{USER}"]
     # A reload keeps this tab signed in, as the same device.
     phone.reload()
     signed_in(phone, PHONE)
