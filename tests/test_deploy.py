@@ -7,22 +7,37 @@ The page in a browser, through the same deployment: tests/browser/test_deploy_pa
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, free_port
 from tests.deployment import (
+    DEPLOY_MD,
     PUBLIC_GATEWAY_ORIGIN,
     PUBLIC_ORIGIN,
     Deployment,
+    ProductApi,
     deployment_fixture,  # noqa: F401  (registers the fixture)
     documented_env,
 )
 from tests.devices import Device
-from tests.nginx import DEPLOYMENT_CONF, DOCS_VALUES
+from tests.nginx import (
+    DEPLOYMENT_CONF,
+    DOCS_VALUES,
+    NginxFactory,
+    nginx_fixture,  # noqa: F401  (registers the "nginx" fixture)
+)
 from workers.gateway import HEARTBEAT
 
 # nginx listens on 127.0.0.1 and reaches the API from there; the client comes from another
@@ -120,6 +135,87 @@ async def test_the_device_list_shows_the_clients_address_not_nginxs(
     assert [s["ip"] for s in listed["sessions"]] == [CLIENT_IP]
     status, log = await call(client, deployment, "GET", "/activity", headers=bearer(signed_in))
     assert [event["session"]["ip"] for event in log["events"]] == [CLIENT_IP]
+
+
+# --- TLS: DEPLOY.md's lines for it, in the same configuration ---
+
+TLS_HOST = "sessionwire.example.com"
+
+
+def documented_tls() -> tuple[str, str]:
+    """DEPLOY.md's TLS lines for the server block, and its server that redirects to HTTPS."""
+    blocks = re.findall(r"```nginx\n(.*?)```\n", DEPLOY_MD.read_text(), re.DOTALL)
+    (tls,) = [block for block in blocks if "ssl_certificate" in block]
+    (redirect,) = [block for block in blocks if "return 301" in block]
+    return tls, redirect
+
+
+def tls_config(cert: Path, key: Path) -> str:
+    """The deployment config with DEPLOY.md's TLS lines in, where DEPLOY.md says."""
+    tls, redirect = documented_tls()
+    tls = re.sub(r"ssl_certificate +\S+;", f"ssl_certificate {cert};", tls)
+    tls = re.sub(r"ssl_certificate_key +\S+;", f"ssl_certificate_key {key};", tls)
+    tls = tls.replace("listen 443 ", "listen {{listen}} ")
+    assert "    listen {{listen}};\n" in DEPLOYMENT_CONF
+    redirect = redirect.replace("listen 80;", "listen {{plain}};")
+    return DEPLOYMENT_CONF.replace("    listen {{listen}};\n", tls) + redirect
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for TLS_HOST and its key, as a CA would give them."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TLS_HOST)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(TLS_HOST)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "fullchain.pem", directory / "privkey.pem"
+    cert_path.write_bytes(cert.public_bytes(Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return cert_path, key_path
+
+
+async def test_the_tls_lines_serve_https_with_hsts_and_send_http_there(
+    tmp_path: Path, nginx: NginxFactory
+) -> None:
+    cert, key = self_signed(tmp_path)
+    product = ProductApi().start()  # stands in for every upstream: it answers 200
+    try:
+        plain = free_port()
+        upstream = product.address
+        proxy = nginx(
+            tls_config(cert, key),
+            server_name=TLS_HOST,
+            api=upstream,
+            gateway=upstream,
+            app=upstream,
+            plain=f"127.0.0.1:{plain}",
+        )
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession() as http:
+            url = f"https://127.0.0.1:{proxy.port}/healthz"
+            async with http.get(url, ssl=trusted, server_hostname=TLS_HOST) as resp:
+                assert resp.status == 200
+                assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
+                assert (await resp.json())["headers"]["X-Forwarded-Proto"] == "https"
+            async with http.get(
+                f"http://127.0.0.1:{plain}/sessions?x=1",
+                headers={"Host": TLS_HOST},
+                allow_redirects=False,
+            ) as resp:
+                assert resp.status == 301
+                assert resp.headers["Location"] == f"https://{TLS_HOST}/sessions?x=1"
+    finally:
+        product.stop()
 
 
 # --- the documents agree with each other ---
