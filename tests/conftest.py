@@ -175,26 +175,25 @@ PASSWORD = "correct horse"
 TEST_USERS = ("alice", "bob", "carol")
 
 
-def _write_test_users() -> Path:
-    """Users whose hashes are cheap to verify, so tests can sign in hundreds of times."""
+def write_users(users: list[dict[str, Any]], password: str) -> Path:
+    """A users file whose hashes (all of `password`) are cheap to verify, so tests can sign
+    in hundreds of times."""
     from argon2 import PasswordHasher
 
     cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    users = [
-        {
-            "username": name,
-            "email": f"{name}@example.com",
-            "bio": f"{name} tests things",
-            "password_hash": cheap.hash(PASSWORD),
-        }
-        for name in TEST_USERS
-    ]
+    hashed = [{**user, "password_hash": cheap.hash(password)} for user in users]
     path = Path(tempfile.mkdtemp(prefix="sw-users-")) / "users.json"
-    path.write_text(json.dumps({"users": users}))
+    path.write_text(json.dumps({"users": hashed}))
     return path
 
 
-TEST_USERS_FILE = _write_test_users()
+TEST_USERS_FILE = write_users(
+    [
+        {"username": name, "email": f"{name}@example.com", "bio": f"{name} tests things"}
+        for name in TEST_USERS
+    ],
+    PASSWORD,
+)
 
 
 def make_settings(redis_url: str, **overrides: object) -> Settings:

@@ -67,13 +67,14 @@ DEPLOYMENT_CONF = """\
 # the upstream addresses, then `nginx -t && nginx -s reload`. Needs the auth_request
 # module (Debian's `nginx` and `nginx-light` packages have it: check `nginx -V`).
 #
-# Run Sessionwire with, for this layout:
+# Run Sessionwire with, for this layout (docs/DEPLOY.md has the whole environment file):
 #   TRUSTED_PROXIES=127.0.0.1/32       believe X-Forwarded-For from this nginx (API, worker)
 #   GATEWAY_PUBLIC_URL=wss://<host>/ws  the page's WebSocket goes through this nginx too
 #   ALLOWED_ORIGINS=https://<host>      the page's origin, for the gateway's Origin check
 #   HOST=127.0.0.1                      so clients cannot go around nginx
 #
-# Kept in sync with DEPLOYMENT_CONF in tests/nginx.py, whose tests run it in a real nginx.
+# Kept in sync with DEPLOYMENT_CONF in tests/nginx.py, whose tests run it in a real nginx
+# in front of a real API and worker (tests/test_deploy.py, tests/browser/test_deploy_page.py).
 
 # WebSocket: "Connection: upgrade" only when the client asked to upgrade.
 map $http_upgrade $sw_connection_upgrade {
@@ -105,10 +106,12 @@ upstream product_app {
 server {
     listen {{listen}};
     server_name {{server_name}};
-    # For HTTPS (what production wants: tokens travel in headers):
+    # For HTTPS (what production wants: tokens travel in headers), instead of the listen
+    # above (docs/DEPLOY.md, "TLS", also redirects port 80):
     #   listen 443 ssl;
     #   ssl_certificate     /etc/ssl/certs/sessionwire.pem;
     #   ssl_certificate_key /etc/ssl/private/sessionwire.key;
+    #   add_header Strict-Transport-Security "max-age=31536000" always;
     # $scheme below then says https. If a load balancer terminates TLS in front of this
     # nginx instead, pass its X-Forwarded-Proto on rather than $scheme.
 

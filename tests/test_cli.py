@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
+import shlex
+import string
 import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
+import jwt
 
-from tests.conftest import PASSWORD, ROOT
+from tests.conftest import PASSWORD, ROOT, TEST_SECRET
 from tests.processes import Process, running
 from tests.test_admin_api import ADMIN, ADMIN_TOKEN
 
@@ -20,6 +29,7 @@ class Cli:
     """Runs `python -m workers.cli` with its own SESSIONWIRE_HOME and the servers' URLs."""
 
     def __init__(self, home: Path, api: Process, worker: Process) -> None:
+        self.home, self.api, self.worker = home, api, worker
         self.env = {
             **os.environ,
             "SESSIONWIRE_HOME": str(home),
@@ -61,6 +71,16 @@ class Cli:
         return out.split("(session ", 1)[1].split(",", 1)[0]
 
 
+@contextmanager
+def terminals(redis_url: str, tmp_path: Path, **api_env: str) -> Iterator[Cli]:
+    """A real API (with `api_env`) and worker, and the client pointed at them."""
+    with (
+        running("service", redis_url, tmp_path, **api_env) as api,
+        running("workers", redis_url, tmp_path) as worker,
+    ):
+        yield Cli(tmp_path / "home", api, worker)
+
+
 async def line_with(proc: asyncio.subprocess.Process, text: str) -> str:
     """Read the process's output until a line containing `text`."""
     assert proc.stdout is not None
@@ -72,11 +92,7 @@ async def line_with(proc: asyncio.subprocess.Process, text: str) -> str:
 
 
 async def test_cli_two_terminal_walkthrough(redis_url: str, tmp_path: Path) -> None:
-    with (
-        running("service", redis_url, tmp_path) as api,
-        running("workers", redis_url, tmp_path) as worker,
-    ):
-        cli = Cli(tmp_path / "home", api, worker)
+    with terminals(redis_url, tmp_path) as cli:
         laptop_sid = await cli.login("laptop", "laptop")
         phone_sid = await cli.login("phone", "phone")
         assert (tmp_path / "home" / "phone.json").stat().st_mode & 0o777 == 0o600
@@ -89,15 +105,17 @@ async def test_cli_two_terminal_walkthrough(redis_url: str, tmp_path: Path) -> N
         assert f"* {laptop_sid}" in out and phone_sid in out
 
         # The gateway goes away and comes back: the listener reconnects by itself.
-        worker.stop()
+        cli.worker.stop()
         await line_with(listener, "reconnecting in")
-        worker.start()
+        cli.worker.start()
         await line_with(listener, "connected as alice")
 
-        code, out = await cli.run("revoke", phone_sid, "--profile", "laptop")
-        assert code == 0 and phone_sid in out
+        # A unique start of the id will do, as shown shortened (with its ellipsis) or not.
+        code, out = await cli.run("revoke", phone_sid[:8] + "…", "--profile", "laptop")
+        assert (code, out) == (0, f"signed out: {phone_sid}\n")
         line = await line_with(listener, "this device was signed out")
         assert "another device signed it out, from laptop (127.0.0.1), at " in line
+        await line_with(listener, "profile 'phone' forgotten")
         assert await asyncio.wait_for(listener.wait(), WAIT) == 0
         assert not (tmp_path / "home" / "phone.json").exists()
 
@@ -107,8 +125,18 @@ async def test_cli_two_terminal_walkthrough(redis_url: str, tmp_path: Path) -> N
         await cli.login("tablet", "tablet")
         code, out = await cli.run("revoke-others", "--profile", "laptop")
         assert code == 0 and "signed out:" in out
+        # Any command learns why its session ended, says it in words and forgets the profile.
         code, out = await cli.run("devices", "--profile", "tablet")
-        assert code == 1 and "401" in out
+        assert code == 1
+        assert out.startswith(
+            "sessionwire: this device was signed out: another device signed out all the "
+            "others, from laptop (127.0.0.1), at "
+        )
+        assert out.endswith(
+            "(profile 'tablet' forgotten: 'sessionwire login' signs this device in again)\n"
+        )
+        assert not (tmp_path / "home" / "tablet.json").exists()
+        assert (tmp_path / "home" / "tablet.devices.json").exists()  # its device token stays
 
         code, out = await cli.run("logout", "--profile", "laptop")
         assert code == 0
@@ -116,18 +144,14 @@ async def test_cli_two_terminal_walkthrough(redis_url: str, tmp_path: Path) -> N
 
 
 async def test_cli_says_why_the_admin_api_signed_it_out(redis_url: str, tmp_path: Path) -> None:
-    with (
-        running("service", redis_url, tmp_path, ADMIN_TOKEN=ADMIN_TOKEN) as api,
-        running("workers", redis_url, tmp_path) as worker,
-    ):
-        cli = Cli(tmp_path / "home", api, worker)
+    with terminals(redis_url, tmp_path, ADMIN_TOKEN=ADMIN_TOKEN) as cli:
         listeners, sids = {}, {}
         for profile in ("phone", "laptop"):
             sids[profile] = await cli.login(profile, profile)
             listeners[profile] = await cli.start("listen", "--profile", profile)
             await line_with(listeners[profile], f"connected as alice (session {sids[profile]})")
 
-        async with aiohttp.ClientSession(api.url, headers=ADMIN) as admin:
+        async with aiohttp.ClientSession(cli.api.url, headers=ADMIN) as admin:
             async with admin.delete(f"/admin/users/alice/sessions/{sids['laptop']}") as resp:
                 assert resp.status == 200
             line = await line_with(listeners["laptop"], "this device was signed out")
@@ -141,6 +165,143 @@ async def test_cli_says_why_the_admin_api_signed_it_out(redis_url: str, tmp_path
         assert "your password was changed, at " in line
         for listener in listeners.values():
             assert await asyncio.wait_for(listener.wait(), WAIT) == 0
+
+
+async def test_cli_revoke_by_prefix_refuses_ambiguous_and_unknown_starts(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with terminals(redis_url, tmp_path, MAX_SESSIONS_PER_USER="64") as cli:
+        mine = await cli.login("laptop", "laptop")
+        sids = await sign_in_until_two_share_a_first_letter(cli.api, {mine})
+        shared = Counter(sid[0] for sid in sids).most_common(1)[0][0]
+        unused = next(c for c in string.ascii_letters if all(s[0] != c for s in sids))
+
+        code, out = await cli.run("revoke", shared, "--profile", "laptop")
+        assert code == 1 and out.count("\n") == 1
+        assert out.startswith(f"sessionwire: '{shared}' is the start of ")
+        assert out.endswith("type more of it\n")
+        code, out = await cli.run("revoke", unused, "--profile", "laptop")
+        assert (code, out) == (
+            1,
+            f"sessionwire: no signed-in device has a session id starting with '{unused}'\n",
+        )
+        code, out = await cli.run("revoke", "…", "--profile", "laptop")
+        assert code == 1 and "give a session id" in out
+        code, out = await cli.run("devices", "--profile", "laptop")  # nothing signed out
+        assert code == 0 and out.count("\n") == len(sids)
+
+
+async def sign_in_until_two_share_a_first_letter(api: Process, sids: set[str]) -> set[str]:
+    """Sign alice in until two session ids start alike (ids are random: a few dozen at most)."""
+    async with aiohttp.ClientSession() as http:
+        while len({sid[0] for sid in sids}) == len(sids):
+            body = {"username": "alice", "password": PASSWORD}
+            async with http.post(api.url + "/login", json=body) as resp:
+                sids.add((await resp.json())["session"]["session_id"])
+    return sids
+
+
+async def test_cli_forgets_a_profile_whose_token_expired(redis_url: str, tmp_path: Path) -> None:
+    with terminals(redis_url, tmp_path) as cli:
+        await cli.login("laptop", "laptop")
+        stored = tmp_path / "home" / "laptop.json"
+        profile = json.loads(stored.read_text())
+        past = int(time.time()) - 3600
+        claims = {"sub": "alice", "sid": profile["session_id"], "iat": past, "exp": past + 60}
+        expired = jwt.encode({**claims, "iss": "sessionwire"}, TEST_SECRET, algorithm="HS256")
+        for command in ("devices", "listen"):  # the gateway's 401 is explained by the API
+            stored.write_text(json.dumps({**profile, "token": expired}))
+            code, out = await cli.run(command, "--profile", "laptop")
+            assert code == 1, out
+            assert out.startswith("sessionwire: this device was signed out: the session expired")
+            assert "profile 'laptop' forgotten" in out
+            assert not stored.exists()
+        assert (tmp_path / "home" / "laptop.devices.json").exists()
+
+
+# --- README's "Two terminals" walkthrough, run as written ---
+
+README = ROOT / "README.md"
+# README cuts the 22-character session ids to 8 and an ellipsis; times vary from run to run.
+SHORT_ID = re.compile(r"([A-Za-z0-9_-]{8})…")
+TIME = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z")
+
+
+def readme_walkthrough() -> list[str]:
+    text = README.read_text()
+    start = text.index("```console\n# terminal 1")
+    return text[start : text.index("```\n", start + 3)].splitlines()[1:]
+
+
+class Walkthrough:
+    """README's commands run by the client; README's lines matched to what it printed."""
+
+    def __init__(self, cli: Cli) -> None:
+        self.cli = cli
+        self.ids: dict[str, str] = {}  # README's shortened id -> the real one
+        self.listener: asyncio.subprocess.Process | None = None
+        self.unread: list[str] = []  # what the last command printed, not yet matched
+
+    async def run(self, line: str) -> Callable[[], Awaitable[str]]:
+        """Run a `$ ...` line; the answer reads what it prints, line by line."""
+        assert not self.unread, f"README leaves out {self.unread}"
+        args = [self._real_start(arg) for arg in shlex.split(line.removeprefix("$ "))[1:]]
+        if "listen" in args:
+            self.listener = await self.cli.start(*args)
+            return self.heard
+        code, out = await self.cli.run(*args)
+        assert code == 0, out
+        self.unread = out.splitlines()
+        return self.printed
+
+    async def printed(self) -> str:
+        return self.unread.pop(0)
+
+    async def heard(self) -> str:
+        assert self.listener is not None and self.listener.stdout is not None
+        line = await asyncio.wait_for(self.listener.stdout.readline(), WAIT)
+        return line.decode().rstrip("\n")
+
+    def expect(self, shown: str, printed: str) -> None:
+        """`printed` is README's line but for the ids' ends and the times."""
+        pattern, names = "", []
+        for part in re.split(f"({SHORT_ID.pattern}|{TIME.pattern})", shown):
+            if part and (short := SHORT_ID.fullmatch(part)):
+                names.append(short.group(1))
+                pattern += r"([A-Za-z0-9_-]{22})"
+            elif part and TIME.fullmatch(part):
+                pattern += TIME.pattern
+            elif part and part not in names:
+                pattern += re.escape(part)
+        found = re.fullmatch(pattern, printed)
+        assert found, f"README shows {shown!r}, the client printed {printed!r}"
+        for name, real in zip(names, found.groups(), strict=True):
+            assert self.ids.setdefault(name, real) == real, f"README's {name}… is two sessions"
+
+    def _real_start(self, arg: str) -> str:
+        """A start of one of README's ids typed in a command: that start of the real id."""
+        for short, real in self.ids.items():
+            if len(arg) >= 4 and short.startswith(arg):
+                return real[: len(arg)]
+        return arg
+
+
+async def test_readme_two_terminals_is_what_the_client_prints(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with terminals(redis_url, tmp_path, USERS_FILE=str(ROOT / "demo_users.json")) as cli:
+        cli.env["SESSIONWIRE_PASSWORD"] = "1234"  # README's demo user; no prompt without a tty
+        walk = Walkthrough(cli)
+        read = walk.printed
+        for line in readme_walkthrough():
+            if line.startswith("$ "):
+                read = await walk.run(line)
+            elif line.startswith("# terminal 1 printed"):
+                read = walk.heard
+            elif line and not line.startswith("#") and line != "Password:":
+                walk.expect(line, await read())
+        assert not walk.unread, f"README leaves out {walk.unread}"
+        assert walk.listener and await asyncio.wait_for(walk.listener.wait(), WAIT) == 0
 
 
 async def test_cli_reports_unreachable_api(tmp_path: Path) -> None:
@@ -169,11 +330,7 @@ async def test_cli_reports_unreachable_api(tmp_path: Path) -> None:
 async def test_cli_keeps_its_device_token_and_signs_in_through_a_lockout(
     redis_url: str, tmp_path: Path
 ) -> None:
-    with (
-        running("service", redis_url, tmp_path, LOGIN_MAX_FAILURES="2") as api,
-        running("workers", redis_url, tmp_path) as worker,
-    ):
-        cli = Cli(tmp_path / "home", api, worker)
+    with terminals(redis_url, tmp_path, LOGIN_MAX_FAILURES="2") as cli:
         await cli.login("laptop", "laptop")
         assert (await cli.run("logout", "--profile", "laptop"))[0] == 0
         kept = tmp_path / "home" / "laptop.devices.json"

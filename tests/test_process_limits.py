@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -32,6 +33,13 @@ async def hold_slow(port: int, n: int) -> tuple[asyncio.StreamReader, asyncio.St
     return reader, writer
 
 
+async def closed_by_server(reader: asyncio.StreamReader) -> None:
+    """Read to the end: a FIN, or a reset (the kernel resets a connection closed with bytes
+    it has not read yet, as a cut request may leave; about half the runs here did)."""
+    with contextlib.suppress(ConnectionResetError):
+        await reader.read()
+
+
 async def answered(url: str, wait: float) -> float:
     """Seconds until `url` answers 200, trying again while it can't."""
     started = time.monotonic()
@@ -55,7 +63,7 @@ async def test_slow_requests_are_cut_and_running_out_of_files_stays_quiet(
             # frees them for the connections waiting in the backlog, and for this one.
             assert await answered(api.url + "/healthz", wait=20) < 15
             for reader, _ in slow:
-                await asyncio.wait_for(reader.read(), 10)  # closed by the server
+                await asyncio.wait_for(closed_by_server(reader), 10)
         finally:
             for _, writer in slow:
                 writer.close()

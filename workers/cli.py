@@ -1,8 +1,8 @@
 """`sessionwire`: a device client for terminals (sign in, list and sign out devices, listen).
 
 Tokens are kept per profile in `$SESSIONWIRE_HOME` (default ~/.config/sessionwire), one
-0600 file each, so two terminals can be two devices: `--profile laptop`, `--profile phone`.
-Each profile's device tokens (`<profile>.devices.json`) outlive its sign-outs.
+0600 file each, so two terminals can be two devices: `--profile laptop`, `--profile phone`
+(see workers/profiles.py). A profile whose session ended is forgotten.
 """
 
 from __future__ import annotations
@@ -13,72 +13,36 @@ import getpass
 import json
 import os
 import random
-import re
 import sys
-from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
 from workers import disconnect
+from workers.profiles import (
+    ProfileError,
+    forget_profile,
+    load_device_tokens,
+    load_profile,
+    save_device_token,
+    save_profile,
+)
 
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_GATEWAY = "ws://127.0.0.1:8001/ws"
-PROFILE_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+# The 401 codes that mean this profile's session is over for good (not a bad request).
+ENDED_CODES = ("session_revoked", "token_expired")
 
 
 class CliError(Exception):
     """Something to tell the user in one line; exit status 1."""
 
 
-def home() -> Path:
-    if custom := os.environ.get("SESSIONWIRE_HOME"):
-        return Path(custom)
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config) / "sessionwire"
-
-
-def profile_path(profile: str) -> Path:
-    if not PROFILE_PATTERN.match(profile):
-        raise CliError(f"bad profile name {profile!r}: use letters, digits, '.', '_', '-'")
-    return home() / f"{profile}.json"
-
-
-def device_tokens_path(profile: str) -> Path:
-    """Device tokens of the profile, per username: kept past sign-out, unlike the profile."""
-    return profile_path(profile).with_suffix(".devices.json")
-
-
-def load_device_tokens(profile: str) -> dict[str, str]:
-    try:
-        tokens = json.loads(device_tokens_path(profile).read_text())
-    except (OSError, ValueError):
-        return {}
-    return tokens if isinstance(tokens, dict) else {}
-
-
-def save_profile(profile: str, data: dict[str, Any]) -> None:
-    write_secret(profile_path(profile), data)
-
-
-def write_secret(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a token is a secret
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out)
-
-
-def load_profile(profile: str) -> dict[str, Any]:
-    try:
-        return json.loads(profile_path(profile).read_text())
-    except (OSError, ValueError):
-        raise CliError(f"not signed in (profile {profile!r}): run 'sessionwire login'") from None
-
-
-def forget_profile(profile: str) -> None:
-    profile_path(profile).unlink(missing_ok=True)
+class SessionEnded(CliError):
+    """The API says this profile's session has ended: the profile is to be forgotten."""
 
 
 async def call(
@@ -88,19 +52,29 @@ async def call(
     token: str | None = None,
     body: dict[str, Any] | None = None,
 ) -> Any:
-    """One API request; a problem+json answer becomes a CliError with its detail."""
+    """One API request; a problem+json answer becomes a CliError (see problem_error)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         async with http.request(method, url, json=body, headers=headers) as resp:
             payload = await resp.json(content_type=None)
             if resp.status >= 400:
-                detail = payload.get("detail") if isinstance(payload, dict) else None
-                raise CliError(f"{resp.status}: {detail or resp.reason}")
+                raise problem_error(resp.status, resp.reason, payload)
             return payload
     except (aiohttp.ClientConnectionError, TimeoutError) as exc:
         raise CliError(f"cannot reach the API at {url}: {exc}") from None
     except (aiohttp.ContentTypeError, ValueError):
         raise CliError(f"unexpected answer from {url}") from None
+
+
+def problem_error(status: int, reason: str | None, payload: Any) -> CliError:
+    """The error for a problem+json answer; a session that ended says why, in words."""
+    problem = payload if isinstance(payload, dict) else {}
+    if status == 401 and problem.get("code") in ENDED_CODES:
+        if revoked := problem.get("revoked"):
+            return SessionEnded(signed_out_in_words(revoked))
+        why = "the session expired" if problem["code"] == "token_expired" else "the session ended"
+        return SessionEnded(f"this device was signed out: {why}")
+    return CliError(f"{status}: {problem.get('detail') or reason}")
 
 
 async def login(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
@@ -111,7 +85,7 @@ async def login(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
         body["device_token"] = known[username]
     answer = await call(http, "POST", f"{args.api}/login", body=body)
     if answer.get("device_token"):
-        write_secret(device_tokens_path(args.profile), {**known, username: answer["device_token"]})
+        save_device_token(args.profile, username, answer["device_token"])
     session = answer["session"]
     save_profile(
         args.profile,
@@ -138,9 +112,31 @@ async def devices(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
 
 async def revoke(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
     token = load_profile(args.profile)["token"]
-    answer = await call(http, "DELETE", f"{args.api}/sessions/{args.session_id}", token)
+    session_id = await resolve_session_id(args, http, token)
+    answer = await call(http, "DELETE", f"{args.api}/sessions/{quote(session_id, safe='')}", token)
     print("signed out: " + ", ".join(answer["revoked"]))
     return EXIT_OK
+
+
+async def resolve_session_id(
+    args: argparse.Namespace, http: aiohttp.ClientSession, token: str
+) -> str:
+    """The one live session whose id starts with what was typed, as git resolves a hash."""
+    typed = args.session_id
+    prefix = typed.rstrip(".…")  # an id copied shortened, with its ellipsis, still works
+    if not prefix:
+        raise CliError("give a session id, or the start of one ('sessionwire devices' lists them)")
+    answer = await call(http, "GET", f"{args.api}/sessions", token)
+    ids = [s["session_id"] for s in answer["sessions"]]
+    matches = [prefix] if prefix in ids else [i for i in ids if i.startswith(prefix)]
+    if not matches:
+        raise CliError(f"no signed-in device has a session id starting with {typed!r}")
+    if len(matches) > 1:
+        raise CliError(
+            f"{typed!r} is the start of {len(matches)} session ids ({', '.join(matches)}): "
+            "type more of it"
+        )
+    return matches[0]
 
 
 async def revoke_others(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
@@ -152,7 +148,12 @@ async def revoke_others(args: argparse.Namespace, http: aiohttp.ClientSession) -
 
 async def logout(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
     token = load_profile(args.profile)["token"]
-    await call(http, "POST", f"{args.api}/logout", token)
+    try:
+        await call(http, "POST", f"{args.api}/logout", token)
+    except SessionEnded as ended:  # what was asked for, done earlier: say by whom, no error
+        forget_profile(args.profile)
+        print(ended)
+        return EXIT_OK
     forget_profile(args.profile)
     print("signed out")
     return EXIT_OK
@@ -167,11 +168,16 @@ def describe(message: dict[str, Any]) -> str:
         what = "new sign-in" if message["event"] == "created" else "signed out"
         return f"{what}: {s['device_name']} ({s['ip']}), session {s['session_id']}"
     if kind == "session.revoked":
-        by = message.get("by")
-        words = REASONS.get(message["reason"], message["reason"])
-        who = f", from {by['device_name']} ({by['ip']})" if by else ""
-        return f"this device was signed out: {words}{who}, at {message['at']}"
+        return signed_out_in_words(message)
     return f"message: {message}"
+
+
+def signed_out_in_words(revoked: dict[str, Any]) -> str:
+    """A `session.revoked` message, or a 401's `revoked`: why, who and when."""
+    by = revoked.get("by")
+    words = REASONS.get(revoked["reason"], revoked["reason"])
+    who = f", from {by['device_name']} ({by['ip']})" if by else ""
+    return f"this device was signed out: {words}{who}, at {revoked['at']}"
 
 
 # Why a session ended, in words (the contract's reasons; an unknown one is shown as is).
@@ -200,10 +206,13 @@ async def listen(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
                 code = await _read(ws)
                 if code is None:  # session.revoked was shown: this device is signed out
                     forget_profile(args.profile)
+                    print(forgotten(args.profile), flush=True)
                     return EXIT_OK
                 print(f"connection closed ({code})", flush=True)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403):
+                if exc.status == 401:  # the gateway says no more than 401: the API says why
+                    await raise_if_ended(args, http, token)
                 print(f"refused by the gateway ({exc.status}): sign in again", flush=True)
                 return EXIT_ERROR
             print(f"gateway answered {exc.status}", flush=True)
@@ -213,6 +222,20 @@ async def listen(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
         print(f"reconnecting in {wait:.1f}s", flush=True)
         await asyncio.sleep(wait)
         delay = min(delay * 2, BACKOFF_MAX)
+
+
+async def raise_if_ended(args: argparse.Namespace, http: aiohttp.ClientSession, token: str) -> None:
+    """Raise SessionEnded when the API says this session is over; anything else is no answer."""
+    try:
+        await call(http, "GET", f"{args.api}/me", token)
+    except SessionEnded:
+        raise
+    except CliError:
+        pass
+
+
+def forgotten(profile: str) -> str:
+    return f"profile {profile!r} forgotten: 'sessionwire login' signs this device in again"
 
 
 async def _read(ws: aiohttp.ClientWebSocketResponse) -> int | None:
@@ -269,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
         "devices", parents=[common], help="list this user's signed-in devices (* = this one)"
     )
     one = sub.add_parser("revoke", parents=[common], help="sign out one device")
-    one.add_argument("session_id")
+    one.add_argument("session_id", help="a session id, or its start if no other id starts so")
     sub.add_parser("revoke-others", parents=[common], help="sign out every other device")
     sub.add_parser("logout", parents=[common], help="sign out this device")
     sub.add_parser(
@@ -298,7 +321,11 @@ def _common_options(parser: argparse.ArgumentParser, defaults: dict[str, str] | 
 async def run(args: argparse.Namespace) -> int:
     args.api = args.api.rstrip("/")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=5)) as http:
-        return await COMMANDS[args.command](args, http)
+        try:
+            return await COMMANDS[args.command](args, http)
+        except SessionEnded as ended:
+            forget_profile(args.profile)
+            raise CliError(f"{ended} ({forgotten(args.profile)})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.password or os.environ.get("SESSIONWIRE_PASSWORD") or getpass.getpass()
             )
         return asyncio.run(run(args))
-    except CliError as exc:
+    except (CliError, ProfileError) as exc:
         print(f"sessionwire: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

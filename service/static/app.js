@@ -22,6 +22,8 @@ const CLOCK_MS = 15_000;
 const RESYNC_MS = 60_000;
 const ACTIVITY_LIMIT = 20;
 const ACTIVITY_SETTLE_MS = 100; // one re-read for a burst of changes (say, "sign out all")
+const SIGN_OUT_EVERYWHERE_QUESTION =
+  "Sign out everywhere? Every device signed in to your account will be signed out, this one too.";
 
 // One tab is one device: the token and device id live in this tab's sessionStorage only.
 const state = {
@@ -267,6 +269,12 @@ function signOutOthers(button) {
   });
 }
 
+/** Every device, this one too: one click too many would be costly, so ask first. */
+function signOutEverywhere(button) {
+  if (!confirm(SIGN_OUT_EVERYWHERE_QUESTION)) return;
+  return signOutSelf(button, "POST", "/logout-all", "You signed out on every device.");
+}
+
 /** Sign this device out ourselves: back to the form, not the "you were signed out" screen. */
 function signOutSelf(button, method, path, note) {
   return act(button, async () => {
@@ -288,9 +296,7 @@ async function start() {
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-in-again").addEventListener("click", () => showSignIn());
   $("revoke-others").addEventListener("click", (e) => signOutOthers(e.currentTarget));
-  $("logout-all").addEventListener("click", (e) =>
-    signOutSelf(e.currentTarget, "POST", "/logout-all", "You signed out on every device."),
-  );
+  $("logout-all").addEventListener("click", (e) => signOutEverywhere(e.currentTarget));
   setInterval(refreshRelativeTimes, CLOCK_MS);
   if (token()) await enterOrExplain();
   else showSignIn();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, write_users
 from tests.processes import Process, process_env, running
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -24,6 +25,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 DESKTOP = {"width": 1100, "height": 760}
+# README's demo users (demo_users.json: user123 and user124, password 1234), so that the
+# screenshots (docs/img) show what a newcomer sees; with cheap hashes, as all tests have.
+USER, PASSWORD = "user123", "1234"
+DEMO_USERS = write_users(json.loads((ROOT / "demo_users.json").read_text())["users"], PASSWORD)
 PHONE = {"width": 390, "height": 780}
 
 
@@ -59,14 +64,17 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def api_only(redis_url: str, tmp_path: Path) -> Iterator[Process]:
     """The API alone, for what needs no live updates; LOGIN_MAX_FAILURES is low."""
-    with running("service", redis_url, tmp_path, LOGIN_MAX_FAILURES="2") as api:
+    with running(
+        "service", redis_url, tmp_path, USERS_FILE=str(DEMO_USERS), LOGIN_MAX_FAILURES="2"
+    ) as api:
         yield api
 
 
 @contextmanager
 def running_stack(redis_url: str, tmp: Path, **env: str) -> Iterator[Stack]:
-    """API and worker with the same extra `env`; the worker's port is chosen first for /config."""
+    """API and worker with the same extra `env`, the demo users; the worker's port first."""
     gateway_port = free_port()
+    env = {"USERS_FILE": str(DEMO_USERS), **env}
     with running("service", redis_url, tmp, GATEWAY_PORT=str(gateway_port), **env) as api:
         worker_env = process_env(
             redis_url, GATEWAY_PORT=str(gateway_port), ALLOWED_ORIGINS=api.url, **env
@@ -89,7 +97,7 @@ def open_device(browser: Browser) -> Iterator[OpenDevice]:
     """Open the page as a separate device: its own context (storage) and User-Agent."""
     contexts = []
 
-    def open_page(url: str, user_agent: str, phone: bool = False) -> Page:
+    def open_page(url: str, user_agent: str, phone: bool = False, dark: bool = False) -> Page:
         context = browser.new_context(
             user_agent=user_agent,
             viewport=PHONE if phone else DESKTOP,
@@ -97,6 +105,7 @@ def open_device(browser: Browser) -> Iterator[OpenDevice]:
             has_touch=phone,
             locale="en-US",
             timezone_id="UTC",
+            color_scheme="dark" if dark else "light",
         )
         contexts.append(context)
         page = context.new_page()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser.conftest import OpenDevice, Stack, running_stack
+from tests.browser.conftest import USER, OpenDevice, Stack, running_stack
 from tests.browser.test_page import (
     FIREFOX_UBUNTU,
     LAPTOP,
@@ -47,7 +47,7 @@ def admin(stack: Stack, method: str, path: str, body: Any = None) -> Any:
 
 
 def session_of(stack: Stack, device: str) -> str:
-    sessions = admin(stack, "GET", "/admin/users/alice/sessions")["sessions"]
+    sessions = admin(stack, "GET", f"/admin/users/{USER}/sessions")["sessions"]
     (found,) = [s["session_id"] for s in sessions if s["device_name"] == device]
     return found  # type: ignore[no-any-return]
 
@@ -86,7 +86,7 @@ def test_recent_activity_is_shown_and_updated_live(
         stack,
         "POST",
         "/admin/sessions",
-        {"username": "alice", "device_name": "Kiosk", "ip": "203.0.113.5"},
+        {"username": USER, "device_name": "Kiosk", "ip": "203.0.113.5"},
     )
     expect(activity(laptop)).to_have_count(2, timeout=LIVE_WITHIN_MS + 1000)
     expect_entry(activity(laptop).first, "Signed in", "Kiosk", "203.0.113.5")
@@ -113,7 +113,7 @@ def test_an_administrator_signs_devices_out_in_words(
 ) -> None:
     laptop, phone = laptop_and_phone(stack, open_device)
 
-    admin(stack, "DELETE", f"/admin/users/alice/sessions/{session_of(stack, PHONE)}")
+    admin(stack, "DELETE", f"/admin/users/{USER}/sessions/{session_of(stack, PHONE)}")
     expect(signed_out_heading(phone)).to_be_visible(timeout=LIVE_WITHIN_MS)
     expect(phone.get_by_text("An administrator signed this device out.")).to_be_visible()
     expect(phone.locator("#signed-out-by")).to_contain_text("Signed out")
@@ -122,7 +122,7 @@ def test_an_administrator_signs_devices_out_in_words(
     screenshot(phone, "signed-out-admin")
     expect_entry(activity(laptop).first, "Signed out by an administrator", PHONE, "127.0.0.1")
 
-    admin(stack, "POST", "/admin/users/alice/logout-all", {"reason": "password_changed"})
+    admin(stack, "POST", f"/admin/users/{USER}/logout-all", {"reason": "password_changed"})
     expect(signed_out_heading(laptop)).to_be_visible(timeout=LIVE_WITHIN_MS)
     expect(laptop.get_by_text("Your password was changed")).to_be_visible()
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Locator, Page, WebSocket, expect
+from playwright.sync_api import Dialog, Locator, Page, WebSocket, expect
 
-from tests.browser.conftest import OpenDevice, Stack, running_stack
-from tests.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, USER, OpenDevice, Stack, running_stack
 from tests.processes import Process
 
 Screenshot = Callable[[Page, str], None]
@@ -31,9 +30,7 @@ LIVE_WITHIN_MS = 1000  # the issue's promise: a change elsewhere shows within a 
 STARTUP_MS = 5000
 
 
-def sign_in(
-    page: Page, username: str = "alice", password: str = PASSWORD, device: str = ""
-) -> None:
+def sign_in(page: Page, username: str = USER, password: str = PASSWORD, device: str = "") -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_label("Device name").fill(device)
@@ -47,6 +44,23 @@ def laptop_and_phone(stack: Stack, open_device: OpenDevice) -> tuple[Page, Page]
         sign_in(page)
         signed_in(page, device)
     return laptop, phone
+
+
+def sign_out_everywhere(page: Page, *, sure: bool = True) -> str:
+    """Press "Sign out everywhere" and answer its question (yes unless `sure` is False)."""
+    asked: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        asked.append(f"{dialog.type}: {dialog.message}")
+        if sure:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.once("dialog", answer)
+    page.get_by_role("button", name="Sign out everywhere").click()
+    assert asked, "no question was asked"
+    return asked[0]
 
 
 def signed_in(page: Page, device: str) -> None:
@@ -91,7 +105,7 @@ def test_sign_in_errors_are_shown_in_words(
     screenshot(page, "sign-in")
 
     # Keyboard only: type, Tab to the next field, Enter submits.
-    page.keyboard.type("alice")
+    page.keyboard.type(USER)
     page.keyboard.press("Tab")
     page.keyboard.type("wrong password")
     page.keyboard.press("Enter")
@@ -137,7 +151,7 @@ def test_both_devices_listed_and_a_new_sign_in_appears_live(
     # which keeps only the browser's device token (it must outlive the session).
     token = phone.evaluate("sessionStorage.getItem('sessionwire.token')")
     assert token and token not in phone.url
-    assert phone.evaluate("Object.keys(localStorage)") == ["sessionwire.device_token.alice"]
+    assert phone.evaluate("Object.keys(localStorage)") == [f"sessionwire.device_token.{USER}"]
     # A reload keeps this tab signed in, as the same device.
     phone.reload()
     signed_in(phone, PHONE)
@@ -188,7 +202,17 @@ def test_sign_out_all_other_devices_then_everywhere(stack: Stack, open_device: O
     phone.get_by_role("button", name="Sign in again").click()
     sign_in(phone)
     signed_in(phone, PHONE)
-    laptop.get_by_role("button", name="Sign out everywhere").click()
+    # A second thought: nothing happens.
+    question = sign_out_everywhere(laptop, sure=False)
+    assert question == (
+        "confirm: Sign out everywhere? Every device signed in to your account will be signed "
+        "out, this one too."
+    )
+    phone.reload()  # its session still works, after the time a sign-out would have taken
+    signed_in(phone, PHONE)
+    expect(card(laptop, PHONE)).to_be_visible()
+
+    sign_out_everywhere(laptop)
     expect(laptop.get_by_text("You signed out on every device.")).to_be_visible()
     expect(laptop.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(signed_out_heading(phone)).to_be_visible(timeout=LIVE_WITHIN_MS)
@@ -204,7 +228,7 @@ def test_a_known_browser_signs_in_while_guessers_lock_its_user_out(
         laptop = open_device(stack.url, FIREFOX_UBUNTU)
         sign_in(laptop)
         signed_in(laptop, LAPTOP)
-        laptop.get_by_role("button", name="Sign out everywhere").click()
+        sign_out_everywhere(laptop)
         expect(laptop.get_by_role("heading", name="Sign in")).to_be_visible()
 
         stranger = open_device(stack.url, EDGE_WINDOWS)
