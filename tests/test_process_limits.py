@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -55,7 +56,9 @@ async def test_slow_requests_are_cut_and_running_out_of_files_stays_quiet(
             # frees them for the connections waiting in the backlog, and for this one.
             assert await answered(api.url + "/healthz", wait=20) < 15
             for reader, _ in slow:
-                await asyncio.wait_for(reader.read(), 10)  # closed by the server
+                # Closed by the server: a reset where request bytes were left unread.
+                with contextlib.suppress(ConnectionResetError):
+                    await asyncio.wait_for(reader.read(), 10)
         finally:
             for _, writer in slow:
                 writer.close()
