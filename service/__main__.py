@@ -1,4 +1,4 @@
-"""`python -m service`: run the API."""
+"""`python -m service`: run the API (WEB_CONCURRENCY processes on PORT)."""
 
 from __future__ import annotations
 
@@ -8,4 +8,6 @@ from service.app import create_app
 from service.process import serve
 
 if __name__ == "__main__":
-    sys.exit(serve("API", create_app, lambda settings: settings.port, shutdown_timeout=2))
+    sys.exit(
+        serve("API", create_app, port="port", concurrency="web_concurrency", shutdown_timeout=2)
+    )

@@ -30,6 +30,7 @@ from service.store import SessionStore
 from service.tokens import TokenCodec
 from service.topology import Topology
 from service.users import UserDirectory
+from service.userwatch import follow_users_file
 
 STATIC = files("service") / "static"
 
@@ -70,6 +71,8 @@ def create_app(
         app[typedefs.EVENTS] = EventLog(client, reads)
 
     app[typedefs.USERS] = users or UserDirectory.load(settings.users_file)
+    if users is None:  # a given directory is its owner's to follow
+        app.cleanup_ctx.append(follow_users_file)
     app.cleanup_ctx.append(redis_ctx(settings, redis_client, attach))
     app.cleanup_ctx.append(_warm_user_agent_parser)
     app.cleanup_ctx.append(_password_checker(passwords))

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from service.settings import DEFAULT_REDIS_HOST, Settings
+from service.settings import DEFAULT_REDIS_HOST, ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,13 @@ def _redis_server(binary: str, host: str, port: int) -> Iterator[None]:
 
 @contextmanager
 def _fakeredis_server(host: str, port: int) -> Iterator[None]:
-    from fakeredis import TcpFakeServer
-
+    try:
+        from fakeredis import TcpFakeServer
+    except ImportError:  # a development tool, absent from a production install
+        raise ConfigError(
+            f"no REDIS_URL, nothing at {host}:{port}, no redis-server on PATH and no fakeredis "
+            "installed: set REDIS_URL, install redis-server, or pip install '.[run]'"
+        ) from None
     try:
         server = TcpFakeServer((host, port), server_type="redis")
     except OSError:  # another process won the race for the port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -112,6 +113,8 @@ class Problem(Base, omit_defaults=True, kw_only=True):
 
 class Health(Base):
     status: Literal["ok", "unavailable"]
+    # Which process answered, where several share the port (WEB_CONCURRENCY and the like).
+    pid: int = msgspec.field(default_factory=os.getpid)
 
 
 class ClientConfig(Base):

@@ -22,6 +22,10 @@ DEFAULT_REDIS_HOST = "127.0.0.1"
 # API and worker must sign and verify with one secret, so the generated one is kept on disk.
 DEV_SECRET_FILE = ".sessionwire/dev-jwt-secret"
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_PROCESSES = 256
+# What production must name itself: the development stand-ins (an embedded Redis, a
+# generated secret, the demo users) must never serve it by accident.
+PRODUCTION_REQUIRES = ("REDIS_URL", "JWT_SECRET", "USERS_FILE")
 
 
 class ConfigError(Exception):
@@ -64,6 +68,9 @@ class Settings:
     admin_token: str = field(default="", repr=False)
     # Origins whose pages may call the API from the browser (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
+    # Processes sharing PORT (the API) and GATEWAY_PORT (the worker), with SO_REUSEPORT.
+    web_concurrency: int = 1
+    gateway_concurrency: int = 1
 
     @property
     def effective_redis_url(self) -> str:
@@ -87,11 +94,11 @@ class Settings:
         env = os.environ if env is None else env
         read = _Reader(env)
         app_env = read("APP_ENV", str, choices=("development", "production", "test"))
-        secret = env.get("JWT_SECRET", "")
+        secret = env.get("JWT_SECRET", "").strip()
         if secret and len(secret) < 32:
             raise ConfigError("JWT_SECRET must be at least 32 characters")
-        if not secret and app_env == "production":
-            raise ConfigError("JWT_SECRET is required when APP_ENV=production")
+        if app_env == "production":
+            _require_explicit(env)
         admin_token = env.get("ADMIN_TOKEN", "").strip()
         if admin_token and len(admin_token) < 32:  # the message never shows a secret
             raise ConfigError("ADMIN_TOKEN must be at least 32 characters")
@@ -133,6 +140,8 @@ class Settings:
             jwt_secret_generated=generated,
             admin_token=admin_token,
             cors_origins=read("CORS_ORIGINS", _origins),
+            web_concurrency=read("WEB_CONCURRENCY", int, minimum=1, maximum=MAX_PROCESSES),
+            gateway_concurrency=read("GATEWAY_CONCURRENCY", int, minimum=1, maximum=MAX_PROCESSES),
         )
 
     def warn_about_defaults(self) -> None:
@@ -179,6 +188,18 @@ class _Reader:
         if maximum is not None and value > maximum:  # type: ignore[operator]
             raise ConfigError(f"{name}={raw!r} must be at most {maximum}")
         return value
+
+
+def _require_explicit(env: Mapping[str, str]) -> None:
+    """Raise one ConfigError naming every variable production needs and `env` lacks."""
+    missing = [name for name in PRODUCTION_REQUIRES if not env.get(name, "").strip()]
+    if missing:
+        names = " and ".join(", ".join(missing).rsplit(", ", 1))
+        verb = "is" if len(missing) == 1 else "are"
+        raise ConfigError(
+            f"{names} {verb} required when APP_ENV=production "
+            "(no embedded Redis, generated secret or demo users there)"
+        )
 
 
 def _csv(raw: str) -> tuple[str, ...]:

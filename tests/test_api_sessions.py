@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -366,7 +367,7 @@ async def test_healthz_readyz(api: TestClient) -> None:
     for path in ("/healthz", "/readyz"):
         resp = await api.get(path)
         assert resp.status == 200
-        assert await resp.json() == {"status": "ok"}
+        assert await resp.json() == {"status": "ok", "pid": os.getpid()}  # who answered
 
 
 async def test_metrics(api: TestClient) -> None:

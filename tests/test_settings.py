@@ -34,6 +34,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.users_file == "demo_users.json"
     assert settings.log_level == "INFO"
     assert settings.trusted_proxies == ()
+    assert (settings.web_concurrency, settings.gateway_concurrency) == (1, 1)
 
 
 def test_values_are_parsed(tmp_path: Path) -> None:
@@ -61,6 +62,8 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         CORS_ORIGINS="https://app.example/, http://localhost:5173",
         REQUEST_TIMEOUT="5",
         MAX_SOCKETS_PER_SESSION="2",
+        WEB_CONCURRENCY="4",
+        GATEWAY_CONCURRENCY="2",
     )
     assert settings.redis_url == "redis://:pw@redis.example:6380/2"
     assert settings.jwt_secret == SECRET
@@ -85,6 +88,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
     assert settings.admin_token == ADMIN_TOKEN
     assert settings.cors_origins == ("https://app.example", "http://localhost:5173")
     assert (settings.request_timeout, settings.max_sockets_per_session) == (5, 2)
+    assert (settings.web_concurrency, settings.gateway_concurrency) == (4, 2)
     assert SECRET not in repr(settings)
     assert ADMIN_TOKEN not in repr(settings)
 
@@ -114,6 +118,10 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         ("EVENT_LOOP", "twisted"),
         ("REDIS_CLUSTER", "maybe"),
         ("MAX_TOMBSTONES_PER_USER", "0"),
+        ("WEB_CONCURRENCY", "0"),
+        ("WEB_CONCURRENCY", "many"),
+        ("GATEWAY_CONCURRENCY", "-2"),
+        ("GATEWAY_CONCURRENCY", "1000"),
         ("TRUSTED_PROXIES", "10.0.0.0/33"),
         ("TRUSTED_PROXIES", "proxy.example"),
         ("JWT_SECRET", "short"),
@@ -151,10 +159,32 @@ def test_admin_api_and_cors_are_off_by_default(tmp_path: Path) -> None:
     assert (settings.admin_token, settings.cors_origins) == ("", ())
 
 
-def test_production_requires_a_secret(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="JWT_SECRET is required when APP_ENV=production"):
-        from_env(tmp_path, APP_ENV="production")
+PRODUCTION = {"REDIS_URL": "redis://redis.internal:6379/0", "JWT_SECRET": SECRET}
+
+
+@pytest.mark.parametrize("missing", ["REDIS_URL", "JWT_SECRET", "USERS_FILE"])
+def test_production_requires_what_development_makes_up(tmp_path: Path, missing: str) -> None:
+    env = {**PRODUCTION, "USERS_FILE": "/etc/sessionwire/users.json", "APP_ENV": "production"}
+    env[missing] = " "  # empty counts as unset
+    with pytest.raises(ConfigError) as caught:
+        from_env(tmp_path, **env)
+    assert str(caught.value).startswith(f"{missing} is required when APP_ENV=production")
+    assert "\n" not in str(caught.value)
     assert not (tmp_path / "secret").exists()
+
+
+def test_production_names_everything_missing_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        from_env(tmp_path, APP_ENV="production")
+    assert str(caught.value).startswith(
+        "REDIS_URL, JWT_SECRET and USERS_FILE are required when APP_ENV=production"
+    )
+
+
+def test_production_with_everything_named(tmp_path: Path) -> None:
+    settings = from_env(tmp_path, APP_ENV="production", USERS_FILE="users.json", **PRODUCTION)
+    assert (settings.redis_url, settings.users_file) == (PRODUCTION["REDIS_URL"], "users.json")
+    assert not settings.jwt_secret_generated
 
 
 def test_development_generates_one_shared_secret(

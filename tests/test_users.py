@@ -1,74 +1,84 @@
-"""The users file and `python -m service.users add NAME`."""
+"""The users file: the directory that follows it, and `python -m service.users`."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
-from argon2.exceptions import VerificationError
 
+from service import useradmin, usersfile
 from service.passwords import PasswordChecker
 from service.settings import ConfigError
-from service.users import UserDirectory, set_password
-from tests.conftest import ROOT
+from service.users import UserDirectory
+from tests.conftest import ROOT, free_port
+from tests.devices import Device
+from tests.processes import Process, process_env, running
+from tests.test_concurrency import pids_answering, wait_until
 
 
-def add_user(path: Path, username: str, typed: str) -> subprocess.CompletedProcess[str]:
-    """Run the command with no terminal, so getpass reads the password from stdin."""
+def write_users(path: Path, **passwords: str) -> None:
+    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # cheap, for tests
+    entries = [
+        {
+            "username": name,
+            "email": f"{name}@example.com",
+            "bio": "",
+            "password_hash": hasher.hash(pw),
+        }
+        for name, pw in passwords.items()
+    ]
+    usersfile.write_entries(path, entries)
+
+
+def command(
+    path: Path, *args: str, typed: str = "", redis_url: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run the command with no terminal, so it reads the password from stdin; with no
+    `redis_url`, as in development with no Redis running."""
+    environment = process_env(redis_url, DEV_REDIS_PORT=str(free_port()))
+    if not redis_url:
+        del environment["REDIS_URL"]
     return subprocess.run(
-        [sys.executable, "-m", "service.users", "add", username, "--file", str(path)],
+        [sys.executable, "-m", "service.users", *args, "--file", str(path)],
         cwd=ROOT,
+        env=environment,
         input=typed,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
         start_new_session=True,  # no controlling terminal
     )
 
 
-def test_set_password_adds_then_updates(tmp_path: Path) -> None:
-    path = tmp_path / "users.json"
-    assert set_password(path, "dana", "first-pass") is True
-    assert set_password(path, "erik", "second-pass") is True
-    assert set_password(path, "dana", "changed-pass") is False
-    data = json.loads(path.read_text())
-    assert [u["username"] for u in data["users"]] == ["dana", "erik"]
-    hasher = PasswordHasher()
-    dana = data["users"][0]
-    assert hasher.verify(dana["password_hash"], "changed-pass")
-    with pytest.raises(VerificationError):
-        hasher.verify(dana["password_hash"], "first-pass")
-    assert "changed-pass" not in path.read_text()
+def stored(path: Path, username: str) -> dict[str, str] | None:
+    entries = json.loads(path.read_text())["users"]
+    return next((entry for entry in entries if entry["username"] == username), None)
 
 
-def test_hashes_are_argon2id_at_least_owasps_minimum(tmp_path: Path) -> None:
-    path = tmp_path / "users.json"
-    set_password(path, "dana", "pass-word")
-    stored = json.loads(path.read_text())["users"][0]["password_hash"]
-    assert stored.startswith("$argon2id$")
-    found = extract_parameters(stored)
-    assert found.type is Type.ID
-    assert found.memory_cost >= 19 * 1024
-    assert found.time_cost >= 2
+def verifies(path: Path, username: str, password: str) -> bool:
+    entry = stored(path, username)
+    return entry is not None and PasswordHasher().verify(entry["password_hash"], password)
 
 
-def test_the_demo_users_are_argon2id() -> None:
-    data = json.loads((ROOT / "demo_users.json").read_text())
-    names = {u["username"] for u in data["users"]}
-    assert {"user123", "user124"} <= names
-    for user in data["users"]:
-        assert user["password_hash"].startswith("$argon2id$")
-        if user["username"] in ("user123", "user124"):
-            assert PasswordHasher().verify(user["password_hash"], "1234")
+# --- the directory ---
 
 
 async def test_a_directory_checks_passwords(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
-    set_password(path, "dana", "pass-word")
+    write_users(path, dana="pass-word")
     users, checker = UserDirectory.load(path), PasswordChecker()
     user = await users.authenticate("dana", "pass-word", checker)
     assert user is not None and user.username == "dana"
@@ -95,26 +105,309 @@ def test_a_bad_users_file_is_a_config_error(tmp_path: Path, content: str | None)
         UserDirectory.load(path)
 
 
-def test_the_command_adds_a_user(tmp_path: Path) -> None:
+def test_the_directory_follows_the_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "users.json"
-    done = add_user(path, "dana", "s3cret-pass\ns3cret-pass\n")
-    assert done.returncode == 0, done.stderr
-    assert "added dana" in done.stdout
-    assert "s3cret-pass" not in done.stdout + done.stderr
-    stored = json.loads(path.read_text())["users"][0]
-    assert stored["username"] == "dana"
-    assert PasswordHasher().verify(stored["password_hash"], "s3cret-pass")
-    again = add_user(path, "dana", "new-pass\nnew-pass\n")
-    assert again.returncode == 0
-    assert "updated dana" in again.stdout
+    write_users(path, dana="pass-word")
+    users = UserDirectory.load(path)
+    assert users.refresh() is False  # unchanged: one stat, nothing read
+    write_users(path, dana="pass-word", erik="pass-word")
+    assert users.refresh() is True
+    assert users.get("erik") is not None
+    path.write_text("{broken")
+    assert users.refresh() is False
+    assert users.get("erik") is not None, "a bad file must keep the users read before"
+    assert "keeping the 2 users read before" in caplog.text
+    caplog.clear()
+    assert users.refresh() is False
+    assert caplog.text == "", "a bad file is reported once per change"
+    write_users(path, dana="pass-word")
+    assert users.refresh(force=True) is True
+    assert users.refresh(force=True) is True  # SIGHUP rereads even an unchanged file
+    assert users.get("erik") is None
+
+
+class ChangingChecker(PasswordChecker):
+    """Changes the user's password in the file while the first check is being hashed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path, self.calls = path, 0
+
+    async def verify(self, stored_hash: str, password: str, client: str = "") -> bool:
+        self.calls += 1
+        if self.calls == 1:
+            write_users(self.path, dana="new-password")
+        return await super().verify(stored_hash, password, client)
+
+
+async def test_a_password_changed_during_its_check_is_checked_again(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    write_users(path, dana="old-password")
+    users, checker = UserDirectory.load(path), ChangingChecker(path)
+    assert await users.authenticate("dana", "old-password", checker) is None
+    assert checker.calls == 2
+    assert await users.authenticate("dana", "new-password", checker) is not None
+    checker.close()
+
+
+def test_hashes_are_argon2id_at_least_owasps_minimum(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    assert command(path, "add", "dana", typed="pass-word\n").returncode == 0
+    found = extract_parameters(stored(path, "dana")["password_hash"])  # type: ignore[index]
+    assert found.type is Type.ID
+    assert found.memory_cost >= 19 * 1024
+    assert found.time_cost >= 2
+
+
+def test_the_demo_users_are_argon2id() -> None:
+    data = json.loads((ROOT / "demo_users.json").read_text())
+    names = {u["username"] for u in data["users"]}
+    assert {"user123", "user124"} <= names
+    for user in data["users"]:
+        assert user["password_hash"].startswith("$argon2id$")
+        if user["username"] in ("user123", "user124"):
+            assert PasswordHasher().verify(user["password_hash"], "1234")
+
+
+# --- the command ---
+
+
+def test_add_then_passwd_then_remove(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    added = command(path, "add", "dana", typed="s3cret-pass\n")
+    assert added.returncode == 0, added.stderr
+    assert "added dana" in added.stdout
+    assert "s3cret-pass" not in added.stdout + added.stderr + path.read_text()
+    assert verifies(path, "dana", "s3cret-pass")
+    assert stored(path, "dana") == {**stored(path, "dana"), "email": "", "bio": ""}  # type: ignore[dict-item]
+
+    changed = command(path, "passwd", "dana", typed="new-pass-word\n")
+    assert changed.returncode == 0, changed.stderr
+    assert "changed the password of dana" in changed.stdout
+    assert "no session to sign out" in changed.stdout  # no Redis runs for this test
+    assert verifies(path, "dana", "new-pass-word")
+
+    removed = command(path, "remove", "dana")
+    assert removed.returncode == 0, removed.stderr
+    assert stored(path, "dana") is None
 
 
 @pytest.mark.parametrize(
-    ("username", "typed"),
-    [("dana", "one-pass\nother-pass\n"), ("dana", "abc\nabc\n"), ("bad name}", "pw-pw\npw-pw\n")],
+    ("args", "typed", "status", "says"),
+    [
+        (("add", "dana"), "seven77\n", 2, "at least 8 characters"),
+        (("add", "dana"), "", 2, "at least 8 characters"),
+        (("add", "bad name}"), "pass-word\n", 2, "a username is"),
+        (("add", "dana\n"), "pass-word\n", 2, "a username is"),
+        (("add", "erik"), "pass-word\n", 1, "erik is already in"),
+        (("passwd", "nobody"), "pass-word\n", 1, "nobody is not in"),
+        (("passwd", "erik"), "short\n", 2, "at least 8 characters"),
+        (("remove", "nobody"), "", 1, "nobody is not in"),
+    ],
 )
-def test_the_command_refuses(tmp_path: Path, username: str, typed: str) -> None:
+def test_the_command_refuses_and_changes_nothing(
+    tmp_path: Path, args: tuple[str, ...], typed: str, status: int, says: str
+) -> None:
     path = tmp_path / "users.json"
-    done = add_user(path, username, typed)
-    assert done.returncode == 2
-    assert not path.exists()
+    write_users(path, erik="erik-password")
+    before = path.read_bytes()
+    done = command(path, *args, typed=typed)
+    assert done.returncode == status, done.stderr
+    assert says in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("typed", "accepted"), [(["pass-word", "pass-word"], True), (["pass-word", "pass-wore"], False)]
+)
+def test_at_a_terminal_the_password_is_asked_twice(
+    monkeypatch: pytest.MonkeyPatch, typed: list[str], accepted: bool
+) -> None:
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    answers = iter(typed)
+    if accepted:
+        assert useradmin._read_password(lambda _: next(answers)) == "pass-word"
+    else:
+        with pytest.raises(useradmin.BadInput, match="differ"):
+            useradmin._read_password(lambda _: next(answers))
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o600])
+def test_the_file_keeps_its_mode(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "users.json"
+    write_users(path, erik="erik-password")
+    path.chmod(mode)
+    assert command(path, "passwd", "erik", typed="pass-word\n").returncode == 0
+    assert path.stat().st_mode & 0o7777 == mode
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_the_file_keeps_its_owner(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    write_users(path, erik="erik-password")
+    os.chown(path, 65534, 65534)
+    assert command(path, "add", "dana", typed="pass-word\n").returncode == 0
+    assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534)
+
+
+def test_a_link_is_kept_and_its_target_replaced(tmp_path: Path) -> None:
+    target, link = tmp_path / "real.json", tmp_path / "users.json"
+    write_users(target, erik="erik-password")
+    link.symlink_to(target)
+    assert command(link, "add", "dana", typed="pass-word\n").returncode == 0
+    assert link.is_symlink()
+    assert stored(target, "dana") is not None
+
+
+def test_a_crash_while_writing_leaves_the_old_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "users.json"
+    write_users(path, erik="erik-password")
+    before = path.read_bytes()
+
+    def crash(fd: int) -> None:
+        raise OSError("the disk went away")
+
+    monkeypatch.setattr(usersfile.os, "fsync", crash)
+    with pytest.raises(OSError, match="disk went away"):
+        usersfile.write_entries(path, [{"username": "dana", "password_hash": "x"}])
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["users.json"], "a temporary file was left"
+
+
+def test_a_reader_never_sees_half_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    write_users(path, erik="erik-password")
+    entries = usersfile.read_entries(path)
+    entries += [{**entries[0], "username": f"user{i}", "bio": "x" * 2000} for i in range(200)]
+    stop = threading.Event()
+    seen: list[int] = []
+    broken: list[Exception] = []
+
+    def read_all_the_time() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(len(json.loads(path.read_text())["users"]))
+            except (OSError, ValueError) as exc:
+                broken.append(exc)
+
+    reader = threading.Thread(target=read_all_the_time)
+    reader.start()
+    try:
+        for n in range(1, 30):
+            before = path.stat().st_ino
+            usersfile.write_entries(path, entries[: 1 + n * 7])
+            # Replaced, never rewritten in place (the new file existed beside the old one).
+            assert path.stat().st_ino != before
+    finally:
+        stop.set()
+        reader.join()
+    assert seen, "the reader never read"
+    assert not broken, broken[:3]
+
+
+def test_redis_not_answering_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "users.json"
+    write_users(path, erik="erik-password")
+    before = path.read_bytes()
+    monkeypatch.setattr(useradmin, "CONNECT_WAIT", 0.5)
+    for name, value in process_env("redis://127.0.0.1:1/0").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("pass-word\n"))
+    assert useradmin.main(["passwd", "erik", "--file", str(path)]) == 1
+    assert "did not answer" in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
+# --- a running system ---
+
+
+def rereads(log: str) -> Counter[int]:
+    """How often each process said it reread the users file."""
+    return Counter(int(pid) for pid in re.findall(r"\[(\d+)\] service\.users: reread", log))
+
+
+async def sign_in(http: aiohttp.ClientSession, api: Process, user: str, password: str) -> Any:
+    body = {"username": user, "password": password}
+    async with http.post(f"{api.url}/login", json=body) as resp:
+        return resp.status, await resp.json()
+
+
+async def signed_in_device(
+    http: aiohttp.ClientSession, api: Process, worker: Process, user: str, password: str
+) -> Device:
+    status, body = await sign_in(http, api, user, password)
+    assert status == 200, body
+    device = await Device.connect(http, f"ws://127.0.0.1:{worker.port}/ws", body["token"])
+    await device.ready()
+    return device
+
+
+async def test_a_running_system_follows_the_users_file(tmp_path: Path, redis_url: str) -> None:
+    path = tmp_path / "users.json"
+    write_users(path, alice="alice-password", bob="bob-password")
+    with (
+        running(
+            "service",
+            redis_url,
+            tmp_path,
+            USERS_FILE=str(path),
+            WEB_CONCURRENCY="2",
+            LOGIN_MAX_FAILURES="100",
+        ) as api,
+        running("workers", redis_url, tmp_path) as worker,
+    ):
+        assert api.proc is not None
+        children = pids_answering(api, 2)
+        # A new connection for each request: each may land on either API process.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            phone = await signed_in_device(http, api, worker, "alice", "alice-password")
+            laptop = await signed_in_device(http, api, worker, "alice", "alice-password")
+            bob = await signed_in_device(http, api, worker, "bob", "bob-password")
+
+            added = await asyncio.to_thread(
+                command, path, "add", "carol", typed="carol-password\n", redis_url=redis_url
+            )
+            assert added.returncode == 0, added.stderr
+            for _ in range(6):
+                assert (await sign_in(http, api, "carol", "carol-password"))[0] == 200
+
+            changed = await asyncio.to_thread(
+                command, path, "passwd", "alice", typed="alice-new-pass\n", redis_url=redis_url
+            )
+            assert changed.returncode == 0, changed.stderr
+            assert "signed out 2 session(s)" in changed.stdout
+            for device in (phone, laptop):
+                notice = await device.until("session.revoked")
+                assert (notice["reason"], notice["by"]) == ("password_changed", None)
+            for _ in range(6):
+                assert (await sign_in(http, api, "alice", "alice-password"))[0] == 401
+                assert (await sign_in(http, api, "alice", "alice-new-pass"))[0] == 200
+
+            removed = await asyncio.to_thread(command, path, "remove", "bob", redis_url=redis_url)
+            assert removed.returncode == 0, removed.stderr
+            notice = await bob.until("session.revoked")
+            assert (notice["reason"], notice["by"]) == ("admin", None)
+            assert (await sign_in(http, api, "bob", "bob-password"))[0] == 401
+
+        # Each API process rereads the file by itself, and again on SIGHUP.
+        wait_until(lambda: set(rereads(api.log())) == children, 5, "not every process reread")
+        before = rereads(api.log())
+        api.proc.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: all(rereads(api.log())[pid] > before[pid] for pid in children),
+            5,
+            "SIGHUP did not make every process reread the file",
+        )
+        # A bad file is logged by each, and the users read before stay.
+        path.write_text("{not json")
+        kept = re.compile(r"\[(\d+)\] service\.users: .*keeping the 2 users read before")
+        wait_until(lambda: set(map(int, kept.findall(api.log()))) == children, 5, "no error")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            for _ in range(6):
+                assert (await sign_in(http, api, "carol", "carol-password"))[0] == 200
+    assert "Traceback" not in api.log()

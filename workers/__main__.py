@@ -1,4 +1,5 @@
-"""`python -m workers`: run the worker (the WebSocket gateway and the background duties)."""
+"""`python -m workers`: run the worker (the WebSocket gateway and the background duties),
+GATEWAY_CONCURRENCY processes on GATEWAY_PORT."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ if __name__ == "__main__":
         serve(
             "worker",
             create_gateway_app,
-            lambda settings: settings.gateway_port,
+            port="gateway_port",
+            concurrency="gateway_concurrency",
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             # aiohttp rounds timers longer than this up to whole seconds, which would make
             # every socket's 25 s heartbeat fire in once-a-second bursts that delay notices.
