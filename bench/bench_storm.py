@@ -27,11 +27,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from bench.bench_gateway import SECRET, machine, started
 from bench.common import free_port, markers, wait_http, write_section
+from bench.wsraw import RawSocket
 from service.redis_conn import single_client
 from service.settings import Settings
 from service.store import SessionStore
@@ -58,54 +60,55 @@ class Result:
     watch_before: tuple[float, float]  # watchers' notice latency p50, p99 (ms) before
     watch_during: tuple[float, float]  # ... during the storm
     load: float
+    cpu: dict[str, float]  # CPU seconds spent during the storm: worker B, Redis, clients
 
 
 # -- client processes ---------------------------------------------------------------------
 
 
 async def client_main(spec: dict[str, Any]) -> object:
-    """Hold devices on worker A; when told, reconnect them all to B; record their `ready`."""
-    first, second = spec["urls"]
+    """Hold devices on worker A; when told, reconnect them all to B; record their `ready`.
+
+    Devices are raw sockets (bench/wsraw.py): the load generator shares the two cores with
+    the worker it measures, so it must cost little.
+    """
+    first, second = (urlsplit(url) for url in spec["urls"])
     ready_at: list[int] = []
     on_first = 0
-    all_on_first, go = asyncio.Event(), asyncio.Event()
+    all_on_first, go, go_home = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
-    async def device(http: aiohttp.ClientSession, token: str) -> None:
+    async def device(token: str) -> None:
         nonlocal on_first
-        protocols = ("sessionwire.v1", f"bearer.{token}")
-        async with http.ws_connect(first, protocols=protocols) as ws:
-            on_first += 1
-            if on_first == len(spec["tokens"]):
-                all_on_first.set()
-            async for _ in ws:  # until worker A goes away (1001)
-                pass
+        ws = await RawSocket.connect(first.hostname or "", first.port or 0, token)
+        on_first += 1
+        if on_first == len(spec["tokens"]):
+            all_on_first.set()
+        while await ws.text() is not None:  # until worker A goes away (1001)
+            pass
+        ws.close()
         await go.wait()
         deadline = time.monotonic() + GIVE_UP
         while True:
             try:
-                ws = await http.ws_connect(second, protocols=protocols)
+                ws = await RawSocket.connect(second.hostname or "", second.port or 0, token)
                 break
-            except (aiohttp.ClientError, OSError):
+            except (ConnectionError, OSError):
                 if time.monotonic() > deadline:
                     return
                 await asyncio.sleep(RETRY_EVERY)
-        async with ws:
-            async for msg in ws:
-                if json.loads(msg.data)["type"] == "ready":
-                    ready_at.append(time.monotonic_ns())
-                    await go_home.wait()
-                    return
+        if (message := await ws.text()) and json.loads(message)["type"] == "ready":
+            ready_at.append(time.monotonic_ns())
+        await go_home.wait()
+        ws.close()
 
-    go_home = asyncio.Event()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        tasks = [asyncio.create_task(device(http, token)) for token in spec["tokens"]]
-        await all_on_first.wait()
-        print("ready", flush=True)
-        await asyncio.to_thread(sys.stdin.readline)  # the go (or the driver is gone)
-        go.set()
-        await asyncio.to_thread(sys.stdin.readline)  # the end
-        go_home.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    tasks = [asyncio.create_task(device(token)) for token in spec["tokens"]]
+    await all_on_first.wait()
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # the go (or the driver is gone)
+    go.set()
+    await asyncio.to_thread(sys.stdin.readline)  # the end
+    go_home.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
     return ready_at
 
 
@@ -189,9 +192,13 @@ async def revoke_steadily(
 
 
 def gateway_counts(port: int) -> tuple[int, int]:
-    """(sockets, sockets still syncing) as worker B's /metrics says."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
+    """(sockets, sockets still syncing) as worker B's /metrics says; (0, 0) when it is too
+    busy to answer in time (the storm is then not over)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+            text = resp.read().decode()
+    except TimeoutError:
+        return 0, 0
     values = {
         line.split()[0]: float(line.split()[1])
         for line in text.splitlines()
@@ -200,6 +207,12 @@ def gateway_counts(port: int) -> tuple[int, int]:
     return int(values["sessionwire_gateway_sockets"]), int(
         values["sessionwire_gateway_sockets_syncing"]
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def spawn(role: str, tmp: Path, spec: object, name: str) -> asyncio.subprocess.Process:
@@ -252,11 +265,15 @@ async def measure(devices: int, tmp: Path) -> Result:
     redis = ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"]
     worker = [sys.executable, "-m", "workers"]
     with ExitStack() as stack:
-        stack.enter_context(started([*redis, "--dir", str(tmp)], env, tmp / "redis.log"))
+        redis_proc = stack.enter_context(
+            started([*redis, "--dir", str(tmp)], env, tmp / "redis.log")
+        )
         worker_a = stack.enter_context(
             started(worker, {**env, "GATEWAY_PORT": str(port_a)}, tmp / "worker-a.log")
         )
-        stack.enter_context(started(worker, {**env, "GATEWAY_PORT": str(port_b)}, tmp / "b.log"))
+        worker_b = stack.enter_context(
+            started(worker, {**env, "GATEWAY_PORT": str(port_b)}, tmp / "b.log")
+        )
         for port in (port_a, port_b):
             wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
         sessions = Sessions(redis_url)
@@ -294,6 +311,12 @@ async def measure(devices: int, tmp: Path) -> Result:
         during_task = asyncio.create_task(
             revoke_steadily(sessions, plan[WATCH_RATE * 3 :], storm_over)
         )
+        pids = {
+            "worker": [worker_b.pid],
+            "redis": [redis_proc.pid],
+            "clients": [c.pid for c in clients],
+        }
+        cpu_before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
         go = time.monotonic_ns()
         await tell(clients)
         curve: list[tuple[float, int]] = []
@@ -307,6 +330,7 @@ async def measure(devices: int, tmp: Path) -> Result:
                 raise RuntimeError(f"storm not over after 120 s; see {tmp}")
             await asyncio.sleep(POLL)
         caught_up_s = (time.monotonic_ns() - go) / 1e9
+        cpu = {n: sum(cpu_seconds(p) for p in ps) - cpu_before[n] for n, ps in pids.items()}
         storm_over.set()
         during = await during_task
         await tell(clients)  # the end
@@ -331,6 +355,7 @@ async def measure(devices: int, tmp: Path) -> Result:
         watch_before=percentiles(before, told),
         watch_during=percentiles(during, told),
         load=load,
+        cpu=cpu,
     )
 
 
@@ -369,7 +394,8 @@ def report(results: list[Result]) -> str:
     rows = [
         f"| {n} | {r.all_ready_s:.2f} s | {r.caught_up_s:.2f} s | "
         f"{r.watch_before[0]:.1f} / {r.watch_before[1]:.1f} ms | "
-        f"{r.watch_during[0]:.1f} / {r.watch_during[1]:.1f} ms | {r.load:.1f} |"
+        f"{r.watch_during[0]:.1f} / {r.watch_during[1]:.1f} ms | "
+        f"{r.cpu['worker']:.2f} / {r.cpu['redis']:.2f} / {r.cpu['clients']:.2f} s | {r.load:.1f} |"
         for n, r in enumerate(results, 1)
     ]
     caught = med([r.caught_up_s for r in results])
@@ -387,8 +413,9 @@ def report(results: list[Result]) -> str:
             " and its user's log replayed), read from its /metrics. Watchers' notice latency"
             f" is p50 / p99 of revocations at {WATCH_RATE}/s, before and during the storm.",
             "",
-            "| run | all `ready` | all caught up | watchers before | watchers during | load |",
-            "|---|---|---|---|---|---|",
+            "| run | all `ready` | all caught up | watchers before | watchers during "
+            "| CPU: worker / Redis / clients | load |",
+            "|---|---|---|---|---|---|---|",
             *rows,
             "",
             f"Median: all caught up in **{caught:.2f} s** (target 3 s: {verdict}).",
@@ -416,7 +443,7 @@ def main() -> None:
             result = asyncio.run(measure(args.devices, Path(tmp)))
         print(
             f"run {n + 1}: ready {result.all_ready_s:.2f} s, caught up {result.caught_up_s:.2f} s,"
-            f" watchers {result.watch_before} -> {result.watch_during} ms",
+            f" watchers {result.watch_before} -> {result.watch_during} ms, cpu {result.cpu}",
             flush=True,
         )
         results.append(result)

@@ -24,6 +24,10 @@ from service.redis_conn import REDIS_DOWN, RedisClient
 from service.topology import Node, NodeGone, Topology
 
 MAX_BATCH = 128  # commands per pipeline; more wait for the next one, sent at once too
+# Pipelines out at once. Past it, new reads gather for the next one: a burst then costs a
+# few large pipelines rather than a new Redis connection per small one (each connection
+# the pool opens in a hurry costs more CPU than the reads it carries).
+MAX_IN_FLIGHT = 4
 
 Pending = tuple[Sequence[Any], "asyncio.Future[Any]"]
 
@@ -40,9 +44,13 @@ class ReadBatcher:
     """
 
     def __init__(
-        self, client: RedisClient, topology: Topology | None = None, max_batch: int = MAX_BATCH
+        self,
+        client: RedisClient,
+        topology: Topology | None = None,
+        max_batch: int = MAX_BATCH,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        self.client, self.max_batch = client, max_batch
+        self.client, self.max_batch, self.max_in_flight = client, max_batch, max_in_flight
         self.topology = topology or Topology(client)
         self._pending: list[Pending] = []
         self._flush_scheduled = False
@@ -53,10 +61,14 @@ class ReadBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((command, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        self._schedule()
         return await future
+
+    def _schedule(self) -> None:
+        """Flush at the end of this turn, unless one is due already or all slots are out."""
+        if not self._flush_scheduled and len(self._in_flight) < self.max_in_flight:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def close(self) -> None:
         """Wait for the batches already sent (their requests still get answers)."""
@@ -65,14 +77,19 @@ class ReadBatcher:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        pending, self._pending = self._pending, []
-        for start in range(0, len(pending), self.max_batch):
-            self._spawn(self._send(pending[start : start + self.max_batch]))
+        while self._pending and len(self._in_flight) < self.max_in_flight:
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            self._spawn(self._send(batch))
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(self._landed)
+
+    def _landed(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if self._pending:  # what gathered meanwhile leaves now
+            self._schedule()
 
     async def _send(self, batch: list[Pending]) -> None:
         batch = [(command, future) for command, future in batch if not future.done()]
