@@ -16,9 +16,12 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+import redis.asyncio as redis
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
-from redis.exceptions import AskError
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import AskError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.redis_conn import REDIS_DOWN, RedisClient
 from service.topology import Node, NodeGone, Topology
@@ -30,6 +33,44 @@ MAX_BATCH = 128  # commands per pipeline; more wait for the next one, sent at on
 MAX_IN_FLIGHT = 4
 
 Pending = tuple[Sequence[Any], "asyncio.Future[Any]"]
+
+
+class _Borrowed:
+    """Batches on a single server, on a connection borrowed from the client's pool.
+
+    A batch of keyed reads needs none of redis-py's pipeline machinery (a command stack,
+    a retry wrapper, response callbacks): one checkout, one write, the replies. A broken
+    connection is dropped and the batch sent once more on another: reads are safe to
+    repeat, so a Redis that restarted costs no request an error.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.pool = client.connection_pool
+
+    async def run(self, commands: list[Sequence[Any]]) -> list[Any]:
+        try:
+            return await self._run_once(commands)
+        except (RedisConnectionError, RedisTimeoutError):
+            return await self._run_once(commands)
+
+    async def _run_once(self, commands: list[Sequence[Any]]) -> list[Any]:
+        conn = await self.pool.get_connection()
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            return [await _reply(conn) for _ in commands]
+        except BaseException:
+            await conn.disconnect()  # what it had half read would confuse the next user
+            raise
+        finally:
+            await self.pool.release(conn)
+
+
+async def _reply(conn: AbstractConnection) -> Any:
+    """One reply; an error answered to this command is its reply, not the batch's end."""
+    try:
+        return await conn.read_response()
+    except ResponseError as exc:
+        return exc
 
 
 class ReadBatcher:
@@ -52,9 +93,11 @@ class ReadBatcher:
     ) -> None:
         self.client, self.max_batch, self.max_in_flight = client, max_batch, max_in_flight
         self.topology = topology or Topology(client)
+        self._single = _Borrowed(client) if isinstance(client, redis.Redis) else None
         self._pending: list[Pending] = []
         self._flush_scheduled = False
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.batches_sent = 0  # how many batches (pipelines) left so far
 
     async def execute(self, *command: Any) -> Any:
         """Run one keyed read command (its key second, as in HGETALL key)."""
@@ -95,6 +138,7 @@ class ReadBatcher:
         batch = [(command, future) for command, future in batch if not future.done()]
         if not batch:
             return
+        self.batches_sent += 1
         if not self.topology.cluster:
             await _settle(batch, self._on_single(batch))
             return
@@ -105,10 +149,8 @@ class ReadBatcher:
         await asyncio.gather(*(self._send_to_node(node, part) for node, part in by_node.items()))
 
     async def _on_single(self, batch: list[Pending]) -> list[Any]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for command, _ in batch:
-                pipe.execute_command(*command)
-            return await pipe.execute(raise_on_error=False)
+        assert self._single is not None
+        return await self._single.run([command for command, _ in batch])
 
     async def _send_to_node(self, node: Node, batch: list[Pending]) -> None:
         try:
