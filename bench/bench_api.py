@@ -60,6 +60,31 @@ class Result:
     p99_ms: float
     cpu_us: float  # the server's CPU time per request: steadier than throughput here
     redis_cpu_us: float  # Redis's (every node's) CPU time per request
+    per_read: float  # requests per read Redis handled: how many requests a round trip carries
+
+
+@dataclass(frozen=True)
+class RedisNodes:
+    """The benchmark's Redis processes, to read what they spent."""
+
+    pids: list[int]
+    ports: list[int]
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def reads(self) -> int:
+        """Reads from clients handled so far (`INFO stats`), summed over the nodes."""
+        total = 0
+        for port in self.ports:
+            out = subprocess.run(
+                ["redis-cli", "-p", str(port), "info", "stats"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            total += int(re.search(r"total_reads_processed:(\d+)", out).group(1))  # type: ignore[union-attr]
+        return total
 
 
 @contextmanager
@@ -100,10 +125,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def wrk(
-    url: str, connections: int, seconds: int, token: str, server_pid: int, redis_pids: list[int]
+    url: str, connections: int, seconds: int, token: str, server_pid: int, redis: RedisNodes
 ) -> Result:
     cpu_before = cpu_seconds(server_pid)
-    redis_before = sum(cpu_seconds(pid) for pid in redis_pids)
+    redis_before, reads_before = redis.cpu(), redis.reads()
     out = subprocess.run(
         [
             "wrk",
@@ -126,15 +151,17 @@ def wrk(
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     cpu_us = (cpu_seconds(server_pid) - cpu_before) / requests * 1e6
-    redis_us = (sum(cpu_seconds(pid) for pid in redis_pids) - redis_before) / requests * 1e6
-    return Result(rps, p50, p99, cpu_us, redis_us)
+    redis_us = (redis.cpu() - redis_before) / requests * 1e6
+    reads = redis.reads() - reads_before - len(redis.ports)  # less our own INFO before
+    per_read = requests / max(1, reads)
+    return Result(rps, p50, p99, cpu_us, redis_us, per_read)
 
 
 def median(results: list[Result]) -> Result:
     return Result(
         *(
             statistics.median(getattr(r, f) for r in results)
-            for f in ("rps", "p50_ms", "p99_ms", "cpu_us", "redis_cpu_us")
+            for f in ("rps", "p50_ms", "p99_ms", "cpu_us", "redis_cpu_us", "per_read")
         )
     )
 
@@ -167,18 +194,19 @@ def targets(compare: Path | None, web_concurrency: int) -> list[Target]:
 
 
 @contextmanager
-def redis_engine(engine: str) -> Iterator[tuple[str, list[int]]]:
-    """One redis-server, or a local 3-master, 3-replica cluster: its URL and process ids."""
+def redis_engine(engine: str) -> Iterator[tuple[str, RedisNodes]]:
+    """One redis-server, or a local 3-master, 3-replica cluster: its URL and processes."""
     if engine == "cluster":
         from tests.rediscluster import LocalCluster
 
         with LocalCluster() as cluster:
-            yield cluster.url, [n.proc.pid for n in cluster.nodes.values() if n.proc]
+            nodes = [(port, n.proc.pid) for port, n in cluster.nodes.items() if n.proc]
+            yield cluster.url, RedisNodes([pid for _, pid in nodes], [port for port, _ in nodes])
         return
     port = free_port()
     args = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"]
     with process([*args, "--dir", tempfile.mkdtemp()]) as pid:
-        yield f"redis://127.0.0.1:{port}/0", [pid]
+        yield f"redis://127.0.0.1:{port}/0", RedisNodes([pid], [port])
 
 
 def run(
@@ -188,7 +216,7 @@ def run(
         sys.exit("bench: wrk is missing (apt-get install wrk)")
     chosen = targets(compare, web_concurrency)
     ports = {t.name: free_port() for t in chosen}
-    with redis_engine(engine) as (redis_url, redis_pids), ExitStack() as stack:
+    with redis_engine(engine) as (redis_url, redis_nodes), ExitStack() as stack:
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
@@ -240,10 +268,10 @@ def run(
                             seconds,
                             token,
                             pids[target.name],
-                            redis_pids,
+                            redis_nodes,
                         )
                     )
-            storm["alone"].append(wrk(urls["api"], 32, seconds, token, pids["api"], redis_pids))
+            storm["alone"].append(wrk(urls["api"], 32, seconds, token, pids["api"], redis_nodes))
             stormer = subprocess.Popen(
                 [
                     py,
@@ -257,7 +285,7 @@ def run(
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            storm["storm"].append(wrk(urls["api"], 32, seconds, token, pids["api"], redis_pids))
+            storm["storm"].append(wrk(urls["api"], 32, seconds, token, pids["api"], redis_nodes))
             storm_logins.append(int(stormer.communicate()[0]))
     plot(table, chosen, engine)
     return report(table, storm, storm_logins, chosen, runs, seconds, engine, web_concurrency)
@@ -313,8 +341,8 @@ def report(
         "each as one process (but the WEB_CONCURRENCY row).",
         "",
         "| target | connections | requests/s | p50 ms | p99 ms | server CPU µs/request "
-        "| Redis CPU µs/request | ratio to the naive ceiling |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| Redis CPU µs/request | requests per Redis read | ratio to the naive ceiling |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ratios: dict[tuple[str, int], float] = {}
     p99_ok: dict[tuple[str, int], bool] = {}
@@ -322,11 +350,13 @@ def report(
         ceiling = median(table[("get", connections)])
         for target in chosen:
             m = median(table[(target.name, connections)])
+            # The bare handler reads nothing: what Redis read meanwhile was other processes'.
+            per_read = "no Redis" if target.name == "bare" else f"{m.per_read:.1f}"
             ratios[(target.name, connections)] = m.rps / ceiling.rps
             p99_ok[(target.name, connections)] = m.p99_ms <= ceiling.p99_ms
             lines.append(
                 f"| {target.label} | {connections} | {m.rps:,.0f} | {m.p50_ms:.2f} | "
-                f"{m.p99_ms:.2f} | {m.cpu_us:.0f} | {m.redis_cpu_us:.1f} | "
+                f"{m.p99_ms:.2f} | {m.cpu_us:.0f} | {m.redis_cpu_us:.1f} | {per_read} | "
                 f"{m.rps / ceiling.rps:.2f}x |"
             )
     alone, stormy = median(storm["alone"]), median(storm["storm"])
