@@ -30,10 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.bench_gateway import machine
-from bench.common import free_port, markers, wait_http, write_section
+from bench.common import ROOT, free_port, markers, server_env, wait_http, write_section
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-secret-" + "x" * 40
 NOTES = """Notes. Every server here but the WEB_CONCURRENCY row is one process, CPU-bound
 on one of the two cores (Redis and wrk share the other), so requests/s measures the server's
 CPU per request (its CPU column; the WEB_CONCURRENCY row counts all its processes). The naive
@@ -217,13 +215,7 @@ def run(
     chosen = targets(compare, web_concurrency)
     ports = {t.name: free_port() for t in chosen}
     with redis_engine(engine) as (redis_url, redis_nodes), ExitStack() as stack:
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "JWT_SECRET": SECRET,
-            "LOG_LEVEL": "WARNING",
-            "APP_ENV": "test",
-        }
+        env = server_env(redis_url)
         py = sys.executable
         commands = {
             "bare": ([py, "-m", "bench.ceilings", "bare", str(ports["bare"])], env, ROOT),

@@ -15,8 +15,8 @@ import asyncio
 import secrets
 from pathlib import Path
 
-from bench.bench_gateway import SECRET, machine
-from bench.common import markers, write_section
+from bench.bench_gateway import machine
+from bench.common import SECRET, markers, write_section
 from service.redis_conn import connected
 from service.settings import Settings
 from service.store import SessionStore

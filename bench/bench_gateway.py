@@ -38,15 +38,13 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import free_port, markers, wait_http, write_section
+from bench.common import ROOT, SECRET, free_port, markers, server_env, wait_http, write_section
 from service.redis_conn import RedisClient, connected
 from service.settings import Settings
 from service.store import SessionStore
 from service.tokens import TokenCodec
 from tests.rediscluster import LocalCluster
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-secret-" + "x" * 40
 START, END = markers("bench_gateway")
 CLIENT_PROCESSES = 4
 CONNECT_CONCURRENCY = 64
@@ -212,17 +210,13 @@ async def _measure(
 ) -> Result:
     revocations = rate * seconds
     users = size // 2
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "JWT_SECRET": SECRET,
-        "APP_ENV": "test",
-        "LOG_LEVEL": "WARNING",
-        "MAX_SESSIONS_PER_USER": "1000",
-        "PORT": str(api_port),
-        "GATEWAY_PORT": str(gw_port),
-        "USERS_FILE": str(ROOT / "demo_users.json"),
-    }
+    env = server_env(
+        redis_url,
+        MAX_SESSIONS_PER_USER="1000",
+        PORT=str(api_port),
+        GATEWAY_PORT=str(gw_port),
+        USERS_FILE=str(ROOT / "demo_users.json"),
+    )
     with ExitStack() as stack:
         stack.enter_context(started([sys.executable, "-m", "service"], env, tmp / "api.log"))
         worker = stack.enter_context(

@@ -31,15 +31,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bench.bench_gateway import SECRET, machine, started
-from bench.common import free_port, markers, wait_http, write_section
+from bench.bench_gateway import machine, started
+from bench.common import ROOT, SECRET, free_port, markers, server_env, wait_http, write_section
 from bench.wsraw import RawSocket
 from service.redis_conn import single_client
 from service.settings import Settings
 from service.store import SessionStore
 from service.tokens import TokenCodec
 
-ROOT = Path(__file__).resolve().parent.parent
 START, END = markers("bench_storm")
 CLIENT_PROCESSES = 4
 WATCHERS = 50
@@ -253,15 +252,9 @@ def percentiles(sent: dict[str, int], told: dict[str, int]) -> tuple[float, floa
 async def measure(devices: int, tmp: Path) -> Result:
     redis_port, port_a, port_b = free_port(), free_port(), free_port()
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "JWT_SECRET": SECRET,
-        "APP_ENV": "test",
-        "LOG_LEVEL": "WARNING",
-        "MAX_SESSIONS_PER_USER": "1000",
-        "USERS_FILE": str(ROOT / "demo_users.json"),
-    }
+    env = server_env(
+        redis_url, MAX_SESSIONS_PER_USER="1000", USERS_FILE=str(ROOT / "demo_users.json")
+    )
     redis = ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"]
     worker = [sys.executable, "-m", "workers"]
     with ExitStack() as stack:

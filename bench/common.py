@@ -1,11 +1,28 @@
-"""What the benchmarks share: free ports, waiting for a server, and the results file."""
+"""What the benchmarks share: the servers' environment, free ports, waiting for a server,
+and the results file."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import urllib.request
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret-" + "x" * 40
+
+
+def server_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of the API and worker processes a benchmark starts."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET": SECRET,
+        "APP_ENV": "test",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 def free_port() -> int:

@@ -13,10 +13,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -53,6 +53,34 @@ async def cluster_client(own_cluster: LocalCluster) -> AsyncIterator[RedisCluste
     async with connected(make_settings(own_cluster.url)) as client:
         assert isinstance(client, RedisCluster)
         yield client
+
+
+class System(NamedTuple):
+    """The API and a gateway in process on the test's own cluster, and its store."""
+
+    settings: Settings
+    api: TestClient
+    gw: TestClient
+    store: SessionStore
+
+
+StartSystem = Callable[..., Awaitable[System]]
+
+
+@pytest.fixture
+def start_system(
+    own_cluster: LocalCluster,
+    cluster_client: RedisCluster,
+    aiohttp_client: AiohttpClient,
+    shared_users: UserDirectory,
+) -> StartSystem:
+    async def start(**settings_overrides: Any) -> System:
+        settings = make_settings(own_cluster.url, **settings_overrides)
+        api = await api_on(aiohttp_client, settings, shared_users)
+        gw = await start_gateway(aiohttp_client, settings)
+        return System(settings, api, gw, SessionStore(cluster_client, settings))
+
+    return start
 
 
 def users_on(client: RedisCluster, port: int, count: int) -> list[str]:
@@ -100,15 +128,9 @@ async def revoke(api: TestClient, person: Person, login: Login, statuses: list[i
 
 
 async def test_a_master_killed_while_devices_listen_and_revocations_continue(
-    own_cluster: LocalCluster,
-    cluster_client: RedisCluster,
-    aiohttp_client: AiohttpClient,
-    shared_users: UserDirectory,
+    own_cluster: LocalCluster, cluster_client: RedisCluster, start_system: StartSystem
 ) -> None:
-    settings = make_settings(own_cluster.url, max_sessions_per_user=100)
-    api = await api_on(aiohttp_client, settings, shared_users)
-    gw = await start_gateway(aiohttp_client, settings)
-    store = SessionStore(cluster_client, settings)
+    settings, api, gw, store = await start_system(max_sessions_per_user=100)
     victim, spared_master, _ = own_cluster.masters()
     doomed = await people(store, settings, gw, users_on(cluster_client, victim, 3), phones=3)
     spared = await people(store, settings, gw, users_on(cluster_client, spared_master, 1), phones=1)
@@ -167,15 +189,9 @@ async def test_a_master_killed_while_devices_listen_and_revocations_continue(
 
 
 async def test_a_slot_moved_while_a_device_listens(
-    own_cluster: LocalCluster,
-    cluster_client: RedisCluster,
-    aiohttp_client: AiohttpClient,
-    shared_users: UserDirectory,
+    own_cluster: LocalCluster, start_system: StartSystem
 ) -> None:
-    settings = make_settings(own_cluster.url)
-    api = await api_on(aiohttp_client, settings, shared_users)
-    gw = await start_gateway(aiohttp_client, settings)
-    store = SessionStore(cluster_client, settings)
+    settings, api, gw, store = await start_system()
     laptop = await sign_in(store, settings, "alice", "laptop")
     laptop_ws = await connect(gw, laptop)
     slot = key_slot(eventlog.channel("alice").encode())
@@ -192,15 +208,9 @@ async def test_a_slot_moved_while_a_device_listens(
 
 
 async def test_a_cluster_wide_outage_and_return(
-    own_cluster: LocalCluster,
-    cluster_client: RedisCluster,
-    aiohttp_client: AiohttpClient,
-    shared_users: UserDirectory,
+    own_cluster: LocalCluster, start_system: StartSystem
 ) -> None:
-    settings = make_settings(own_cluster.url)
-    api = await api_on(aiohttp_client, settings, shared_users)
-    gw = await start_gateway(aiohttp_client, settings)
-    store = SessionStore(cluster_client, settings)
+    settings, api, gw, store = await start_system()
     logins = [await sign_in(store, settings, f"user{i}", "phone") for i in range(6)]
     devices = [await connect(gw, login) for login in logins]
     await asyncio.to_thread(own_cluster.stop_all)  # no persistence: every session is gone
