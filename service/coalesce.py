@@ -139,18 +139,14 @@ class ReadBatcher:
         if not batch:
             return
         self.batches_sent += 1
-        if not self.topology.cluster:
-            await _settle(batch, self._on_single(batch))
+        if self._single is not None:
+            await _settle(batch, self._single.run([command for command, _ in batch]))
             return
         by_node: dict[Node, list[Pending]] = {}
         for command, future in batch:
             node = self.topology.node_of(str(command[1]))
             by_node.setdefault(node, []).append((command, future))
         await asyncio.gather(*(self._send_to_node(node, part) for node, part in by_node.items()))
-
-    async def _on_single(self, batch: list[Pending]) -> list[Any]:
-        assert self._single is not None
-        return await self._single.run([command for command, _ in batch])
 
     async def _send_to_node(self, node: Node, batch: list[Pending]) -> None:
         try:

@@ -358,3 +358,25 @@ async def test_gateway_skips_a_bad_message(
     assert changed["session"]["session_id"] == phone.sid
     assert caplog.text.count("skipping an undecodable event") == 2
     await laptop_ws.ws.close()
+
+
+@pytest.mark.parametrize("offer", ["bearer.{token}", "chat, bearer.{token}", "," * 2000])
+async def test_gateway_refuses_an_offer_without_its_subprotocol(
+    gateway: Gateway, store: SessionStore, settings: Settings, offer: str
+) -> None:
+    gw = await gateway()
+    alice = await sign_in(store, settings, "alice")
+    headers = {
+        "Sec-WebSocket-Protocol": offer.format(token=alice.token),
+        "Authorization": f"Bearer {alice.token}",
+    }
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await gw.ws_connect("/ws", headers=headers)
+    assert refused.value.status == 400
+    resp = await gw.get("/ws", headers=headers)
+    assert resp.content_type == "application/problem+json"
+    assert (await resp.json())["code"] == "bad_request"
+    # Offered with ours, the same socket opens.
+    ws = await gw.ws_connect("/ws", protocols=("sessionwire.v1", f"bearer.{alice.token}"))
+    assert ws.protocol == "sessionwire.v1"
+    await ws.close()

@@ -48,10 +48,14 @@ class Admission:
     gone: SessionGone | None
 
 
-def token_of(request: web.Request) -> str:
+def offered_protocols(request: web.Request) -> list[str]:
+    header = request.headers.get("Sec-WebSocket-Protocol", "")
+    return [part.strip() for part in header.split(",")] if header else []
+
+
+def token_of(offered: list[str], request: web.Request) -> str:
     """The token from the `bearer.<jwt>` subprotocol, else from `Authorization: Bearer`."""
-    offered = request.headers.get("Sec-WebSocket-Protocol", "")
-    for proto in (part.strip() for part in offered.split(",")):
+    for proto in offered:
         if proto.startswith(BEARER_PROTOCOL_PREFIX) and len(proto) > len(BEARER_PROTOCOL_PREFIX):
             return proto[len(BEARER_PROTOCOL_PREFIX) :]
     return bearer_token(request.headers.get("Authorization"))
@@ -131,8 +135,18 @@ async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | 
             "Forbidden",
             "This page's origin may not open the device socket.",
         )
+    offered = offered_protocols(request)
+    # Subprotocols offered without ours: no browser would accept the answer, and aiohttp
+    # would log the whole offer, twice per request, for anyone to fill the log with.
+    if offered and PROTOCOL not in offered:
+        return problem_response(
+            400,
+            "bad_request",
+            "Bad Request",
+            f"Offer the {PROTOCOL} subprotocol (with bearer.<token>), or none.",
+        )
     try:
-        claims = app[typedefs.TOKENS].verify(token_of(request))
+        claims = app[typedefs.TOKENS].verify(token_of(offered, request))
     except TokenError as exc:
         return unauthorized(exc.code, exc.detail)
     if not ws.can_prepare(request).ok:
