@@ -409,8 +409,9 @@ def report(runs: dict[Key, list[Result]], args: argparse.Namespace) -> str:
         "processes, the driver) shares these cores.",
         "",
         f"Command: `python -m bench.bench_gateway --runs {args.runs} --seconds {args.seconds} "
-        f"--rate {args.rate} --sizes {args.sizes} --engines {args.engines} --write "
-        f"docs/BENCHMARKS.md`; medians of {args.runs} runs. Revocations go through the API "
+        f"--rate {args.rate} --sizes {args.sizes} --engines {args.engines}"
+        f"{' --no-revoked' if args.no_revoked else ''} --write docs/BENCHMARKS.md`; "
+        f"medians of {args.runs} runs. Revocations go through the API "
         f"(`DELETE /sessions/{{id}}`) at {args.rate}/s for {args.seconds} s, so each run "
         f"has {args.rate * args.seconds:,} samples per size; latency is from just before the "
         "request is sent to the notice's arrival at the user's other device. The cluster "
@@ -536,7 +537,7 @@ def main() -> None:
         action="store_true",
         help="skip the session.revoked measurement at the largest size",
     )
-    parser.add_argument("--engines", default="single", help="single, cluster, or both")
+    parser.add_argument("--engines", default="single", help="single, cluster, or single,cluster")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

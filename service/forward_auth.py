@@ -4,7 +4,7 @@ nginx `auth_request` sends a GET (its subrequest copies the client's method unle
 config sets `proxy_method GET`, as docs/nginx does); Caddy's `forward_auth` always sends a
 GET; Traefik's `forwardAuth` sends a GET, or with `preserveRequestMethod` the client's own
 method. So the methods of an API call are answered alike (HEAD has no body anyway); TRACE
-and CONNECT are not requests a product's API serves, and get 405.
+is not a request a product's API serves, and gets 405 (CONNECT never reaches a route: 404).
 """
 
 from __future__ import annotations

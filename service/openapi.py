@@ -120,7 +120,7 @@ ADMIN_OPERATIONS: list[Operation] = [
         AdminSessionRequest,
         LoginResponse,
         True,
-        (400, 401, 404, 413, 415, 422, 429, 503),
+        (400, 401, 404, 408, 413, 415, 422, 429, 503),
     ),
     (
         "get",
@@ -147,7 +147,7 @@ ADMIN_OPERATIONS: list[Operation] = [
         AdminLogoutAllRequest,
         RevokedResponse,
         True,
-        (400, 401, 404, 413, 415, 422, 429, 503),
+        (400, 401, 404, 408, 413, 415, 422, 429, 503),
     ),
     (
         "get",

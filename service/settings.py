@@ -148,8 +148,9 @@ class Settings:
         """Log what a developer should know about the values in force."""
         if self.jwt_secret_generated:
             log.warning(
-                "JWT_SECRET is not set: using a generated development secret from %s "
-                "(shared by the processes started here; set JWT_SECRET in production)",
+                "JWT_SECRET is not set: using a generated development secret from "
+                "DEV_SECRET_FILE (default %s; shared by the processes started here; set "
+                "JWT_SECRET in production)",
                 DEV_SECRET_FILE,
             )
 
