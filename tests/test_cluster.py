@@ -26,9 +26,11 @@ from redis.crc import key_slot
 
 from service import eventlog
 from service.app import create_app
+from service.coalesce import ReadBatcher
 from service.redis_conn import connected
 from service.settings import Settings
 from service.store import SessionStore
+from service.topology import Topology
 from service.users import UserDirectory
 from tests.conftest import PASSWORD, bearer, free_port, make_settings
 from tests.devices import Device, Login, connect, metric, sign_in, start_gateway
@@ -354,3 +356,27 @@ def test_a_cluster_url_naming_another_database_is_refused(cluster_url: str) -> N
         " a Redis Cluster has only 0"
     )
     assert "Traceback" not in done.stderr
+
+
+async def test_read_batches_split_by_master_and_follow_a_moved_slot(
+    own_cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    """One batch of reads for users on every master: each request gets its own reply,
+    before and after one user's slot moves to another master."""
+    names = [name for port in own_cluster.masters() for name in users_on(cluster_client, port, 4)]
+    for name in names:
+        await cluster_client.hset(f"sw:{{u:{name}}}:s:x", mapping={"n": name})
+    batcher = ReadBatcher(cluster_client, Topology(cluster_client))
+
+    async def read_all() -> list[str]:
+        reads = (batcher.execute("HGETALL", f"sw:{{u:{name}}}:s:x") for name in names)
+        replies = await asyncio.wait_for(asyncio.gather(*reads), 10)
+        return [reply["n"] for reply in replies]
+
+    assert await read_all() == names
+    assert batcher.batches_sent == 1  # one batch, split into a pipeline per master
+    moved = names[0]
+    slot = key_slot(f"sw:{{u:{moved}}}:s:x".encode())
+    target = next(port for port in own_cluster.masters() if port != own_cluster.owner_of_slot(slot))
+    await asyncio.to_thread(own_cluster.reshard, slot, target)
+    assert await read_all() == names  # the stale map's MOVED is followed
