@@ -17,9 +17,9 @@ from pathlib import Path
 
 from bench.bench_gateway import machine
 from bench.common import SECRET, markers, write_section
-from service.redis_conn import connected
+from service.engine.connect import connected
+from service.sessions.store import SessionStore
 from service.settings import Settings
-from service.store import SessionStore
 from tests.rediscluster import LocalCluster
 
 START, END = markers("bench_bus")

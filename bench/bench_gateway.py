@@ -39,10 +39,10 @@ from typing import Any
 import aiohttp
 
 from bench.common import ROOT, SECRET, free_port, markers, server_env, wait_http, write_section
-from service.redis_conn import RedisClient, connected
+from service.engine.connect import RedisClient, connected
+from service.sessions.store import SessionStore
+from service.sessions.tokens import TokenCodec
 from service.settings import Settings
-from service.store import SessionStore
-from service.tokens import TokenCodec
 from tests.rediscluster import LocalCluster
 
 START, END = markers("bench_gateway")

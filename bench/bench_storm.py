@@ -34,10 +34,10 @@ import aiohttp
 from bench.bench_gateway import machine, started
 from bench.common import ROOT, SECRET, free_port, markers, server_env, wait_http, write_section
 from bench.wsraw import RawSocket
-from service.redis_conn import single_client
+from service.engine.connect import single_client
+from service.sessions.store import SessionStore
+from service.sessions.tokens import TokenCodec
 from service.settings import Settings
-from service.store import SessionStore
-from service.tokens import TokenCodec
 
 START, END = markers("bench_storm")
 CLIENT_PROCESSES = 4

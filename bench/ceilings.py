@@ -10,8 +10,8 @@ import sys
 
 from aiohttp import web
 
-from service.process import LISTEN_BACKLOG
-from service.redis_conn import RedisClient, connected
+from service.engine.connect import RedisClient, connected
+from service.runtime.process import LISTEN_BACKLOG
 from service.settings import Settings
 
 # The shape and size of a real /me answer.

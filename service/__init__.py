@@ -1,5 +1,5 @@
 """Sessionwire's REST API, and the session core that the worker shares.
 
-The core (keys, scripts, store, event log, lease, Redis connection, clock) is the only
-place that knows how sessions live in Redis; `workers/` uses it and never builds a key.
+Layers, each importing only those below it (tests/test_layers.py holds the rule):
+settings, clock, backoff (here) <- wire <- engine <- sessions <- users <- runtime <- api.
 """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from service.app import create_app
-from service.process import serve
+from service.api.app import create_app
+from service.runtime.process import serve
 
 if __name__ == "__main__":
     sys.exit(

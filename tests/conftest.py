@@ -18,15 +18,15 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from service import eventlog, keys
-from service.app import create_app
+from service.api.app import create_app
 from service.clock import SYSTEM_CLOCK, Clock
-from service.passwords import PasswordChecker
-from service.pubsub import ShardConnection
-from service.redis_conn import connected
+from service.engine.connect import connected
+from service.engine.pubsub import ShardConnection
+from service.engine.topology import Topology
+from service.sessions import eventlog, keys
 from service.settings import Settings
-from service.topology import Topology
-from service.users import UserDirectory
+from service.users.directory import UserDirectory
+from service.users.passwords import PasswordChecker
 
 # The fixture modules' own asserts are rewritten too (their failures explain themselves).
 pytest.register_assert_rewrite("tests.rediscluster")

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from service.records import StoredSession
+from service.sessions.records import StoredSession
+from service.sessions.store import SessionStore
+from service.sessions.tokens import TokenCodec
 from service.settings import Settings
-from service.store import SessionStore
-from service.tokens import TokenCodec
 
 WAIT = 5.0  # how long a test waits for a message that must come
 T = TypeVar("T")

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.schemas import ActivityResponse
+from service.wire.schemas import ActivityResponse
 from tests.conftest import ENGINES, ManualClock, bearer, login, on_engine
 from tests.test_admin_api import ADMIN, ADMIN_TOKEN
 from tests.test_api_input import problem

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from service.schemas import LoginResponse
+from service.wire.schemas import LoginResponse
 from tests.conftest import (
     ENGINES,
     FIREFOX_UA,

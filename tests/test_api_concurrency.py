@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
-from service import keys
-from service.passwords import PasswordChecker
+from service.sessions import keys
+from service.users.passwords import PasswordChecker
 from tests.conftest import ENGINES, PASSWORD, bearer, login, on_engine
 
 

@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 
-from service import keys
-from service.passwords import PasswordChecker
-from service.users import UserDirectory
+from service.sessions import keys
+from service.users.directory import UserDirectory
+from service.users.passwords import PasswordChecker
 from tests.conftest import ENGINES, PASSWORD, EventWatch, ManualClock, bearer, login, on_engine
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from service.devredis import answers
+from service.engine.devredis import answers
 from tests.conftest import PASSWORD, ROOT, RedisServer, free_port
 from tests.processes import Process, process_env, running
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient
 
-from service.passwords import PasswordChecker
+from service.users.passwords import PasswordChecker
 from tests.conftest import PASSWORD, RedisServer, bearer, login
 
 MakeApi = Callable[..., Awaitable[TestClient]]
@@ -88,7 +88,7 @@ async def test_redis_restarted_between_requests_on_pooled_connections(
 async def test_production_warns_when_redis_does_not_persist(
     make_api: MakeApi, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="service.redis_conn")
+    caplog.set_level(logging.INFO, logger="service.engine.connect")
     await make_api(url=own_redis.url, app_env="production")
     assert "Redis persistence (AOF) is off" in caplog.text
     caplog.clear()
@@ -117,6 +117,6 @@ async def test_production_warns_when_redis_does_not_persist(
 async def test_development_does_not_ask(
     make_api: MakeApi, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="service.redis_conn")
+    caplog.set_level(logging.INFO, logger="service.engine.connect")
     await make_api()
     assert "persistence" not in caplog.text

@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
-from service import keys
-from service.schemas import (
+from service.sessions import keys
+from service.wire.schemas import (
     LoginResponse,
     MeResponse,
     Problem,

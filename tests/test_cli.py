@@ -42,7 +42,7 @@ class Cli:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "workers.cli",
+            "clients.terminal.cli",
             *args,
             cwd=ROOT,
             env=self.env,
@@ -309,7 +309,7 @@ async def test_cli_reports_unreachable_api(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "workers.cli",
+        "clients.terminal.cli",
         "--api",
         "http://127.0.0.1:9",
         "login",

@@ -24,14 +24,14 @@ from pytest_aiohttp import AiohttpClient
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from service import eventlog
-from service.app import create_app
-from service.coalesce import ReadBatcher
-from service.redis_conn import connected
+from service.api.app import create_app
+from service.engine.batcher import ReadBatcher
+from service.engine.connect import connected
+from service.engine.topology import Topology
+from service.sessions import eventlog
+from service.sessions.store import SessionStore
 from service.settings import Settings
-from service.store import SessionStore
-from service.topology import Topology
-from service.users import UserDirectory
+from service.users.directory import UserDirectory
 from tests.conftest import PASSWORD, bearer, free_port, make_settings
 from tests.devices import Device, Login, connect, metric, sign_in, start_gateway
 from tests.processes import process_env, running

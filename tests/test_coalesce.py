@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from service.coalesce import ReadBatcher
-from service.redis_conn import single_client
+from service.engine.batcher import ReadBatcher
+from service.engine.connect import single_client
 from tests.conftest import RedisServer
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.devredis import answers, embedded_redis_if_needed
+from service.engine.devredis import answers, embedded_redis_if_needed
 from tests.conftest import RedisServer, free_port, make_settings
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.records import Event, StoredSession
-from workers import messages
-from workers.messages import FrameCache
+from service.sessions.records import Event, StoredSession
+from workers import frames
+from workers.frames import FrameCache
 
 
 def event(event_id: str, user: str = "alice") -> Event:
@@ -25,13 +25,13 @@ def test_an_event_is_encoded_once_for_every_socket_and_arrival(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     encoded: list[object] = []
-    real = messages.encode
-    monkeypatch.setattr(messages, "encode", lambda m: encoded.append(m) or real(m))
+    real = frames.encode
+    monkeypatch.setattr(frames, "encode", lambda m: encoded.append(m) or real(m))
     cache = FrameCache()
     live, replayed = event("1-0"), event("1-0")  # by pub/sub, and again from the log
-    frames = [cache.of(live) for _ in range(10)] + [cache.of(replayed) for _ in range(10)]
-    assert len({id(f.changed) for f in frames}) == 1
-    assert len({id(f.revoked) for f in frames}) == 1
+    found = [cache.of(live) for _ in range(10)] + [cache.of(replayed) for _ in range(10)]
+    assert len({id(f.changed) for f in found}) == 1
+    assert len({id(f.revoked) for f in found}) == 1
     assert len(encoded) == 2  # one sessions.changed, one session.revoked
 
 

@@ -13,17 +13,17 @@ import pytest
 import redis.asyncio as redis
 from pytest_aiohttp import AiohttpClient
 
-from service import eventlog, keys
-from service.app import create_app
-from service.records import StoredSession
-from service.schemas import Actor
+from service.api.app import create_app
+from service.runtime.appkeys import STORE
+from service.sessions import eventlog, keys
+from service.sessions.records import StoredSession
+from service.sessions.store import SessionStore
+from service.sessions.tokens import TokenCodec
 from service.settings import Settings
-from service.store import SessionStore
-from service.tokens import TokenCodec
+from service.wire.schemas import Actor
 from tests.conftest import ENGINES, PASSWORD, make_settings, on_engine
 from tests.devices import WAIT, Device, Login, connect, sign_in, start_gateway
 from workers.app import create_gateway_app
-from workers.typedefs import STORE
 
 
 @pytest.fixture(params=ENGINES)

@@ -13,8 +13,8 @@ import pytest
 import redis.asyncio as redis
 from pytest_aiohttp import AiohttpClient
 
+from service.sessions.store import SessionStore
 from service.settings import Settings
-from service.store import SessionStore
 from tests.conftest import make_settings
 from tests.devices import WAIT, Device, connect, metric, sign_in, start_gateway
 from tests.raw import UPGRADE, raw_request

@@ -17,7 +17,7 @@ import pytest
 import schemathesis
 from schemathesis.core.parameters import ParameterLocation
 
-from service.openapi import build_openapi
+from service.api.openapi import build_openapi
 from tests.conftest import PASSWORD, RedisServer
 from tests.processes import Process, running
 from tests.test_admin_api import ADMIN_TOKEN

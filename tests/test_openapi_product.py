@@ -8,7 +8,12 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.schemas import ActivityResponse, LoginResponse, RevokedResponse, UserSessionsResponse
+from service.wire.schemas import (
+    ActivityResponse,
+    LoginResponse,
+    RevokedResponse,
+    UserSessionsResponse,
+)
 from tests.conftest import bearer, login
 from tests.test_admin_api import ADMIN, ADMIN_TOKEN
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from service.store import SessionStore
+from service.sessions.store import SessionStore
 from tests.conftest import make_settings
 from tests.devices import sign_in
 from tests.processes import running

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.devredis import answers
+from service.engine.devredis import answers
 from tests.conftest import ROOT, free_port
 from tests.processes import Process, process_env, running
 

@@ -10,10 +10,10 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
-from service import eventlog, keys, store
-from service.records import StoredSession
-from service.schemas import Actor
-from service.store import GRACE_MS, SessionGone, SessionStore
+from service.sessions import eventlog, keys, store
+from service.sessions.records import StoredSession
+from service.sessions.store import GRACE_MS, SessionGone, SessionStore
+from service.wire.schemas import Actor
 from tests.conftest import ManualClock as Clock
 from tests.conftest import make_settings
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from service import supervisor
-from service.supervisor import Supervisor
+from service.runtime import supervisor
+from service.runtime.supervisor import Supervisor
 
 FATAL = 7
 

@@ -6,10 +6,10 @@ import pytest
 import redis.asyncio as redis
 from pytest_aiohttp import AiohttpClient
 
-from service import eventlog, keys
-from service.lease import sweeper_lease
+from service.sessions import eventlog, keys
+from service.sessions.lease import sweeper_lease
+from service.sessions.store import SessionStore
 from service.settings import Settings
-from service.store import SessionStore
 from tests.conftest import ENGINES, ManualClock, RedisServer, make_settings, on_engine
 from tests.devices import connect, metric, sign_in, start_gateway, wait_for
 

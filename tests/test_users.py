@@ -19,10 +19,11 @@ import aiohttp
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 
-from service import useradmin, usersfile
-from service.passwords import PasswordChecker
 from service.settings import ConfigError
-from service.users import UserDirectory
+from service.users import command as useradmin
+from service.users import file as usersfile
+from service.users.directory import UserDirectory
+from service.users.passwords import PasswordChecker
 from tests.conftest import ROOT, free_port
 from tests.devices import Device
 from tests.processes import Process, process_env, running
@@ -328,7 +329,9 @@ def test_redis_not_answering_changes_nothing(
 
 def rereads(log: str) -> Counter[int]:
     """How often each process said it reread the users file."""
-    return Counter(int(pid) for pid in re.findall(r"\[(\d+)\] service\.users: reread", log))
+    return Counter(
+        int(pid) for pid in re.findall(r"\[(\d+)] service\.users\.directory: reread", log)
+    )
 
 
 async def sign_in(http: aiohttp.ClientSession, api: Process, user: str, password: str) -> Any:
@@ -405,7 +408,7 @@ async def test_a_running_system_follows_the_users_file(tmp_path: Path, redis_url
         )
         # A bad file is logged by each, and the users read before stay.
         path.write_text("{not json")
-        kept = re.compile(r"\[(\d+)\] service\.users: .*keeping the 2 users read before")
+        kept = re.compile(r"\[(\d+)\] service\.users\.directory: .*keeping the 2 users read before")
         wait_until(lambda: set(map(int, kept.findall(api.log()))) == children, 5, "no error")
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
             for _ in range(6):

@@ -12,9 +12,9 @@ import redis.asyncio as redis
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio.cluster import RedisCluster
 
-from service import eventlog, keys
+from service.sessions import eventlog, keys
+from service.sessions.store import SessionStore
 from service.settings import Settings
-from service.store import SessionStore
 from tests.conftest import ENGINES, RedisServer, make_settings, on_engine
 from tests.devices import Device, Login, connect, metric, sign_in, start_gateway
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from service.process import serve
+from service.runtime.process import serve
 from workers.app import create_gateway_app
 from workers.gateway import HEARTBEAT
 

@@ -8,15 +8,18 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from service.clock import SYSTEM_CLOCK, Clock
-from service.coalesce import ReadBatcher
-from service.eventlog import EventLog
-from service.lease import sweeper_lease
-from service.redis_conn import RedisClient, redis_ctx
+from service.engine.batcher import ReadBatcher
+from service.engine.connect import RedisClient
+from service.engine.topology import Topology
+from service.runtime.appkeys import EVENTS, REDIS, SETTINGS, STORE, TOKENS, TOPOLOGY
+from service.runtime.contexts import redis_ctx
+from service.sessions.eventlog import EventLog
+from service.sessions.lease import sweeper_lease
+from service.sessions.store import SessionStore
+from service.sessions.tokens import TokenCodec
 from service.settings import Settings
-from service.store import SessionStore
-from service.tokens import TokenCodec
-from service.topology import Topology
 from workers import gateway
+from workers.appkeys import HEARTBEAT_INTERVAL, HUB, LISTENER, METRICS, REFUSED_ORIGINS
 from workers.catchup import CatchUp
 from workers.hub import Hub
 from workers.listener import Listener
@@ -24,19 +27,6 @@ from workers.metrics import Metrics
 from workers.origins import RefusedOrigins
 from workers.sweeper import INTERVAL, Sweeper
 from workers.tasks import background
-from workers.typedefs import (
-    EVENTS,
-    HEARTBEAT_INTERVAL,
-    HUB,
-    LISTENER,
-    METRICS,
-    REDIS,
-    REFUSED_ORIGINS,
-    SETTINGS,
-    STORE,
-    TOKENS,
-    TOPOLOGY,
-)
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 

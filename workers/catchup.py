@@ -14,8 +14,8 @@ import logging
 from redis.exceptions import RedisError
 
 from service.backoff import Backoff
-from service.eventlog import EventLog, ReplayQuery
-from service.redis_conn import REDIS_DOWN
+from service.engine.connect import REDIS_DOWN
+from service.sessions.eventlog import EventLog, ReplayQuery
 from workers.conn import Conn
 from workers.hub import Hub, UserState
 from workers.tasks import raise_if_cancelling

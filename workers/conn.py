@@ -9,12 +9,12 @@ from collections import deque
 
 from aiohttp import web
 
-from service.eventlog import StreamId, parse_id
-from service.records import Event
-from workers import disconnect
-from workers.disconnect import Disconnect
+from service.sessions.eventlog import StreamId, parse_id
+from service.sessions.records import Event
+from service.wire import disconnect
+from service.wire.disconnect import Disconnect
+from workers.frames import Frames
 from workers.guard import ReadGuard
-from workers.messages import Frames
 from workers.metrics import Metrics
 
 log = logging.getLogger(__name__)

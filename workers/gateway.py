@@ -17,15 +17,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from service.clock import Clock
-from service.eventlog import StreamId
-from service.redis_conn import REDIS_DOWN
-from service.responses import json_response, problem_response, redis_unavailable, unauthorized
-from service.schemas import Health
-from service.store import SessionGone
-from service.tokens import TokenError, bearer_token
-from workers import disconnect, messages, typedefs
+from service.engine.connect import REDIS_DOWN
+from service.runtime.appkeys import EVENTS, SETTINGS, STORE, TOKENS, TOPOLOGY
+from service.runtime.credentials import bearer_token
+from service.runtime.responses import (
+    json_response,
+    problem_response,
+    redis_unavailable,
+    unauthorized,
+)
+from service.sessions.eventlog import StreamId
+from service.sessions.store import SessionGone
+from service.sessions.tokens import TokenError
+from service.wire import disconnect, messages
+from service.wire.disconnect import Disconnect
+from service.wire.schemas import Health
+from workers import frames
+from workers.appkeys import HEARTBEAT_INTERVAL, HUB, LISTENER, METRICS, REFUSED_ORIGINS
 from workers.conn import Conn
-from workers.disconnect import Disconnect
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +88,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     admission = await admit(request, ws)
     if isinstance(admission, web.Response):
         return admission
-    hub, limit = request.app[typedefs.HUB], request.app[typedefs.SETTINGS].max_sockets_per_session
+    hub, limit = request.app[HUB], request.app[SETTINGS].max_sockets_per_session
     user, sid = admission.username, admission.session_id
     if not hub.take_slot(sid, limit):  # no await since admit: the count can't be raced
         return too_many_connections(limit)
@@ -127,8 +136,8 @@ async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | 
     """Everything checked before the upgrade; a refusal is an HTTP problem response."""
     app = request.app
     origin = request.headers.get("Origin")
-    if origin is not None and origin.rstrip("/") not in app[typedefs.SETTINGS].origins:
-        app[typedefs.REFUSED_ORIGINS].refused(origin)
+    if origin is not None and origin.rstrip("/") not in app[SETTINGS].origins:
+        app[REFUSED_ORIGINS].refused(origin)
         return problem_response(
             403,
             "origin_not_allowed",
@@ -146,7 +155,7 @@ async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | 
             f"Offer the {PROTOCOL} subprotocol (with bearer.<token>), or none.",
         )
     try:
-        claims = app[typedefs.TOKENS].verify(token_of(offered, request))
+        claims = app[TOKENS].verify(token_of(offered, request))
     except TokenError as exc:
         return unauthorized(exc.code, exc.detail)
     if not ws.can_prepare(request).ok:
@@ -161,8 +170,8 @@ async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | 
     # The log position is read before the check, so whatever happens after the check is
     # replayed from the log even if it is published before the subscription is live.
     try:
-        cursor = await app[typedefs.EVENTS].last_id(user)
-        await app[typedefs.STORE].check(user, sid)
+        cursor = await app[EVENTS].last_id(user)
+        await app[STORE].check(user, sid)
     except SessionGone as gone:
         return Admission(user, sid, cursor, gone)
     except (RedisError, *REDIS_DOWN) as exc:
@@ -176,9 +185,9 @@ async def send_revoked(
 ) -> None:
     """A device that connects with an ended session is told why at once, then closed."""
     tomb = admission.gone.tombstone if admission.gone else None
-    now = app[typedefs.HUB].clock.now_ms()
-    await ws.send_str(messages.revoked_from_tombstone(admission.session_id, tomb, now))
-    app[typedefs.METRICS].sent("session.revoked", 0)
+    now = app[HUB].clock.now_ms()
+    await ws.send_str(frames.revoked_from_tombstone(admission.session_id, tomb, now))
+    app[METRICS].sent("session.revoked", 0)
     await close(ws, disconnect.REVOKED)
 
 
@@ -192,10 +201,10 @@ async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> 
     conn.send(
         messages.encode(messages.Ready(session_id=conn.session_id, username=conn.username)), "ready"
     )
-    listener = app[typedefs.LISTENER]
+    listener = app[LISTENER]
     listener.join(conn)
-    conn.start_heartbeat(app[typedefs.HEARTBEAT_INTERVAL])
-    reader = asyncio.create_task(read_frames(ws, conn, app[typedefs.HUB].clock))
+    conn.start_heartbeat(app[HEARTBEAT_INTERVAL])
+    reader = asyncio.create_task(read_frames(ws, conn, app[HUB].clock))
     try:
         bye = await conn.closing
     finally:
@@ -251,15 +260,15 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready when every master answers, every slot is served and every master's pub/sub
     connection is up."""
     try:
-        await request.app[typedefs.TOPOLOGY].check()
+        await request.app[TOPOLOGY].check()
     except (RedisError, *REDIS_DOWN) as exc:
         log.info("not ready: %s", exc)
         return redis_unavailable()
-    if not request.app[typedefs.LISTENER].ready:
+    if not request.app[LISTENER].ready:
         return redis_unavailable()
     return json_response(Health(status="ok"))
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[typedefs.METRICS].registry)
+    body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

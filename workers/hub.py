@@ -16,11 +16,11 @@ from collections.abc import Iterable, Iterator
 from aiohttp import web
 
 from service.clock import Clock
-from service.eventlog import StreamId
-from service.records import Event, Tombstone
-from workers import disconnect, messages
+from service.sessions.eventlog import StreamId
+from service.sessions.records import Event, Tombstone
+from service.wire import disconnect
 from workers.conn import Conn
-from workers.messages import FrameCache
+from workers.frames import FrameCache, revoked_from_tombstone
 from workers.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class Hub:
             log.info(
                 "session %s of %s ended while pub/sub was down", conn.session_id, conn.username
             )
-            notice = messages.revoked_from_tombstone(conn.session_id, tomb, self.clock.now_ms())
+            notice = revoked_from_tombstone(conn.session_id, tomb, self.clock.now_ms())
             conn.revoke(notice)
         conn.recheck = False
 

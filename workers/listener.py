@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import logging
 
-from service import eventlog
-from service.redis_conn import REDIS_DOWN
-from service.topology import Node, Topology
+from service.engine.connect import REDIS_DOWN
+from service.engine.topology import Node, Topology
+from service.sessions import eventlog
 from workers.catchup import CatchUp
 from workers.conn import Conn
 from workers.hub import Hub

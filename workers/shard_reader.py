@@ -17,11 +17,11 @@ from collections.abc import Callable
 import msgspec
 from redis.exceptions import AskError, RedisError
 
-from service import eventlog
 from service.backoff import Backoff
-from service.pubsub import Push, ShardConnection
-from service.redis_conn import REDIS_DOWN
-from service.topology import Node, Topology
+from service.engine.connect import REDIS_DOWN
+from service.engine.pubsub import Push, ShardConnection
+from service.engine.topology import Node, Topology
+from service.sessions import eventlog
 from workers.hub import Hub
 from workers.tasks import raise_if_cancelling
 

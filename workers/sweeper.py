@@ -14,9 +14,9 @@ import logging
 from redis.exceptions import RedisError
 
 from service.backoff import Backoff
-from service.lease import Lease
-from service.redis_conn import REDIS_DOWN
-from service.store import Due, SessionStore
+from service.engine.connect import REDIS_DOWN
+from service.sessions.lease import Lease
+from service.sessions.store import Due, SessionStore
 from workers.metrics import Metrics
 from workers.tasks import raise_if_cancelling
 

@@ -1,0 +1,1 @@
+"""Clients of the contract; they know only the wire."""

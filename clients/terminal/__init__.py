@@ -1,0 +1,1 @@
+"""The `sessionwire` command: a device client for terminals."""

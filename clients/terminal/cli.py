@@ -1,0 +1,348 @@
+"""`sessionwire`: a device client for terminals (sign in, list and sign out devices, listen).
+
+Tokens are kept per profile in `$SESSIONWIRE_HOME` (default ~/.config/sessionwire), one
+0600 file each, so two terminals can be two devices: `--profile laptop`, `--profile phone`
+(see workers/profiles.py). A profile whose session ended is forgotten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import random
+import sys
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from clients.terminal.profiles import (
+    ProfileError,
+    forget_profile,
+    load_device_tokens,
+    load_profile,
+    save_device_token,
+    save_profile,
+)
+from service.wire import disconnect
+
+DEFAULT_API = "http://127.0.0.1:8000"
+DEFAULT_GATEWAY = "ws://127.0.0.1:8001/ws"
+BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+# The 401 codes that mean this profile's session is over for good (not a bad request).
+ENDED_CODES = ("session_revoked", "token_expired")
+
+
+class CliError(Exception):
+    """Something to tell the user in one line; exit status 1."""
+
+
+class SessionEnded(CliError):
+    """The API says this profile's session has ended: the profile is to be forgotten."""
+
+
+async def call(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    token: str | None = None,
+    body: dict[str, Any] | None = None,
+) -> Any:
+    """One API request; a problem+json answer becomes a CliError (see problem_error)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with http.request(method, url, json=body, headers=headers) as resp:
+            payload = await resp.json(content_type=None)
+            if resp.status >= 400:
+                raise problem_error(resp.status, resp.reason, payload)
+            return payload
+    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        raise CliError(f"cannot reach the API at {url}: {exc}") from None
+    except (aiohttp.ContentTypeError, ValueError):
+        raise CliError(f"unexpected answer from {url}") from None
+
+
+def problem_error(status: int, reason: str | None, payload: Any) -> CliError:
+    """The error for a problem+json answer; a session that ended says why, in words."""
+    problem = payload if isinstance(payload, dict) else {}
+    if status == 401 and problem.get("code") in ENDED_CODES:
+        if revoked := problem.get("revoked"):
+            return SessionEnded(signed_out_in_words(revoked))
+        why = "the session expired" if problem["code"] == "token_expired" else "the session ended"
+        return SessionEnded(f"this device was signed out: {why}")
+    return CliError(f"{status}: {problem.get('detail') or reason}")
+
+
+async def login(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    username = args.username
+    body = {"username": username, "password": args.password, "device_name": args.device_name}
+    known = load_device_tokens(args.profile)
+    if username in known:  # this device's own failure budget: guessers can't lock us out
+        body["device_token"] = known[username]
+    answer = await call(http, "POST", f"{args.api}/login", body=body)
+    if answer.get("device_token"):
+        save_device_token(args.profile, username, answer["device_token"])
+    session = answer["session"]
+    save_profile(
+        args.profile,
+        {"token": answer["token"], "username": username, "session_id": session["session_id"]},
+    )
+    print(
+        f"signed in as {username} on {session['device_name']!r} "
+        f"(session {session['session_id']}, profile {args.profile})"
+    )
+    return EXIT_OK
+
+
+async def devices(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    token = load_profile(args.profile)["token"]
+    answer = await call(http, "GET", f"{args.api}/sessions", token)
+    for s in answer["sessions"]:
+        mark = "*" if s.get("current") else " "
+        print(
+            f"{mark} {s['session_id']:24} {s['device_name'][:28]:28} {s['ip']:15} "
+            f"last seen {s['last_seen_at']}"
+        )
+    return EXIT_OK
+
+
+async def revoke(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    token = load_profile(args.profile)["token"]
+    session_id = await resolve_session_id(args, http, token)
+    answer = await call(http, "DELETE", f"{args.api}/sessions/{quote(session_id, safe='')}", token)
+    print("signed out: " + ", ".join(answer["revoked"]))
+    return EXIT_OK
+
+
+async def resolve_session_id(
+    args: argparse.Namespace, http: aiohttp.ClientSession, token: str
+) -> str:
+    """The one live session whose id starts with what was typed, as git resolves a hash."""
+    typed = args.session_id
+    prefix = typed.rstrip(".…")  # an id copied shortened, with its ellipsis, still works
+    if not prefix:
+        raise CliError("give a session id, or the start of one ('sessionwire devices' lists them)")
+    answer = await call(http, "GET", f"{args.api}/sessions", token)
+    ids = [s["session_id"] for s in answer["sessions"]]
+    matches = [prefix] if prefix in ids else [i for i in ids if i.startswith(prefix)]
+    if not matches:
+        raise CliError(f"no signed-in device has a session id starting with {typed!r}")
+    if len(matches) > 1:
+        raise CliError(
+            f"{typed!r} is the start of {len(matches)} session ids ({', '.join(matches)}): "
+            "type more of it"
+        )
+    return matches[0]
+
+
+async def revoke_others(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    token = load_profile(args.profile)["token"]
+    answer = await call(http, "POST", f"{args.api}/sessions/revoke-others", token)
+    print("signed out: " + (", ".join(answer["revoked"]) or "no other device"))
+    return EXIT_OK
+
+
+async def logout(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    token = load_profile(args.profile)["token"]
+    try:
+        await call(http, "POST", f"{args.api}/logout", token)
+    except SessionEnded as ended:  # what was asked for, done earlier: say by whom, no error
+        forget_profile(args.profile)
+        print(ended)
+        return EXIT_OK
+    forget_profile(args.profile)
+    print("signed out")
+    return EXIT_OK
+
+
+def describe(message: dict[str, Any]) -> str:
+    kind = message.get("type")
+    if kind == "ready":
+        return f"connected as {message['username']} (session {message['session_id']})"
+    if kind == "sessions.changed":
+        s = message["session"]
+        what = "new sign-in" if message["event"] == "created" else "signed out"
+        return f"{what}: {s['device_name']} ({s['ip']}), session {s['session_id']}"
+    if kind == "session.revoked":
+        return signed_out_in_words(message)
+    return f"message: {message}"
+
+
+def signed_out_in_words(revoked: dict[str, Any]) -> str:
+    """A `session.revoked` message, or a 401's `revoked`: why, who and when."""
+    by = revoked.get("by")
+    words = REASONS.get(revoked["reason"], revoked["reason"])
+    who = f", from {by['device_name']} ({by['ip']})" if by else ""
+    return f"this device was signed out: {words}{who}, at {revoked['at']}"
+
+
+# Why a session ended, in words (the contract's reasons; an unknown one is shown as is).
+REASONS = {
+    "logout": "it signed out",
+    "revoked": "another device signed it out",
+    "revoke_others": "another device signed out all the others",
+    "logout_all": "someone signed out everywhere",
+    "expired": "the session expired",
+    "evicted": "too many devices were signed in, and this one was used least recently",
+    "replaced": "a new sign-in on this device replaced it",
+    "admin": "an administrator signed this device out",
+    "password_changed": "your password was changed",
+}
+
+
+async def listen(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    """Print notices until this session ends; reconnect with backoff when the link drops."""
+    token = load_profile(args.profile)["token"]
+    protocols = ("sessionwire.v1", f"bearer.{token}")
+    delay = BACKOFF_START
+    while True:
+        try:
+            async with http.ws_connect(args.gateway, protocols=protocols, heartbeat=30) as ws:
+                delay = BACKOFF_START
+                code = await _read(ws)
+                if code is None:  # session.revoked was shown: this device is signed out
+                    forget_profile(args.profile)
+                    print(forgotten(args.profile), flush=True)
+                    return EXIT_OK
+                print(f"connection closed ({code})", flush=True)
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status in (401, 403):
+                if exc.status == 401:  # the gateway says no more than 401: the API says why
+                    await raise_if_ended(args, http, token)
+                print(f"refused by the gateway ({exc.status}): sign in again", flush=True)
+                return EXIT_ERROR
+            print(f"gateway answered {exc.status}", flush=True)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            print(f"cannot reach the gateway at {args.gateway}: {exc}", flush=True)
+        wait = delay * random.uniform(0.8, 1.2)  # jitter: devices don't return in lockstep
+        print(f"reconnecting in {wait:.1f}s", flush=True)
+        await asyncio.sleep(wait)
+        delay = min(delay * 2, BACKOFF_MAX)
+
+
+async def raise_if_ended(args: argparse.Namespace, http: aiohttp.ClientSession, token: str) -> None:
+    """Raise SessionEnded when the API says this session is over; anything else is no answer."""
+    try:
+        await call(http, "GET", f"{args.api}/me", token)
+    except SessionEnded:
+        raise
+    except CliError:
+        pass
+
+
+def forgotten(profile: str) -> str:
+    return f"profile {profile!r} forgotten: 'sessionwire login' signs this device in again"
+
+
+async def _read(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    """Print messages; None once the session ended, else the close code."""
+    while True:
+        msg = await ws.receive()
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            message = json.loads(msg.data)
+            print(describe(message), flush=True)
+            if message.get("type") == "session.revoked":
+                return None
+        elif msg.type == aiohttp.WSMsgType.CLOSE:
+            code = int(msg.data)
+            if code in disconnect.NO_RECONNECT:
+                print(f"the gateway ended this session ({code}: {msg.extra})", flush=True)
+                return None
+            return code
+        elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            return ws.close_code or 1006
+
+
+COMMANDS = {
+    "login": login,
+    "devices": devices,
+    "revoke": revoke,
+    "revoke-others": revoke_others,
+    "logout": logout,
+    "listen": listen,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    top = argparse.ArgumentParser(prog="sessionwire", description=__doc__.splitlines()[0])
+    _common_options(
+        top,
+        {
+            "api": env("SESSIONWIRE_API", DEFAULT_API),
+            "gateway": env("SESSIONWIRE_GATEWAY", DEFAULT_GATEWAY),
+            "profile": env("SESSIONWIRE_PROFILE", "default"),
+        },
+    )
+    # The same options after the command ("sessionwire devices --profile phone") win.
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, None)
+    sub = top.add_subparsers(dest="command", required=True)
+    sign_in = sub.add_parser(
+        "login", parents=[common], help="sign in and store the token for this profile"
+    )
+    sign_in.add_argument("--username", "-u")
+    sign_in.add_argument("--password", help="else $SESSIONWIRE_PASSWORD, else a prompt")
+    sign_in.add_argument("--device-name", default="terminal")
+    sub.add_parser(
+        "devices", parents=[common], help="list this user's signed-in devices (* = this one)"
+    )
+    one = sub.add_parser("revoke", parents=[common], help="sign out one device")
+    one.add_argument("session_id", help="a session id, or its start if no other id starts so")
+    sub.add_parser("revoke-others", parents=[common], help="sign out every other device")
+    sub.add_parser("logout", parents=[common], help="sign out this device")
+    sub.add_parser(
+        "listen", parents=[common], help="print notices as they come; exit when signed out"
+    )
+    return top
+
+
+def _common_options(parser: argparse.ArgumentParser, defaults: dict[str, str] | None) -> None:
+    def default(name: str) -> str:
+        return defaults[name] if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--api", default=default("api"), help="API base URL (env SESSIONWIRE_API)")
+    parser.add_argument(
+        "--gateway",
+        default=default("gateway"),
+        help="gateway WebSocket URL (env SESSIONWIRE_GATEWAY)",
+    )
+    parser.add_argument(
+        "--profile",
+        default=default("profile"),
+        help="which stored sign-in to use (env SESSIONWIRE_PROFILE)",
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    args.api = args.api.rstrip("/")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=5)) as http:
+        try:
+            return await COMMANDS[args.command](args, http)
+        except SessionEnded as ended:
+            forget_profile(args.profile)
+            raise CliError(f"{ended} ({forgotten(args.profile)})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "login":  # prompts happen before the event loop starts
+            args.username = args.username or input("username: ")
+            args.password = (
+                args.password or os.environ.get("SESSIONWIRE_PASSWORD") or getpass.getpass()
+            )
+        return asyncio.run(run(args))
+    except (CliError, ProfileError) as exc:
+        print(f"sessionwire: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

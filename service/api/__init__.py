@@ -1,0 +1,1 @@
+"""The REST API: the app, its handlers, the page and its files."""

@@ -1,0 +1,140 @@
+"""The API application factory: it only wires."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+
+from aiohttp import web
+
+from service.api import activity, admin, forward_auth
+from service.api.appkeys import DEVICE_TOKENS, LIMITER, METRICS, PASSWORDS, USERS
+from service.api.cors import cors_middleware
+from service.api.errors import Handler, problem_middleware
+from service.api.inputs import MAX_BODY, device_name_from
+from service.api.metrics import ApiMetrics
+from service.api.openapi import build_openapi
+from service.api.page import page_headers
+from service.api.routes import routes
+from service.api.userwatch import follow_users_file
+from service.clock import SYSTEM_CLOCK, Clock
+from service.engine.batcher import ReadBatcher
+from service.engine.connect import RedisClient
+from service.engine.topology import Topology
+from service.runtime.appkeys import EVENTS, REDIS, SETTINGS, STORE, TOKENS, TOPOLOGY
+from service.runtime.contexts import redis_ctx
+from service.sessions.eventlog import EventLog
+from service.sessions.store import SessionStore
+from service.sessions.tokens import TokenCodec
+from service.settings import Settings
+from service.users.devicetokens import DeviceTokens
+from service.users.directory import UserDirectory
+from service.users.limiter import LoginLimiter
+from service.users.passwords import PasswordChecker
+
+STATIC = files("service.api") / "static"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis_client: RedisClient | None = None,
+    users: UserDirectory | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    passwords: PasswordChecker | None = None,
+) -> web.Application:
+    """Build the API. A given `redis_client` (or `passwords`) is used as is and left open
+    for its owner."""
+    middlewares = [problem_middleware]
+    if settings.cors_origins:  # outermost: problems get the CORS headers too
+        middlewares.insert(0, cors_middleware(frozenset(settings.cors_origins)))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
+    app[SETTINGS] = settings
+    app[METRICS] = ApiMetrics()
+    app[TOKENS] = TokenCodec(settings, clock)
+    app[DEVICE_TOKENS] = DeviceTokens(settings, clock)
+
+    def attach(app: web.Application, client: RedisClient) -> None:
+        metrics = app[METRICS]
+        topology = app[TOPOLOGY] = Topology(client)
+        reads = ReadBatcher(client, topology)
+        app[REDIS] = client
+        app[STORE] = SessionStore(
+            client,
+            settings,
+            clock,
+            topology=topology,
+            reads=reads,
+            on_unacknowledged=metrics.unacknowledged_revocations.inc,
+        )
+        app[LIMITER] = LoginLimiter(client, settings, clock)
+        app[EVENTS] = EventLog(client, reads)
+
+    app[USERS] = users or UserDirectory.load(settings.users_file)
+    if users is None:  # a given directory is its owner's to follow
+        app.cleanup_ctx.append(follow_users_file)
+    app.cleanup_ctx.append(redis_ctx(settings, redis_client, attach))
+    app.cleanup_ctx.append(_warm_user_agent_parser)
+    app.cleanup_ctx.append(_password_checker(passwords))
+    app.add_routes(routes)
+    app.add_routes(activity.routes)
+    app.add_routes(forward_auth.routes)
+    if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path
+        app.add_routes(admin.routes)
+    openapi = json.dumps(build_openapi(admin=bool(settings.admin_token))).encode()
+    app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
+    page, asset = _page_files(page_headers(settings))
+    app.router.add_get("/", page)
+    app.router.add_get("/static/{name}", asset)
+    return app
+
+
+async def _warm_user_agent_parser(app: web.Application) -> AsyncIterator[None]:
+    """ua-parser compiles its rules on first use (~0.5 s): do it now, off the loop."""
+    await asyncio.to_thread(device_name_from, "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")
+    yield
+
+
+def _password_checker(
+    given: PasswordChecker | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        checker = app[PASSWORDS] = given or PasswordChecker()
+        yield
+        if given is None:
+            checker.close()
+
+    return ctx
+
+
+def _static_bytes(body: bytes, content_type: str):
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=content_type)
+
+    return handler
+
+
+def _page_files(headers: dict[str, str]) -> tuple[Handler, Handler]:
+    """Handlers of the page and of its files, served with `headers`."""
+
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers=headers)
+
+    async def asset(request: web.Request) -> web.FileResponse:
+        """A file of the page; a name that could leave the folder is refused."""
+        name = request.match_info["name"]
+        if name.startswith(".") or "/" in name or "\\" in name or not _is_file(STATIC / name):
+            raise web.HTTPNotFound(text="No such file.")
+        return web.FileResponse(STATIC / name, headers=headers)
+
+    return page, asset
+
+
+def _is_file(path: Traversable) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system, say: no such file either
+        return False

@@ -1,0 +1,17 @@
+"""Typed keys of what the API app alone holds (the shared ones: service/runtime/appkeys.py)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service.api.metrics import ApiMetrics
+from service.users.devicetokens import DeviceTokens
+from service.users.directory import UserDirectory
+from service.users.limiter import LoginLimiter
+from service.users.passwords import PasswordChecker
+
+LIMITER = web.AppKey("limiter", LoginLimiter)
+USERS = web.AppKey("users", UserDirectory)
+PASSWORDS = web.AppKey("passwords", PasswordChecker)
+METRICS = web.AppKey("metrics", ApiMetrics)
+DEVICE_TOKENS = web.AppKey("device_tokens", DeviceTokens)

@@ -1,0 +1,136 @@
+"""Domain errors become RFC 9457 problem+json in one middleware, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from service.api.appkeys import METRICS
+from service.engine.connect import REDIS_DOWN
+from service.runtime.limits import RequestTimedOut
+from service.runtime.responses import busy, problem_response, redis_unavailable, unauthorized
+from service.sessions.store import SessionGone
+from service.sessions.tokens import TokenError
+from service.users.limiter import RateLimited, SignInBusy
+from service.users.passwords import HashingBusy
+from service.wire.schemas import FieldError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An error with a status and a stable `code`, raised anywhere below the handlers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.title, self.detail = status, code, title, detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def validation_error(field: str, message: str) -> ApiError:
+    return ApiError(
+        422,
+        "validation_error",
+        "Invalid request",
+        f"{field}: {message}",
+        errors=[FieldError(field=field, message=message)],
+    )
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    400: "bad_request",
+}
+
+
+def _to_problem(exc: Exception) -> web.Response:
+    match exc:
+        case ApiError():
+            return problem_response(
+                exc.status, exc.code, exc.title, exc.detail, headers=exc.headers, errors=exc.errors
+            )
+        case TokenError():
+            return unauthorized(exc.code, exc.detail)
+        case SessionGone(tombstone=tomb):
+            detail = "This session has ended" + (f" ({tomb.reason})." if tomb else ".")
+            return unauthorized("session_revoked", detail, tomb.to_wire() if tomb else None)
+        case RateLimited():
+            return problem_response(
+                429,
+                "rate_limited",
+                "Too many failed sign-ins",
+                f"Too many failed sign-in attempts; try again in {exc.retry_after} s.",
+                headers={"Retry-After": str(exc.retry_after)},
+                retry_after=exc.retry_after,
+            )
+        case SignInBusy():
+            return busy("Sign-ins for this account are being checked; retry in a second.")
+        case RequestTimedOut():
+            response = problem_response(
+                408, "request_timeout", "Request timeout", "The body took too long to arrive."
+            )
+            response.force_close()  # the rest of a slow body is not waited for
+            return response
+        case HashingBusy():
+            return busy("Too many sign-ins are being checked; retry in a second.")
+        case web.HTTPException():
+            code = _HTTP_CODES.get(exc.status, "http_error")
+            detail = (
+                exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+            )
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return problem_response(exc.status, code, exc.reason, detail, headers=headers)
+    raise exc
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map every failure to problem+json, count the request, and time it."""
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except REDIS_DOWN as exc:
+        log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
+        metrics.redis_errors.inc()
+        response = redis_unavailable()
+    except (
+        ApiError,
+        TokenError,
+        SessionGone,
+        RateLimited,
+        SignInBusy,
+        HashingBusy,
+        RequestTimedOut,
+        web.HTTPException,
+    ) as exc:
+        if isinstance(exc, web.HTTPException) and exc.status < 400:
+            raise
+        response = _to_problem(exc)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        response = problem_response(
+            500, "internal_error", "Internal error", "Something went wrong on our side."
+        )
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    metrics.observe_request(route, request.method, response.status, time.perf_counter() - started)
+    return response

@@ -1,0 +1,134 @@
+"""Reading what a request says: bodies, the client's address, its device."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from ua_parser import parse as parse_user_agent
+
+from service.api.errors import ApiError, validation_error
+from service.runtime.limits import body_deadline
+from service.settings import IpNetwork
+
+T = TypeVar("T")
+MAX_BODY = 64 * 1024
+MAX_USER_AGENT = 512
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_PATH_IN_ERROR = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+async def decode_body(
+    request: web.Request, schema: type[T], seconds: float, *, forms: bool = False
+) -> T:
+    """Decode a JSON body (or, with `forms`, a form) into `schema`, or raise a 4xx ApiError.
+
+    A body that takes longer than `seconds` to arrive raises RequestTimedOut. Forms are for
+    /login (the original tutorial's clients post one); a form can't say null, so an API
+    for programs takes JSON only.
+    """
+    async with body_deadline(seconds):
+        return await _decode_body(request, schema, forms)
+
+
+async def _decode_body(request: web.Request, schema: type[T], forms: bool) -> T:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "payload_too_large", "Payload too large", "The body is over 64 KiB.")
+    if forms and request.content_type in FORM_TYPES:
+        try:
+            form = await request.post()
+        except (ValueError, HttpProcessingError):  # bad encoding, boundary or part headers
+            raise ApiError(
+                400, "malformed_body", "Malformed body", "The form body could not be parsed."
+            ) from None
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        return _convert(lambda: msgspec.convert(fields, schema))
+    if request.content_type != "application/json":
+        accepted = "application/json" + (" or a form" if forms else "")
+        raise ApiError(415, "unsupported_media_type", "Unsupported media type", f"Send {accepted}.")
+    body = await request.read()
+    return _convert(lambda: msgspec.json.decode(body, type=schema))
+
+
+def _convert(decode: object) -> T:  # type: ignore[type-var]
+    try:
+        return decode()  # type: ignore[operator]
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH_IN_ERROR.search(message)
+        field = match.group(1) if match else _missing_field(message)
+        raise validation_error(field or "body", _PATH_IN_ERROR.sub("", message)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting
+        raise ApiError(400, "malformed_body", "Malformed body", f"Not valid JSON: {exc}") from None
+
+
+def _missing_field(message: str) -> str:
+    match = re.search(r"missing required field `([^`]+)`", message)
+    return match.group(1) if match else ""
+
+
+def header_text(value: str) -> str:
+    """A header value as valid text, whatever bytes the client sent.
+
+    aiohttp decodes headers as UTF-8 and keeps undecodable bytes as surrogate escapes, which
+    no encoder (redis-py's, a log stream's) accepts. Such a value is read as Latin-1, the
+    charset HTTP/1.1 historically allowed in header values.
+    """
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("latin-1")
+    return value
+
+
+def client_ip(request: web.Request, trusted: tuple[IpNetwork, ...]) -> str:
+    """The peer address, or the first untrusted hop of X-Forwarded-For from a trusted proxy."""
+    peer = request.remote or ""
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop if _is_ip(hop) else peer
+    return hops[0] if hops and _is_ip(hops[0]) else peer
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_trusted(address: str, trusted: tuple[IpNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+@lru_cache(maxsize=1024)
+def device_name_from(user_agent: str) -> str:
+    """A readable device name such as 'Firefox on Ubuntu' or 'Mobile Safari on iPhone'."""
+    if not user_agent:
+        return "Unknown device"
+    parsed = parse_user_agent(user_agent[:MAX_USER_AGENT])
+    browser = parsed.user_agent.family if parsed.user_agent else ""
+    os_name = parsed.os.family if parsed.os else ""
+    device = parsed.device.family if parsed.device else ""
+    place = device if device and device not in ("Other", "Mac", "Generic Smartphone") else os_name
+    if browser and browser != "Other" and place and place != "Other":
+        return f"{browser} on {place}"
+    if browser and browser != "Other":
+        return browser
+    if place and place != "Other":
+        return place
+    product = user_agent.split("/", 1)[0].split(" ", 1)[0].strip()[:40]
+    return product if product.isprintable() and product else "Unknown device"

@@ -1,0 +1,292 @@
+"""OpenAPI 3.1, generated from the msgspec schemas the handlers use."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from service.api.forward_auth import VERIFY_METHODS
+from service.wire.names import SESSION_ID
+from service.wire.schemas import (
+    ACTIVITY_LIMIT_DEFAULT,
+    ActivityLimit,
+    ActivityResponse,
+    AdminLogoutAllRequest,
+    AdminSessionRequest,
+    ClientConfig,
+    Health,
+    LoginRequest,
+    LoginResponse,
+    MeResponse,
+    Problem,
+    RevokedResponse,
+    SessionsResponse,
+    Username,
+    UserSessionsResponse,
+)
+
+REF = "#/components/schemas/{name}"
+SESSION_ID_PATTERN = f"^{SESSION_ID}$"
+BEARER = [{"bearer": []}]
+ADMIN = [{"admin": []}]
+
+# (method, path, summary, request schema, response schema, auth, error statuses)
+Operation = tuple[str, str, str, type | None, type | None, bool, tuple[int, ...]]
+OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tuple[int, ...]]] = [
+    (
+        "post",
+        "/login",
+        "Sign in; creates a session",
+        LoginRequest,
+        LoginResponse,
+        False,
+        (400, 401, 408, 413, 415, 422, 429, 503),
+    ),
+    ("post", "/logout", "Sign out this device", None, RevokedResponse, True, (401, 503)),
+    ("get", "/me", "The signed-in user and this session", None, MeResponse, True, (401, 503)),
+    (
+        "get",
+        "/sessions",
+        "Every session of the user, most recently seen first",
+        None,
+        SessionsResponse,
+        True,
+        (401, 503),
+    ),
+    (
+        "delete",
+        "/sessions/{session_id}",
+        "Sign out one device",
+        None,
+        RevokedResponse,
+        True,
+        (401, 404, 503),
+    ),
+    (
+        "post",
+        "/sessions/revoke-others",
+        "Sign out every other device",
+        None,
+        RevokedResponse,
+        True,
+        (401, 503),
+    ),
+    (
+        "post",
+        "/logout-all",
+        "Sign out every device, this one too",
+        None,
+        RevokedResponse,
+        True,
+        (401, 503),
+    ),
+    ("get", "/healthz", "Liveness", None, Health, False, ()),
+    ("get", "/readyz", "Readiness: Redis answers", None, Health, False, (503,)),
+    ("get", "/config", "Where the page finds the WebSocket gateway", None, ClientConfig, False, ()),
+]
+
+
+# Your product on Sessionwire: the user's activity log and forward auth (user's Bearer).
+PRODUCT_OPERATIONS: list[Operation] = [
+    (
+        "get",
+        "/activity",
+        "The user's recent session events, newest first",
+        None,
+        ActivityResponse,
+        True,
+        (401, 422, 503),
+    ),
+    (
+        "get",
+        "/auth/verify",
+        "Forward auth for reverse proxies: is this bearer token a live session?",
+        None,
+        None,
+        True,
+        (401, 503),
+    ),
+]
+
+# The admin API (ADMIN_TOKEN as Bearer); all of it is a 404 while ADMIN_TOKEN is unset.
+ADMIN_ERRORS = (401, 404, 422, 429, 503)
+ADMIN_OPERATIONS: list[Operation] = [
+    (
+        "post",
+        "/admin/sessions",
+        "Open a session for a user the product signed in itself",
+        AdminSessionRequest,
+        LoginResponse,
+        True,
+        (400, 401, 404, 408, 413, 415, 422, 429, 503),
+    ),
+    (
+        "get",
+        "/admin/users/{username}/sessions",
+        "A user's sessions, most recently seen first",
+        None,
+        UserSessionsResponse,
+        True,
+        ADMIN_ERRORS,
+    ),
+    (
+        "delete",
+        "/admin/users/{username}/sessions/{session_id}",
+        "Sign out one of a user's devices (reason admin)",
+        None,
+        RevokedResponse,
+        True,
+        ADMIN_ERRORS,
+    ),
+    (
+        "post",
+        "/admin/users/{username}/logout-all",
+        "Sign a user out everywhere (reason admin, or password_changed)",
+        AdminLogoutAllRequest,
+        RevokedResponse,
+        True,
+        (400, 401, 404, 408, 413, 415, 422, 429, 503),
+    ),
+    (
+        "get",
+        "/admin/users/{username}/activity",
+        "A user's recent session events, as GET /activity",
+        None,
+        ActivityResponse,
+        True,
+        ADMIN_ERRORS,
+    ),
+]
+
+# What GET /auth/verify says in headers (its 200 has no body); the proxy passes them on.
+IDENTITY_HEADERS = {
+    "X-Auth-Request-User": "The username.",
+    "X-Auth-Request-Email": "The user's email; absent when the users file has none.",
+    "X-Auth-Request-Session": "The session id.",
+}
+PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+
+
+def _content(schema: type, *, media: str = "application/json") -> dict[str, Any]:
+    return {media: {"schema": {"$ref": REF.format(name=schema.__name__)}}}
+
+
+def _operation(
+    summary: str,
+    request: type | None,
+    response: type | None,
+    security: list[dict[str, list[str]]] | None,
+    errors: tuple[int, ...],
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {}}
+    if response is not None:
+        op["responses"]["200"] = {"description": "OK", "content": _content(response)}
+    for status in errors:
+        op["responses"][str(status)] = {
+            "description": "Problem",
+            "content": _content(Problem, media="application/problem+json"),
+        }
+    if request is not None:
+        content = _content(request)
+        if request is LoginRequest:  # the one body that may also be a form
+            content.update(_content(request, media="application/x-www-form-urlencoded"))
+        op["requestBody"] = {"required": True, "content": content}
+    if security:
+        op["security"] = security
+    return op
+
+
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "username": msgspec.json.schema(Username),  # the users file's rules
+    "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN},  # as the routes match
+}
+
+
+def _parameters(path: str) -> list[dict[str, Any]]:
+    """The path's `{name}` parameters, each with the rules its route matches."""
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": _PATH_SCHEMAS.get(name, {"type": "string"}),
+        }
+        for name in PATH_PARAMETER.findall(path)
+    ]
+
+
+def _limit_parameter() -> dict[str, Any]:
+    schema = {**msgspec.json.schema(ActivityLimit), "default": ACTIVITY_LIMIT_DEFAULT}
+    return {"name": "limit", "in": "query", "required": False, "schema": schema}
+
+
+def _product_details(paths: dict[str, dict[str, Any]]) -> None:
+    """What the table of operations cannot say: parameters, optional bodies, headers."""
+    for path, operations in paths.items():
+        for op in operations.values():
+            if parameters := _parameters(path):
+                op["parameters"] = parameters
+    for path in ("/activity", "/admin/users/{username}/activity"):
+        if path in paths:
+            op = paths[path]["get"]
+            op["parameters"] = [*op.get("parameters", []), _limit_parameter()]
+    if logout_all := paths.get("/admin/users/{username}/logout-all"):
+        logout_all["post"]["requestBody"]["required"] = False
+    verify = paths["/auth/verify"]["get"]
+    verify["description"] = (
+        "For nginx auth_request, Traefik forwardAuth and Caddy forward_auth. The methods of an "
+        "API call are answered alike (Traefik's preserveRequestMethod sends the client's own)."
+    )
+    identity = {
+        name: {"description": text, "schema": {"type": "string"}}
+        for name, text in IDENTITY_HEADERS.items()
+    }
+    verify["responses"] = {
+        "200": {"description": "A live session; who it is, in headers", "headers": identity},
+        **verify["responses"],
+    }
+    for method in VERIFY_METHODS:
+        if method != "GET":
+            paths["/auth/verify"][method.lower()] = {**verify, "summary": "As GET /auth/verify"}
+
+
+def build_openapi(*, admin: bool) -> dict[str, Any]:
+    """The document of what this server serves: the admin API only when it is on."""
+    user_ops = OPERATIONS + PRODUCT_OPERATIONS
+    every = [(op, BEARER if op[5] else None) for op in user_ops]
+    if admin:
+        every += [(op, ADMIN) for op in ADMIN_OPERATIONS]
+    types = [op[3] for op, _ in every if op[3]] + [op[4] for op, _ in every if op[4]]
+    _, components = msgspec.json.schema_components(
+        [*dict.fromkeys(types), Problem], ref_template=REF
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for (method, path, summary, request, response, _, errors), security in every:
+        paths.setdefault(path, {})[method] = _operation(
+            summary, request, response, security, errors
+        )
+    _product_details(paths)
+    schemes: dict[str, Any] = {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    if admin:
+        schemes["admin"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "ADMIN_TOKEN, for the product's back end",
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Sessionwire",
+            "version": "1.0.0",
+            "description": "Multi-device sign-in with instant sign-out notices.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": schemes,
+        },
+    }

@@ -1,0 +1,184 @@
+"""HTTP handlers: thin; decode, call the store, encode."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+from aiohttp import web
+
+from service.api.appkeys import DEVICE_TOKENS, LIMITER, METRICS, PASSWORDS, USERS
+from service.api.auth import Caller, authenticate
+from service.api.errors import ApiError
+from service.api.inputs import MAX_USER_AGENT, client_ip, decode_body, header_text
+from service.api.metrics import CONTENT_TYPE_LATEST
+from service.api.page import gateway_url
+from service.api.signin import NewDevice, open_session
+from service.engine.connect import REDIS_DOWN
+from service.runtime.appkeys import SETTINGS, STORE, TOPOLOGY
+from service.runtime.responses import json_response, redis_unavailable
+from service.sessions.records import StoredSession
+from service.sessions.store import RevokeMode
+from service.users.directory import User
+from service.wire.names import SESSION_ID, is_valid_username
+from service.wire.schemas import (
+    ClientConfig,
+    Health,
+    LoginRequest,
+    MeResponse,
+    RevokedResponse,
+    SessionsResponse,
+    SessionView,
+)
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    body = await decode_body(request, LoginRequest, settings.request_timeout, forms=True)
+    ip = client_ip(request, settings.trusted_proxies)
+    device_tokens = request.app[DEVICE_TOKENS]
+    known_device = device_tokens.device_of(body.device_token, body.username)
+    user = await _check_credentials(request.app, body, ip, known_device)
+    user_agent = header_text(request.headers.get("User-Agent", ""))[:MAX_USER_AGENT]
+    device = NewDevice(body.device_id or "", body.device_name, user_agent, ip)
+    response = await open_session(request.app, user.username, device)
+    response.device_token = device_tokens.issue(user.username, known_device)
+    request.app[METRICS].logins.labels("success").inc()
+    return json_response(response)
+
+
+async def _check_credentials(
+    app: web.Application, body: LoginRequest, ip: str, device: str | None
+) -> User:
+    """The user, or ApiError 401, RateLimited, SignInBusy or HashingBusy.
+
+    The attempt is counted before the password is hashed, so a burst of guesses gets no
+    more hashes (or answers) than the limit allows; at the limit even the right password
+    is refused, or the limit would tell a guesser when it guessed right. A known `device`
+    (from its device token) has a budget of its own.
+    """
+    limiter, users, checker = app[LIMITER], app[USERS], app[PASSWORDS]
+    reservation = await limiter.reserve(body.username, ip, device)
+    # A name that can't exist costs what a real check costs, so timing tells nothing.
+    name = body.username if is_valid_username(body.username) else ""
+    try:
+        user = await users.authenticate(name, body.password, checker, ip)
+    except BaseException:
+        await asyncio.shield(limiter.cancel(reservation))
+        raise
+    if user is None:
+        await limiter.failed(reservation)
+        app[METRICS].logins.labels("failure").inc()
+        log.info("failed sign-in for %r from %s", body.username[:64], ip)
+        raise ApiError(
+            401,
+            "invalid_credentials",
+            "Invalid credentials",
+            "The username or password is wrong.",
+            headers={"WWW-Authenticate": 'Bearer realm="sessionwire"'},  # a 401 must challenge
+        )
+    await limiter.succeeded(reservation)
+    return user
+
+
+async def _revoke(
+    request: web.Request, caller: Caller, mode: RevokeMode, target: str, reason: str
+) -> web.Response:
+    revoked = await request.app[STORE].revoke(
+        caller.username, mode, target, reason, caller.session.as_actor()
+    )
+    if mode == "one" and not revoked:
+        raise ApiError(
+            404, "session_not_found", "Session not found", "You have no session with that id."
+        )
+    request.app[METRICS].revocations.labels(reason).inc(len(revoked))
+    return json_response(RevokedResponse(revoked=revoked))
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    return await _revoke(request, caller, "one", caller.session.session_id, "logout")
+
+
+# Not "revoke-others": that path allows POST only (and its 405 must say so).
+@routes.delete(f"/sessions/{{session_id:(?!revoke-others$){SESSION_ID}}}")
+async def revoke_session(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    target = request.match_info["session_id"]
+    reason = "logout" if target == caller.session.session_id else "revoked"
+    return await _revoke(request, caller, "one", target, reason)
+
+
+@routes.post("/sessions/revoke-others")
+async def revoke_others(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    return await _revoke(request, caller, "others", caller.session.session_id, "revoke_others")
+
+
+@routes.post("/logout-all")
+async def logout_all(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    return await _revoke(request, caller, "all", caller.session.session_id, "logout_all")
+
+
+@routes.get("/me")
+async def me(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    # Absent from the users file: signed in by the product (admin API), or removed since.
+    user = request.app[USERS].get(caller.username)
+    return json_response(
+        MeResponse(
+            username=caller.username,
+            email=user.email if user else None,
+            bio=user.bio if user else None,
+            session=caller.session.to_wire(),
+        )
+    )
+
+
+def _view(session: StoredSession, current_id: str) -> SessionView:
+    return SessionView(
+        **msgspec.structs.asdict(session.to_wire()), current=session.session_id == current_id
+    )
+
+
+@routes.get("/sessions")
+async def list_sessions(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    sessions = await request.app[STORE].list(caller.username)
+    current = caller.session.session_id
+    return json_response(SessionsResponse(sessions=[_view(s, current) for s in sessions]))
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response(Health(status="ok"))
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[TOPOLOGY].check()
+    except REDIS_DOWN as exc:
+        log.info("not ready: %s", exc)
+        return redis_unavailable("Redis is not ready: a node is down or a slot is unserved.")
+    return json_response(Health(status="ok"))
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get("/config")
+async def config(request: web.Request) -> web.Response:
+    """Where the page's WebSocket should connect."""
+    url = gateway_url(request.app[SETTINGS], request.host)
+    return json_response(ClientConfig(gateway_url=url))

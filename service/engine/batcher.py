@@ -1,0 +1,206 @@
+"""Coalesced reads (auto-pipelining): the reads of concurrent requests leave as one pipeline.
+
+Every request must read Redis after it arrived: a revoked token fails on the very next
+request, on any process, so nothing of a session is cached here. What requests can share
+is the trip: reads issued in the same turn of the event loop are written as one pipeline,
+on one connection, and each request gets its own reply. N requests then cost one write,
+one read and one pool checkout instead of N, and that, not the network, is what redis-py
+spends its CPU on. A batch leaves at the end of the turn it was started in, never after a
+timer, so a lone request waits for nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as redis
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import AskError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service.engine.connect import REDIS_DOWN, RedisClient
+from service.engine.topology import Node, NodeGone, Topology
+
+MAX_BATCH = 128  # commands per pipeline; more wait for the next one, sent at once too
+# Pipelines out at once. Past it, new reads gather for the next one: a burst then costs a
+# few large pipelines rather than a new Redis connection per small one (each connection
+# the pool opens in a hurry costs more CPU than the reads it carries).
+MAX_IN_FLIGHT = 4
+
+Pending = tuple[Sequence[Any], "asyncio.Future[Any]"]
+
+
+class _Borrowed:
+    """Batches on a single server, on a connection borrowed from the client's pool.
+
+    A batch of keyed reads needs none of redis-py's pipeline machinery (a command stack,
+    a retry wrapper, response callbacks): one checkout, one write, the replies. A broken
+    connection is dropped and the batch sent once more on another: reads are safe to
+    repeat, so a Redis that restarted costs no request an error.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.pool = client.connection_pool
+
+    async def run(self, commands: list[Sequence[Any]]) -> list[Any]:
+        try:
+            return await self._run_once(commands)
+        except (RedisConnectionError, RedisTimeoutError):
+            return await self._run_once(commands)
+
+    async def _run_once(self, commands: list[Sequence[Any]]) -> list[Any]:
+        conn = await self.pool.get_connection()
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            return [await _reply(conn) for _ in commands]
+        except BaseException:
+            await conn.disconnect()  # what it had half read would confuse the next user
+            raise
+        finally:
+            await self.pool.release(conn)
+
+
+async def _reply(conn: AbstractConnection) -> Any:
+    """One reply; an error answered to this command is its reply, not the batch's end."""
+    try:
+        return await conn.read_response()
+    except ResponseError as exc:
+        return exc
+
+
+class ReadBatcher:
+    """`await batcher.execute("HGETALL", key)`: a command of the next shared pipeline.
+
+    An error answered to one command reaches that request only; a pipeline that fails as
+    a whole (a lost connection) fails only the requests in it. A request cancelled while it
+    waits is skipped. On a cluster the batch is split by master and each part goes through
+    that master's own connection pool: the cluster client's pipeline would instead retry a
+    dead node for seconds, closing every connection of the client each time, where a
+    request must get its 503 at once.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        topology: Topology | None = None,
+        max_batch: int = MAX_BATCH,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
+        self.client, self.max_batch, self.max_in_flight = client, max_batch, max_in_flight
+        self.topology = topology or Topology(client)
+        self._single = _Borrowed(client) if isinstance(client, redis.Redis) else None
+        self._pending: list[Pending] = []
+        self._flush_scheduled = False
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.batches_sent = 0  # how many batches (pipelines) left so far
+
+    async def execute(self, *command: Any) -> Any:
+        """Run one keyed read command (its key second, as in HGETALL key)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((command, future))
+        self._schedule()
+        return await future
+
+    def _schedule(self) -> None:
+        """Flush at the end of this turn, unless one is due already or all slots are out."""
+        if not self._flush_scheduled and len(self._in_flight) < self.max_in_flight:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    async def close(self) -> None:
+        """Wait for the batches already sent (their requests still get answers)."""
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._pending and len(self._in_flight) < self.max_in_flight:
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            self._spawn(self._send(batch))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._in_flight.add(task)
+        task.add_done_callback(self._landed)
+
+    def _landed(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if self._pending:  # what gathered meanwhile leaves now
+            self._schedule()
+
+    async def _send(self, batch: list[Pending]) -> None:
+        batch = [(command, future) for command, future in batch if not future.done()]
+        if not batch:
+            return
+        self.batches_sent += 1
+        if self._single is not None:
+            await _settle(batch, self._single.run([command for command, _ in batch]))
+            return
+        by_node: dict[Node, list[Pending]] = {}
+        for command, future in batch:
+            node = self.topology.node_of(str(command[1]))
+            by_node.setdefault(node, []).append((command, future))
+        await asyncio.gather(*(self._send_to_node(node, part) for node, part in by_node.items()))
+
+    async def _send_to_node(self, node: Node, batch: list[Pending]) -> None:
+        try:
+            cluster_node = self.topology.cluster_node(node)
+        except NodeGone:  # the map changed since the split: each goes the client's own way
+            self._retry_each(batch)
+            return
+        replies = await _settle(batch, _on_cluster_node(cluster_node, batch))
+        if replies is None or any(isinstance(r, RedisConnectionError) for r in replies):
+            with contextlib.suppress(*REDIS_DOWN):  # the next batches ask the map again
+                await self.topology.refresh()
+            return
+        # A slot that moved (or is moving): the client's own redirects follow it.
+        self._retry_each([p for p, reply in zip(batch, replies, strict=True) if _moved(reply)])
+
+    def _retry_each(self, batch: list[Pending]) -> None:
+        for command, future in batch:
+            if not future.done():
+                self._spawn(_settle([(command, future)], self._one(command)))
+
+    async def _one(self, command: Sequence[Any]) -> list[Any]:
+        assert isinstance(self.client, RedisCluster)
+        return [await self.client.execute_command(*command)]
+
+
+async def _on_cluster_node(cluster_node: ClusterNode, batch: list[Pending]) -> list[Any]:
+    commands = [PipelineCommand(i, *command) for i, (command, _) in enumerate(batch)]
+    await cluster_node.execute_pipeline(commands)
+    return [c.result for c in commands]
+
+
+def _moved(reply: Any) -> bool:
+    return isinstance(reply, AskError)
+
+
+async def _settle(batch: list[Pending], replies: Any) -> list[Any] | None:
+    """Hand each waiting request its reply (a redirect is left for the caller to retry);
+    None when the whole batch failed, and each request got that error."""
+    try:
+        results = await replies
+    except asyncio.CancelledError:
+        for _, future in batch:
+            future.cancel()
+        raise
+    except Exception as exc:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(exc)
+        return None
+    for (_, future), reply in zip(batch, results, strict=True):
+        if future.done() or _moved(reply):
+            continue  # cancelled while the batch was out, or to be retried
+        if isinstance(reply, Exception):
+            future.set_exception(reply)
+        else:
+            future.set_result(reply)
+    return list(results)

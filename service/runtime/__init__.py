@@ -1,0 +1,2 @@
+"""Running a process: start-up, supervision, limits, credentials from requests, cleanup
+contexts, health handlers, the app keys both apps share."""

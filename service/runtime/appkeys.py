@@ -1,0 +1,20 @@
+"""Typed keys of what both apps hold, the API's and the worker's (aiohttp's AppKey)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from service.engine.topology import Topology
+from service.sessions.eventlog import EventLog
+from service.sessions.store import SessionStore
+from service.sessions.tokens import TokenCodec
+from service.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", Redis | RedisCluster)
+TOPOLOGY = web.AppKey("topology", Topology)
+STORE = web.AppKey("store", SessionStore)
+TOKENS = web.AppKey("tokens", TokenCodec)
+EVENTS = web.AppKey("events", EventLog)

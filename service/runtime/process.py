@@ -1,0 +1,217 @@
+"""One Sessionwire process (the API or the worker): settings, logging, then serve.
+
+With a concurrency of 1 (WEB_CONCURRENCY, GATEWAY_CONCURRENCY) the process serves itself;
+with more it becomes a supervisor of that many children sharing the port with SO_REUSEPORT
+(service/supervisor.py). Either way a port that can't be had is one line, before anything
+starts, and "listening" is said only once the socket listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import gc
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from aiohttp.web_runner import GracefulExit
+
+from service.engine.devredis import embedded_redis_if_needed
+from service.runtime.limits import harden_process, quiet_accept_errors, server_options
+from service.runtime.supervisor import Supervisor
+from service.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+EXIT_LISTEN = 3  # the port is taken or may not be used
+# aiohttp's default listen backlog of 128 drops SYNs when hundreds of clients connect at
+# once (a worker restart brings every device back); each then waits a 1 s retransmit.
+# 4096 is Linux's default cap (net.core.somaxconn), which bounds whatever is asked.
+LISTEN_BACKLOG = 4096
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The access log would print request lines only; tokens travel in headers, never URLs.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+# Collect young objects every 20,000 allocations instead of 700, and look at old ones less
+# often. A process holding thousands of sockets has hundreds of thousands of long-lived
+# objects, and a default full collection rescans them all every few hundred connects: in
+# a reconnect storm of 10,000 devices that was a third of the worker's CPU (698 against
+# 416 µs per connect, bench/bench_storm.py). Cycles are still collected, a little later.
+GC_THRESHOLDS = (20_000, 20, 50)
+
+
+def tune_gc() -> None:
+    """Fewer collections; what exists at start-up (modules, the app) is never rescanned."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """uvloop when asked for and installed (it serves ~10% more requests per core)."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("EVENT_LOOP=uvloop, but uvloop is not installed: using asyncio's loop")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def serve(
+    what: str,
+    build: Callable[[Settings], web.Application],
+    *,
+    port: str,
+    concurrency: str,
+    **run_app_options: object,
+) -> int:
+    """Read the settings, build the app and serve it until signalled; the exit status.
+
+    `port` and `concurrency` name the settings fields this process uses (their upper-case
+    names are the variables). A bad setting is one line on stderr and exit status 2, a port
+    that can't be had one line and status 3, before anything starts.
+    """
+    try:
+        settings = Settings.from_env()
+        app = build(settings)
+    except ConfigError as exc:
+        return _refuse(what, f"configuration error: {exc}", EXIT_CONFIG)
+    setup_logging(settings.log_level)
+    harden_process()
+    app.cleanup_ctx.append(quiet_accept_errors)
+    app.cleanup_ctx.append(first_stop_signal_only)
+    settings.warn_about_defaults()
+    listen = Listen(settings.host, getattr(settings, port), port.upper())
+    if problem := listen.problem():
+        return _refuse(what, problem, EXIT_LISTEN)
+    processes = getattr(settings, concurrency)
+    try:
+        with embedded_redis_if_needed(settings):
+            if processes == 1:
+
+                def announce() -> None:
+                    log.info("%s listening on %s", what, listen.address)
+
+                return _run(what, app, settings, listen, announce, run_app_options)
+
+            def child(ready: Callable[[], None]) -> int:
+                return _run(what, app, settings, listen, ready, run_app_options, shared=True)
+
+            fatal = frozenset({EXIT_CONFIG, EXIT_LISTEN})
+            return Supervisor(what, processes, child, fatal=fatal).run(listen.address)
+    except ConfigError as exc:  # e.g. an embedded Redis needed, but none can be had
+        return _refuse(what, f"configuration error: {exc}", EXIT_CONFIG)
+
+
+class Listen:
+    """Where a process listens, and what to say when it can't."""
+
+    def __init__(self, host: str, port: int, variable: str) -> None:
+        self.host, self.port, self.variable = host, port, variable
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def in_use(self) -> str:
+        return f"port {self.port} is in use on {self.host} (set {self.variable} to another)"
+
+    def problem(self) -> str | None:
+        """Why the port can't be had now, in one line, or None.
+
+        Each address is bound once without SO_REUSEPORT: that fails even when the holder
+        (another copy of this service, say) shares its port with SO_REUSEPORT.
+        """
+        try:
+            found = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror as exc:
+            return f"can't listen on {self.host}:{self.port}: {exc.strerror}"
+        for family, kind, proto, _, address in found:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:  # as asyncio binds it: IPv6 only
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    probe.bind(address)
+                except OSError as exc:
+                    if exc.errno == errno.EADDRINUSE:
+                        return self.in_use()
+                    return f"can't listen on {self.host}:{self.port}: {exc.strerror}"
+        return None
+
+
+def _run(
+    what: str,
+    app: web.Application,
+    settings: Settings,
+    listen: Listen,
+    announce: Callable[[], None],
+    options: dict[str, object],
+    *,
+    shared: bool = False,
+) -> int:
+    """Serve `app` in this process until signalled; `announce` once the socket listens."""
+    # SIGHUP means "reread the users file": the API's own handler takes it; nobody else dies.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    tune_gc()
+    loop = new_event_loop(settings.event_loop)
+    log.info("%s runs on %s", what, type(loop).__module__.split(".")[0])
+    try:
+        web.run_app(
+            app,
+            loop=loop,
+            host=settings.host,
+            port=listen.port,
+            backlog=LISTEN_BACKLOG,
+            reuse_port=shared or None,
+            print=lambda _: announce(),
+            **server_options(settings.request_timeout),
+            **options,  # type: ignore[arg-type]
+        )
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:  # taken since it was checked: still one line
+            raise
+        return _refuse(what, listen.in_use(), EXIT_LISTEN)
+    except ConfigError as exc:  # found while connecting, e.g. what the server turned out to be
+        return _refuse(what, f"configuration error: {exc}", EXIT_CONFIG)
+    return 0
+
+
+def _refuse(what: str, problem: str, status: int) -> int:
+    print(f"sessionwire {what}: {problem}", file=sys.stderr)
+    return status
+
+
+async def first_stop_signal_only(app: web.Application) -> AsyncIterator[None]:
+    """Stop at the first SIGTERM or SIGINT and ignore the next ones.
+
+    honcho signals the whole process group and a supervisor passes SIGTERM on too: a second
+    one would otherwise cut the graceful shutdown (sockets closing with 1001) short.
+    """
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for signo in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signo, lambda: None)
+        raise GracefulExit()
+
+    for signo in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signo, stop)
+    yield

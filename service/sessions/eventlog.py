@@ -1,0 +1,121 @@
+"""Each user's event log (a capped Redis stream) and channel, for whoever replays or listens.
+
+Pub/sub is at-most-once, so the log is the source of truth: a listener that joins, or lost
+its subscription, replays a user's log from a cursor, and re-checks sessions whose notice
+may be gone for good (a trimmed log, a Redis that restarted empty).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import msgspec
+
+from service.engine.batcher import ReadBatcher
+from service.engine.connect import RedisClient
+from service.sessions import keys
+from service.sessions.records import Event, Tombstone, decode_tombstone, event_decoder
+
+log = logging.getLogger(__name__)
+
+StreamId = tuple[int, int]
+ZERO_ID: StreamId = (0, 0)
+
+
+def parse_id(raw: str) -> StreamId:
+    ms, _, seq = raw.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def format_id(stream_id: StreamId) -> str:
+    return f"{stream_id[0]}-{stream_id[1]}"
+
+
+def channel(username: str) -> str:
+    """The channel to subscribe to for the user's live events."""
+    return keys.channel(username)
+
+
+def username_from_channel(name: str) -> str | None:
+    return keys.username_from_channel(name)
+
+
+def decode_published(data: str | bytes) -> Event:
+    """An event as published (with its id); raises msgspec.DecodeError."""
+    return event_decoder.decode(data)
+
+
+def decode_entry(entry_id: str, fields: dict[str, str]) -> Event:
+    """An event from a log entry: the stored JSON lacks the id, which is the entry's."""
+    event = event_decoder.decode(fields.get("e", ""))
+    event.id = entry_id
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayQuery:
+    """Replay `username`'s log after `since`, and re-check these sessions."""
+
+    username: str
+    since: StreamId
+    recheck: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Replay:
+    events: list[Event] = field(default_factory=list)
+    # Re-checked sessions that no longer exist, with their tombstone while it lives.
+    gone: dict[str, Tombstone | None] = field(default_factory=dict)
+
+
+class EventLog:
+    """Reads users' logs; it is handed a client (decode_responses=True)."""
+
+    def __init__(self, client: RedisClient, reads: ReadBatcher | None = None) -> None:
+        self.redis = client
+        self.reads = reads or ReadBatcher(client)
+
+    async def last_id(self, username: str) -> StreamId:
+        """The id of the user's latest event (ZERO_ID when there is none); a read shared
+        with whoever else connects in the same turn (a reconnect storm comes at once)."""
+        log_key = keys.event_log(username)
+        last = await self.reads.execute("XREVRANGE", log_key, "+", "-", "COUNT", 1)
+        return parse_id(last[0][0]) if last else ZERO_ID
+
+    async def recent(self, username: str, limit: int) -> list[Event]:
+        """The user's latest `limit` events, newest first (what the log still holds)."""
+        entries = await self.redis.xrevrange(keys.event_log(username), "+", "-", count=limit)
+        return _decode_entries(username, entries)
+
+    async def replay(self, queries: list[ReplayQuery]) -> list[Replay]:
+        """Each query's events after its cursor and its re-checks, in one pipelined read."""
+        if not queries:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for query in queries:
+                first = "-" if query.since == ZERO_ID else f"({format_id(query.since)}"
+                pipe.xrange(keys.event_log(query.username), first)
+                for session_id in query.recheck:
+                    pipe.exists(keys.session_record(query.username, session_id))
+                    pipe.get(keys.tombstone(query.username, session_id))
+            results = iter(await pipe.execute())
+        replays = []
+        for query in queries:
+            replay = Replay(events=_decode_entries(query.username, next(results)))
+            for session_id in query.recheck:
+                exists, tomb = next(results), next(results)
+                if not exists:
+                    replay.gone[session_id] = decode_tombstone(tomb)
+            replays.append(replay)
+        return replays
+
+
+def _decode_entries(username: str, entries: list[tuple[str, dict[str, str]]]) -> list[Event]:
+    events = []
+    for entry_id, fields in entries:
+        try:
+            events.append(decode_entry(entry_id, fields))
+        except msgspec.DecodeError as exc:  # one bad entry never stops a replay
+            log.error("skipping log entry %s of %s: %s", entry_id, username, exc)
+    return events

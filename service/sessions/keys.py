@@ -1,0 +1,112 @@
+"""Every Redis key and channel name, in one place: nothing else builds one.
+
+All of one user's keys carry the hash tag `{u:<username>}` so that each change to a
+user's sessions is one Lua script on one Redis Cluster slot. Usernames are restricted
+(see `service.wire.names`) so a name can never break out of its tag. The scripts get
+these names from here (as KEYS, or as a prefix to which they append a session id).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+PREFIX = "sw"
+
+SWEEPER_LEASE = f"{PREFIX}:lease:sweeper"
+# The due-time index ("<user> <sid>" -> deadline ms) is split into buckets, each its own
+# hash tag, so sign-ins spread their writes over the cluster instead of all landing on
+# the one node of a single key. 16: on 3 masters each holds ~5, on 16+ they spread out;
+# the sweeper reads all of them in one pipelined round trip per pass, which costs nothing.
+DUE_BUCKETS = 16
+
+_CHANNEL = "ch"
+
+
+def user_prefix(username: str) -> str:
+    """Prefix of every key of one user: `sw:{u:<name>}:`."""
+    return f"{PREFIX}:{{u:{username}}}:"
+
+
+def session_index(username: str) -> str:
+    """ZSET session id -> last seen (ms); the key scripts are routed by."""
+    return user_prefix(username) + "idx"
+
+
+def device_index(username: str) -> str:
+    """HASH device id -> the session id signed in on that device."""
+    return user_prefix(username) + "dev"
+
+
+def session_record(username: str, session_id: str) -> str:
+    """HASH of one session's fields; `session_record(user, "")` is the scripts' prefix."""
+    return user_prefix(username) + "s:" + session_id
+
+
+def tombstone(username: str, session_id: str) -> str:
+    """Why a session ended; `tombstone(user, "")` is the scripts' prefix."""
+    return user_prefix(username) + "t:" + session_id
+
+
+def tombstone_index(username: str) -> str:
+    """ZSET session id -> revoked at (ms): the user's tombstones, oldest first, capped."""
+    return user_prefix(username) + "tombs"
+
+
+def event_log(username: str) -> str:
+    """Capped STREAM of the user's session events."""
+    return user_prefix(username) + "log"
+
+
+def channel(username: str) -> str:
+    """Pub/sub channel carrying the user's session events."""
+    return user_prefix(username) + _CHANNEL
+
+
+_CHANNEL_HEAD, _CHANNEL_TAIL = channel("\0").split("\0")
+
+
+def username_from_channel(name: str) -> str | None:
+    """The user whose `channel()` this is, or None for any other name."""
+    if not (name.startswith(_CHANNEL_HEAD) and name.endswith(_CHANNEL_TAIL)):
+        return None
+    return name[len(_CHANNEL_HEAD) : len(name) - len(_CHANNEL_TAIL)] or None
+
+
+def login_failures_by_user(username: str) -> str:
+    return f"{PREFIX}:rl:u:{username}"
+
+
+def login_failures_by_ip(ip: str) -> str:
+    return f"{PREFIX}:rl:ip:{ip}"
+
+
+def admin_failures_by_ip(ip: str) -> str:
+    """Wrong admin tokens from one client IP (a budget apart from sign-ins)."""
+    return f"{PREFIX}:rl:admin:{ip}"
+
+
+def due_bucket(username: str) -> int:
+    return zlib.crc32(username.encode()) % DUE_BUCKETS
+
+
+def due_index(bucket: int) -> str:
+    return f"{PREFIX}:{{due:{bucket}}}"
+
+
+def due_index_of(username: str) -> str:
+    """The due-index bucket that holds the user's sessions."""
+    return due_index(due_bucket(username))
+
+
+def login_failures_by_device(username: str, device_id: str) -> str:
+    """Failed sign-ins of one known device (see service/devicetokens.py)."""
+    return f"{PREFIX}:rl:d:{username}:{device_id}"
+
+
+def due_member(username: str, session_id: str) -> str:
+    return f"{username} {session_id}"
+
+
+def parse_due_member(member: str) -> tuple[str, str]:
+    username, _, session_id = member.partition(" ")
+    return username, session_id

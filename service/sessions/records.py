@@ -1,0 +1,124 @@
+"""What the session scripts store and emit: records, tombstones and events (times in ms)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import msgspec
+
+from service.wire.schemas import (
+    ActivityEvent,
+    ActivitySession,
+    Actor,
+    Revocation,
+    Session,
+    from_ms,
+)
+
+log = logging.getLogger(__name__)
+
+
+def deadline_ms(seen_ms: int, idle_ms: int, max_ms: int) -> int:
+    """When a session ends: idle for too long, or too old. lib.lua's `deadline` is its twin."""
+    return min(seen_ms + idle_ms, max_ms)
+
+
+class StoredSession(msgspec.Struct, kw_only=True):
+    """A session as the scripts keep it (times in ms since the epoch)."""
+
+    session_id: str
+    device_id: str = ""
+    device_name: str = ""
+    user_agent: str = ""
+    ip: str = ""
+    created_ms: int = 0
+    seen_ms: int = 0
+    max_ms: int = 0
+    idle_ms: int = 0
+
+    @property
+    def deadline_ms(self) -> int:
+        return deadline_ms(self.seen_ms, self.idle_ms, self.max_ms)
+
+    def to_wire(self) -> Session:
+        return Session(
+            session_id=self.session_id,
+            device_id=self.device_id or None,
+            device_name=self.device_name,
+            user_agent=self.user_agent,
+            ip=self.ip,
+            created_at=from_ms(self.created_ms),
+            last_seen_at=from_ms(self.seen_ms),
+            expires_at=from_ms(self.deadline_ms),
+        )
+
+    def as_actor(self) -> Actor:
+        return Actor(session_id=self.session_id, device_name=self.device_name, ip=self.ip)
+
+
+class Tombstone(msgspec.Struct, kw_only=True):
+    """Why and when a session ended, kept while its token could still be presented."""
+
+    reason: str
+    at: int
+    by: Actor | None = None
+
+    def to_wire(self) -> Revocation:
+        return Revocation(reason=self.reason, at=from_ms(self.at), by=self.by)  # type: ignore[arg-type]
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """One entry of a user's event log; `id` is its stream id (absent from the stored JSON)."""
+
+    id: str = ""
+    type: Literal["session.created", "session.revoked"]
+    user: str
+    session_id: str
+    at: int
+    reason: str | None = None
+    by: Actor | None = None
+    session: StoredSession
+
+    def to_activity(self) -> ActivityEvent:
+        """The event as the user's activity log shows it."""
+        revoked = self.type == "session.revoked"
+        return ActivityEvent(
+            id=self.id,
+            type=self.type,
+            at=from_ms(self.at),
+            session=ActivitySession(
+                session_id=self.session_id,
+                device_name=self.session.device_name,
+                ip=self.session.ip,
+            ),
+            # A created event names its own device as `by`: that is no news to the user.
+            reason=self.reason if revoked else None,  # type: ignore[arg-type]
+            by=self.by if revoked else None,
+        )
+
+
+session_decoder = msgspec.json.Decoder(StoredSession)
+event_decoder = msgspec.json.Decoder(Event)
+_tombstone_decoder = msgspec.json.Decoder(Tombstone)
+
+
+def session_from_hash(fields: dict[str, str]) -> StoredSession | None:
+    """A record as read by HGETALL; a corrupt one counts as no session, never a 500."""
+    if not fields:
+        return None
+    try:
+        return msgspec.convert(fields, StoredSession, strict=False)
+    except msgspec.ValidationError:
+        log.error("corrupt session record %s; treating it as signed out", fields.get("session_id"))
+        return None
+
+
+def decode_tombstone(raw: str | None) -> Tombstone | None:
+    """A corrupt tombstone is treated as absent, never as a 500."""
+    if not raw:
+        return None
+    try:
+        return _tombstone_decoder.decode(raw)
+    except msgspec.DecodeError:  # malformed JSON, or valid JSON of the wrong shape
+        return None

@@ -1,0 +1,241 @@
+"""The session data layer: every change is one atomic Lua script on the user's slot.
+
+The store knows nothing of HTTP; it is handed a Redis client (decode_responses=True) and a
+clock, and raises its own errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+import msgspec
+
+from service.clock import SYSTEM_CLOCK, Clock
+from service.engine.batcher import ReadBatcher
+from service.engine.connect import RedisClient
+from service.engine.replication import AcknowledgedWrites
+from service.engine.topology import Topology
+from service.sessions import keys
+from service.sessions.records import (
+    StoredSession,
+    Tombstone,
+    deadline_ms,
+    decode_tombstone,
+    session_decoder,
+    session_from_hash,
+)
+from service.sessions.scripts import session_script
+from service.settings import Settings
+from service.wire.schemas import Actor
+
+EVENT_LOG_LENGTH = 500
+# Records and tombstones outlive their deadline a little, so a sweeper that runs late
+# still has the device's details for its notice. Deadlines themselves are exact.
+GRACE_MS = 60_000
+
+RevokeMode = Literal["one", "others", "all"]
+
+
+class Touch(StrEnum):
+    """What touch.lua found."""
+
+    TOUCHED = "touched"
+    GONE = "gone"
+    EXPIRED = "expired"
+
+
+class SessionGone(Exception):
+    """The session does not exist (any more); `tombstone` says why, while it lives."""
+
+    def __init__(self, tombstone: Tombstone | None) -> None:
+        super().__init__("session is not active")
+        self.tombstone = tombstone
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """An entry of the due-time index: a session whose deadline may have passed."""
+
+    bucket: int
+    member: str
+
+    @property
+    def username(self) -> str:
+        return keys.parse_due_member(self.member)[0]
+
+    @property
+    def session_id(self) -> str:
+        return keys.parse_due_member(self.member)[1]
+
+
+_json = msgspec.json.Encoder()
+
+
+class SessionStore:
+    """Create, check, list, revoke and expire sessions, for the service and the worker.
+
+    Scripts that revoke (create may replace or evict) are acknowledged by a replica before
+    they return (service/replication.py). The due index is another slot than the user's,
+    so it is written around the script, in a crash-safe order: an entry is added before
+    its session exists and removed after it is gone; a stray entry only costs the
+    sweeper a look, while a session without one would never be swept.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        settings: Settings,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        topology: Topology | None = None,
+        reads: ReadBatcher | None = None,
+        on_unacknowledged: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.redis, self.clock = client, clock
+        topology = topology or Topology(client)
+        self.reads = reads or ReadBatcher(client, topology)
+        self.idle_ms = settings.session_idle_timeout * 1000
+        self.max_age_ms = settings.session_max_age * 1000
+        self.touch_ms = settings.session_touch_interval * 1000
+        self.max_sessions = settings.max_sessions_per_user
+        self.max_tombstones = settings.max_tombstones_per_user
+        self._acknowledged = AcknowledgedWrites(client, topology, on_unacknowledged)
+        self._create = client.register_script(session_script("create"))
+        self._touch = client.register_script(session_script("touch"))
+        self._revoke = client.register_script(session_script("revoke"))
+        self._expire = client.register_script(session_script("expire"))
+        self._list = client.register_script(session_script("list"))
+
+    def _call_args(self, username: str, now: int, **named: Any) -> dict[str, Any]:
+        """KEYS and the one JSON argument every session script takes (see lib.lua)."""
+        user_keys = [
+            keys.session_index(username),
+            keys.device_index(username),
+            keys.event_log(username),
+            keys.channel(username),
+            keys.tombstone_index(username),
+        ]
+        arguments = {
+            "now": now,
+            "grace": GRACE_MS,
+            "log_len": EVENT_LOG_LENGTH,
+            "user": username,
+            "record_prefix": keys.session_record(username, ""),
+            "tomb_prefix": keys.tombstone(username, ""),
+            "max_tombstones": self.max_tombstones,
+            "keep_ms": self.max_age_ms + GRACE_MS,
+            **named,
+        }
+        return {"keys": user_keys, "args": [_json.encode(arguments)]}
+
+    async def create(
+        self,
+        username: str,
+        *,
+        session_id: str,
+        device_id: str,
+        device_name: str,
+        user_agent: str,
+        ip: str,
+    ) -> tuple[StoredSession, list[str]]:
+        """Create a session; returns it and the sessions it replaced or evicted."""
+        now = self.clock.now_ms()
+        fields = {
+            "session_id": session_id,
+            "device_id": device_id,
+            "device_name": device_name,
+            "user_agent": user_agent,
+            "ip": ip,
+        }
+        call = self._call_args(
+            username,
+            now,
+            session=fields,
+            idle_ms=self.idle_ms,
+            max_age_ms=self.max_age_ms,
+            max_sessions=self.max_sessions,
+            by=Actor(session_id=session_id, device_name=device_name, ip=ip),
+        )
+        first_deadline = deadline_ms(now, self.idle_ms, now + self.max_age_ms)
+        member = keys.due_member(username, session_id)
+        await self.redis.zadd(keys.due_index_of(username), {member: first_deadline})
+        raw, revoked = await self._acknowledged.run(self._create, **call)
+        await self._forget_due(username, revoked)
+        return session_decoder.decode(raw), list(revoked)
+
+    async def check(self, username: str, session_id: str) -> StoredSession:
+        """Return the live session, recording activity; raise SessionGone if it ended.
+
+        One HGETALL per request, in a pipeline shared with concurrent requests; a write
+        only once per touch interval. A session found past its deadline is expired on the
+        spot, so its device is notified even if the sweeper has not come by yet.
+        """
+        fields = await self.reads.execute("HGETALL", keys.session_record(username, session_id))
+        now = self.clock.now_ms()
+        session = session_from_hash(fields)
+        if session is not None:
+            if session.deadline_ms > now and now - session.seen_ms < self.touch_ms:
+                return session
+            found = await self._touch(**self._call_args(username, now, session_id=session_id))
+            if found == Touch.TOUCHED:
+                session.seen_ms = now
+                return session
+            if found == Touch.EXPIRED:
+                await self.expire(username, session_id)
+        raise SessionGone(await self.tombstone(username, session_id))
+
+    async def list(self, username: str) -> list[StoredSession]:
+        """Live sessions, most recently seen first."""
+        found = await self._list(**self._call_args(username, self.clock.now_ms()))
+        return [session_decoder.decode(raw) for raw in found]
+
+    async def revoke(
+        self, username: str, mode: RevokeMode, session_id: str, reason: str, by: Actor | None
+    ) -> list[str]:
+        """Revoke one session, all but `session_id`, or all; returns the ids revoked."""
+        call = self._call_args(
+            username, self.clock.now_ms(), mode=mode, target=session_id, reason=reason, by=by
+        )
+        revoked = list(await self._acknowledged.run(self._revoke, **call))
+        await self._forget_due(username, revoked)
+        return revoked
+
+    async def expire(self, username: str, session_id: str) -> tuple[list[str], int | None]:
+        """Revoke the user's sessions past their deadline; return `session_id`'s deadline.
+
+        Not waited on by a replica: an expiry lost in a failover happens again, since the
+        deadline has passed on the promoted replica too.
+        """
+        call = self._call_args(username, self.clock.now_ms(), session_id=session_id)
+        revoked, deadline = await self._expire(**call)
+        await self._forget_due(username, revoked)
+        return list(revoked), (None if deadline < 0 else int(deadline))
+
+    async def tombstone(self, username: str, session_id: str) -> Tombstone | None:
+        return decode_tombstone(await self.redis.get(keys.tombstone(username, session_id)))
+
+    async def due(self, limit: int) -> list[Due]:
+        """Due-index entries whose deadline has passed: up to `limit` of each bucket."""
+        now = self.clock.now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket in range(keys.DUE_BUCKETS):
+                pipe.zrangebyscore(keys.due_index(bucket), "-inf", now, 0, limit)
+            found = await pipe.execute()
+        return [Due(bucket, m) for bucket, members in enumerate(found) for m in members]
+
+    async def reschedule(self, due: Due, deadline: int | None) -> None:
+        """Look at `due` again at `deadline` (ms), or never (None: its session is gone)."""
+        index = keys.due_index(due.bucket)
+        if deadline is None:
+            await self.redis.zrem(index, due.member)
+        else:
+            await self.redis.zadd(index, {due.member: deadline}, xx=True)
+
+    async def _forget_due(self, username: str, session_ids: list[str]) -> None:
+        """Ended sessions leave the due index at once (their entries would pile up)."""
+        if session_ids:
+            members = [keys.due_member(username, sid) for sid in session_ids]
+            await self.redis.zrem(keys.due_index_of(username), *members)

@@ -1,0 +1,1 @@
+"""What clients see: the wire schemas, the socket's messages, its close codes."""

@@ -1,0 +1,184 @@
+"""Wire schemas: msgspec Structs are both the validators and the OpenAPI source."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from service.wire.names import USERNAME_PATTERN
+
+RevokeReason = Literal[
+    "logout",
+    "revoked",
+    "revoke_others",
+    "logout_all",
+    "expired",
+    "evicted",
+    "replaced",
+    "admin",
+    "password_changed",
+]
+DeviceId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
+    """Wire policy: unknown fields are ignored; every field is typed and bounded."""
+
+
+class LoginRequest(Base):
+    username: Annotated[str, Meta(min_length=1, max_length=128)]
+    password: Annotated[str, Meta(min_length=1, max_length=1024)]
+    device_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    device_id: DeviceId | None = None
+    # From an earlier sign-in of this device: its own failure budget (see devicetokens.py).
+    device_token: Annotated[str, Meta(max_length=2048)] | None = None
+
+
+class Session(Base):
+    session_id: str
+    device_id: str | None
+    device_name: str
+    user_agent: str
+    ip: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+class SessionView(Session):
+    current: bool
+
+
+class LoginResponse(Base, kw_only=True):
+    token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_at: datetime
+    session: Session
+    # Keep it (past sign-out) and send it with this user's next sign-ins from this device.
+    device_token: str | None = None
+
+
+class RevokedResponse(Base):
+    revoked: list[str]
+
+
+class MeResponse(Base):
+    username: str
+    email: str | None  # null for a user the product signed in itself, absent from USERS_FILE
+    bio: str | None
+    session: Session
+
+
+class SessionsResponse(Base):
+    sessions: list[SessionView]
+
+
+class Actor(Base):
+    """The device that ended a session."""
+
+    session_id: str
+    device_name: str
+    ip: str
+
+
+class Revocation(Base):
+    reason: RevokeReason
+    at: datetime
+    by: Actor | None
+
+
+class FieldError(Base):
+    field: str
+    message: str
+
+
+class Problem(Base, omit_defaults=True, kw_only=True):
+    """RFC 9457 problem details, plus a stable machine-readable `code`."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+    revoked: Revocation | None = None
+    retry_after: int | None = None
+
+
+class Health(Base):
+    status: Literal["ok", "unavailable"]
+    # Which process answered, where several share the port (WEB_CONCURRENCY and the like).
+    pid: int = msgspec.field(default_factory=os.getpid)
+
+
+class ClientConfig(Base):
+    """What the page needs to find the gateway."""
+
+    gateway_url: str
+
+
+# --- Your product on Sessionwire: the admin API and the activity log ---
+
+ACTIVITY_LIMIT_DEFAULT, ACTIVITY_LIMIT_MAX = 50, 100
+ActivityLimit = Annotated[int, Meta(ge=1, le=ACTIVITY_LIMIT_MAX)]
+Username = Annotated[str, Meta(min_length=1, max_length=64, pattern=USERNAME_PATTERN.pattern)]
+
+
+class AdminSessionRequest(Base):
+    """A session for a user the product signed in itself (SSO, passkey, MFA)."""
+
+    username: Username
+    device_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    device_id: DeviceId | None = None
+    user_agent: Annotated[str, Meta(max_length=512)] | None = None
+    ip: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=64,
+                extra_json_schema={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+            ),
+        ]
+        | None
+    ) = None
+
+
+class AdminLogoutAllRequest(Base):
+    reason: Literal["admin", "password_changed"] = "admin"
+
+
+class UserSessionsResponse(Base):
+    sessions: list[Session]
+
+
+class ActivitySession(Base):
+    """The session an event is about."""
+
+    session_id: str
+    device_name: str
+    ip: str
+
+
+class ActivityEvent(Base):
+    id: str
+    type: Literal["session.created", "session.revoked"]
+    at: datetime
+    session: ActivitySession
+    reason: RevokeReason | None
+    by: Actor | None
+
+
+class ActivityResponse(Base):
+    events: list[ActivityEvent]
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+json_encoder = msgspec.json.Encoder()
