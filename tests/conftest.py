@@ -20,10 +20,10 @@ from aiohttp.test_utils import TestClient
 
 from service.api.app import create_app
 from service.clock import SYSTEM_CLOCK, Clock
+from service.engine.base import engine_for
 from service.engine.connect import connected
 from service.engine.pubsub import ShardConnection
-from service.engine.topology import Topology
-from service.sessions import eventlog, keys
+from service.sessions import keys
 from service.settings import Settings
 from service.users.directory import UserDirectory
 from service.users.passwords import PasswordChecker
@@ -300,9 +300,9 @@ class EventWatch:
 
     def __init__(self, client: aioredis.Redis, username: str) -> None:
         self.client, self.username = client, username
-        self.channel = eventlog.channel(username)
-        topology = Topology(client)
-        self.feed = ShardConnection(topology, topology.node_of(self.channel))
+        self.channel = keys.channel(username)
+        engine = engine_for(client)
+        self.feed = ShardConnection(engine, engine.node_of(self.channel))
         self.mark = "0-0"
 
     async def __aenter__(self) -> EventWatch:

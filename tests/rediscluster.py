@@ -41,7 +41,7 @@ SLOTS = 16384
 #   link has been down for ~20 s (a test that kills two nodes in turn, or a slow restart)
 #   refuses to be promoted and the cluster stays down for good. Tests want availability;
 #   production may prefer refusing a stale replica.
-# - cluster-allow-replica-migration no: the topology stays what the test made it; no
+# - cluster-allow-replica-migration no: the engine stays what the test made it; no
 #   replica wanders to another master after a failover.
 # - repl-diskless-sync-delay 0: the default waits 5 s for more replicas before the first
 #   full sync, which would be 5 s of every cluster creation and every restart.

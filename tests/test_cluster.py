@@ -25,10 +25,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from service.api.app import create_app
+from service.engine.base import engine_for
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import connected
-from service.engine.topology import Topology
-from service.sessions import eventlog
+from service.sessions import keys
 from service.sessions.store import SessionStore
 from service.settings import Settings
 from service.users.directory import UserDirectory
@@ -88,7 +88,7 @@ def start_system(
 def users_on(client: RedisCluster, port: int, count: int) -> list[str]:
     """`count` usernames whose keys and channel live on the master at `port`."""
     names = (f"user{i}" for i in range(10_000))
-    on_port = (n for n in names if client.get_node_from_key(eventlog.channel(n)).port == port)
+    on_port = (n for n in names if client.get_node_from_key(keys.channel(n)).port == port)
     return [name for name, _ in zip(on_port, range(count), strict=False)]
 
 
@@ -196,7 +196,7 @@ async def test_a_slot_moved_while_a_device_listens(
     settings, api, gw, store = await start_system()
     laptop = await sign_in(store, settings, "alice", "laptop")
     laptop_ws = await connect(gw, laptop)
-    slot = key_slot(eventlog.channel("alice").encode())
+    slot = key_slot(keys.channel("alice").encode())
     owner = own_cluster.owner_of_slot(slot)
     target = next(port for port in own_cluster.masters() if port != owner)
     await asyncio.to_thread(own_cluster.reshard, slot, target)  # keys, log and channel move
@@ -283,7 +283,7 @@ async def test_revocations_are_acknowledged_by_a_replica(
     resp = await api.delete(f"/sessions/{phone.sid}", headers=bearer(laptop.token))
     assert resp.status == 200
     assert await metric(api, unacknowledged) == 0
-    (replica,) = own_cluster.replicas_of(own_cluster.node_for_key(eventlog.channel("alice")))
+    (replica,) = own_cluster.replicas_of(own_cluster.node_for_key(keys.channel("alice")))
     await asyncio.to_thread(own_cluster.kill, replica)
     tablet = await sign_in(store, settings, "alice", "tablet")
     resp = await api.delete(f"/sessions/{tablet.sid}", headers=bearer(laptop.token))
@@ -366,7 +366,7 @@ async def test_read_batches_split_by_master_and_follow_a_moved_slot(
     names = [name for port in own_cluster.masters() for name in users_on(cluster_client, port, 4)]
     for name in names:
         await cluster_client.hset(f"sw:{{u:{name}}}:s:x", mapping={"n": name})
-    batcher = ReadBatcher(cluster_client, Topology(cluster_client))
+    batcher = ReadBatcher(engine_for(cluster_client))
 
     async def read_all() -> list[str]:
         reads = (batcher.execute("HGETALL", f"sw:{{u:{name}}}:s:x") for name in names)

@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from service.engine.base import engine_for
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import single_client
 from tests.conftest import RedisServer
@@ -30,19 +31,19 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 async def test_concurrent_reads_share_one_batch_and_each_gets_its_own_reply(
     client: aioredis.Redis,
 ) -> None:
-    batcher = ReadBatcher(client)
+    batcher = ReadBatcher(engine_for(client))
     replies = await asyncio.gather(*(batcher.execute("HGETALL", key(n)) for n in range(50)))
     assert [reply["n"] for reply in replies] == [str(n) for n in range(50)]
     assert batcher.batches_sent == 1
 
 
 async def test_a_lone_read_is_sent_at_once(client: aioredis.Redis) -> None:
-    batcher = ReadBatcher(client)
+    batcher = ReadBatcher(engine_for(client))
     assert await asyncio.wait_for(batcher.execute("HGETALL", key(7)), 1) == {"n": "7"}
 
 
 async def test_batches_are_bounded(client: aioredis.Redis) -> None:
-    batcher = ReadBatcher(client, max_batch=100)
+    batcher = ReadBatcher(engine_for(client), max_batch=100)
     replies = await asyncio.gather(*(batcher.execute("HGETALL", key(n)) for n in range(250)))
     assert [reply["n"] for reply in replies] == [str(n) for n in range(250)]
     assert batcher.batches_sent == 3
@@ -51,7 +52,7 @@ async def test_batches_are_bounded(client: aioredis.Redis) -> None:
 async def test_batches_out_at_once_are_bounded_and_the_rest_gather(
     client: aioredis.Redis,
 ) -> None:
-    batcher = ReadBatcher(client, max_in_flight=1)
+    batcher = ReadBatcher(engine_for(client), max_in_flight=1)
     first = asyncio.create_task(batcher.execute("HGETALL", key(0)))
     later = []
     for n in range(1, 51):  # one read a turn, while the first batch is out
@@ -63,7 +64,7 @@ async def test_batches_out_at_once_are_bounded_and_the_rest_gather(
 
 
 async def test_an_error_reply_reaches_only_its_request(client: aioredis.Redis) -> None:
-    batcher = ReadBatcher(client)
+    batcher = ReadBatcher(engine_for(client))
     await client.set(key("odd"), "not a hash")
     good, bad = await asyncio.gather(
         batcher.execute("HGETALL", key(1)),
@@ -79,7 +80,7 @@ async def test_a_failed_batch_fails_its_requests_only(own_redis: RedisServer) ->
     client = single_client(own_redis.url)
     try:
         await client.hset(key(0), mapping={"n": "0"})
-        batcher = ReadBatcher(client)
+        batcher = ReadBatcher(engine_for(client))
         own_redis.stop()
         first = await asyncio.gather(
             *(batcher.execute("HGETALL", key(n)) for n in range(3)), return_exceptions=True
@@ -95,7 +96,7 @@ async def test_a_failed_batch_fails_its_requests_only(own_redis: RedisServer) ->
 async def test_a_restarted_redis_costs_no_request_an_error(own_redis: RedisServer) -> None:
     client = single_client(own_redis.url)
     try:
-        batcher = ReadBatcher(client)
+        batcher = ReadBatcher(engine_for(client))
         assert await batcher.execute("HGETALL", key(1)) == {}  # a pooled connection now
         own_redis.stop()
         own_redis.start()
@@ -107,7 +108,7 @@ async def test_a_restarted_redis_costs_no_request_an_error(own_redis: RedisServe
 async def test_a_request_cancelled_while_waiting_leaves_the_others_their_replies(
     client: aioredis.Redis,
 ) -> None:
-    batcher = ReadBatcher(client)
+    batcher = ReadBatcher(engine_for(client))
     waiting = [asyncio.create_task(batcher.execute("HGETALL", key(n))) for n in range(5)]
     await asyncio.sleep(0)  # all five are queued
     waiting[2].cancel()
@@ -119,7 +120,7 @@ async def test_a_request_cancelled_while_waiting_leaves_the_others_their_replies
 
 async def test_reads_of_many_users_and_kinds_mix_in_one_batch(client: aioredis.Redis) -> None:
     await client.xadd("sw:{u:user3}:log", {"e": "{}"})
-    batcher = ReadBatcher(client)
+    batcher = ReadBatcher(engine_for(client))
     record, log, missing = await asyncio.gather(
         batcher.execute("HGETALL", key(2)),
         batcher.execute("XREVRANGE", "sw:{u:user3}:log", "+", "-", "COUNT", 1),

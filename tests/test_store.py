@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from service.sessions import eventlog, keys, store
-from service.sessions.records import StoredSession
+from service.sessions.records import StoredSession, event_decoder
 from service.sessions.store import GRACE_MS, SessionGone, SessionStore
 from service.wire.schemas import Actor
 from tests.conftest import ManualClock as Clock
@@ -242,12 +242,12 @@ async def test_events_are_published_as_logged(
     for entry_id, fields in logged:
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
         assert message is not None
-        published = eventlog.decode_published(message["data"])
+        published = event_decoder.decode(message["data"])
         assert published.id == entry_id
         assert published == eventlog.decode_entry(entry_id, fields)
         assert json.loads(message["data"]) == {**json.loads(fields["e"]), "id": entry_id}
-    assert eventlog.username_from_channel(eventlog.channel("alice")) == "alice"
-    assert eventlog.username_from_channel("sw:{u:alice}:log") is None
+    assert keys.username_from_channel(keys.channel("alice")) == "alice"
+    assert keys.username_from_channel("sw:{u:alice}:log") is None
     await pubsub.aclose()
 
 

@@ -12,7 +12,7 @@ import redis.asyncio as redis
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio.cluster import RedisCluster
 
-from service.sessions import eventlog, keys
+from service.sessions import keys
 from service.sessions.store import SessionStore
 from service.settings import Settings
 from tests.conftest import ENGINES, RedisServer, make_settings, on_engine
@@ -49,7 +49,7 @@ async def devices_for(
 async def kill_feed(client: redis.Redis | RedisCluster, username: str) -> int:
     """Kill the pub/sub connections on the node that carries the user's channel."""
     if isinstance(client, RedisCluster):
-        node = client.get_node_from_key(eventlog.channel(username))
+        node = client.get_node_from_key(keys.channel(username))
         return int(await client.client_kill_filter(_type="pubsub", target_nodes=node))
     return int(await client.client_kill_filter(_type="pubsub"))
 

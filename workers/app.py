@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from service.clock import SYSTEM_CLOCK, Clock
+from service.engine.base import engine_for
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
-from service.engine.topology import Topology
-from service.runtime.appkeys import EVENTS, REDIS, SETTINGS, STORE, TOKENS, TOPOLOGY
+from service.runtime.appkeys import ENGINE, EVENTS, REDIS, SETTINGS, STORE, TOKENS
 from service.runtime.contexts import redis_ctx
 from service.sessions.eventlog import EventLog
 from service.sessions.lease import sweeper_lease
@@ -51,10 +51,10 @@ def create_gateway_app(
     app[REFUSED_ORIGINS] = RefusedOrigins(clock, settings.origins)
 
     def attach(app: web.Application, client: RedisClient) -> None:
-        topology = app[TOPOLOGY] = Topology(client)
-        reads = ReadBatcher(client, topology)  # a reconnect storm's checks share their trips
+        engine = app[ENGINE] = engine_for(client)
+        reads = ReadBatcher(engine)  # a reconnect storm's checks share their trips
         app[REDIS] = client
-        app[STORE] = SessionStore(client, settings, clock, topology=topology, reads=reads)
+        app[STORE] = SessionStore(client, settings, clock, engine=engine, reads=reads)
         app[EVENTS] = EventLog(client, reads)
 
     app.cleanup_ctx.append(redis_ctx(settings, redis, attach))
@@ -71,7 +71,7 @@ def create_gateway_app(
 
 async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
     catch_up = CatchUp(app[EVENTS], app[HUB])
-    listener = app[LISTENER] = Listener(app[TOPOLOGY], app[HUB], catch_up, app[METRICS])
+    listener = app[LISTENER] = Listener(app[ENGINE], app[HUB], catch_up, app[METRICS])
     async with background(listener.run, catch_up.run):
         yield
 

@@ -14,7 +14,7 @@ import logging
 from redis.exceptions import RedisError
 
 from service.backoff import Backoff
-from service.engine.connect import REDIS_DOWN
+from service.engine.errors import REDIS_DOWN
 from service.sessions.eventlog import EventLog, ReplayQuery
 from workers.conn import Conn
 from workers.hub import Hub, UserState

@@ -17,8 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from service.clock import Clock
-from service.engine.connect import REDIS_DOWN
-from service.runtime.appkeys import EVENTS, SETTINGS, STORE, TOKENS, TOPOLOGY
+from service.engine.errors import REDIS_DOWN
+from service.runtime.appkeys import ENGINE, EVENTS, SETTINGS, STORE, TOKENS
 from service.runtime.credentials import bearer_token
 from service.runtime.responses import (
     json_response,
@@ -260,7 +260,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready when every master answers, every slot is served and every master's pub/sub
     connection is up."""
     try:
-        await request.app[TOPOLOGY].check()
+        await request.app[ENGINE].check()
     except (RedisError, *REDIS_DOWN) as exc:
         log.info("not ready: %s", exc)
         return redis_unavailable()

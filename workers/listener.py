@@ -3,7 +3,7 @@ that owns the slot of the user's channel.
 
 Pub/sub is at-most-once; what a reader misses (a lost connection, a failover, a slot that
 moved) is replayed from the users' logs by `CatchUp`, for that node's users only. The
-listener follows the topology: a reader for every master, and a user whose slot moved is
+listener follows the engine: a reader for every master, and a user whose slot moved is
 subscribed on its new owner.
 """
 
@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import logging
 
-from service.engine.connect import REDIS_DOWN
-from service.engine.topology import Node, Topology
-from service.sessions import eventlog
+from service.engine.base import Engine, Node
+from service.engine.errors import REDIS_DOWN
+from service.sessions import keys
 from workers.catchup import CatchUp
 from workers.conn import Conn
 from workers.hub import Hub
@@ -25,24 +25,24 @@ from workers.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
-RECHECK_EVERY = 5.0  # seconds between topology checks when nothing asks for one
+RECHECK_EVERY = 5.0  # seconds between engine checks when nothing asks for one
 
 
 class Listener:
-    """`join`/`leave` are called for every socket; `run` follows the topology."""
+    """`join`/`leave` are called for every socket; `run` follows the engine."""
 
-    def __init__(self, topology: Topology, hub: Hub, catch_up: CatchUp, metrics: Metrics):
-        self.topology, self.hub, self.catch_up, self.metrics = topology, hub, catch_up, metrics
+    def __init__(self, engine: Engine, hub: Hub, catch_up: CatchUp, metrics: Metrics):
+        self.engine, self.hub, self.catch_up, self.metrics = engine, hub, catch_up, metrics
         self.readers: dict[Node, ShardReader] = {}
         self._tasks: dict[Node, asyncio.Task[None]] = {}
         self._home: dict[str, Node] = {}  # user -> the node whose reader holds the user
         self._replace: set[str] = set()  # users whose subscription went away unasked
-        self._look = asyncio.Event()  # the topology may have changed: look again
+        self._look = asyncio.Event()  # the engine may have changed: look again
 
     @property
     def ready(self) -> bool:
         """Every master has a live pub/sub connection."""
-        masters = self.topology.masters()
+        masters = self.engine.masters()
         return bool(masters) and all(
             node in self.readers and self.readers[node].connected.is_set() for node in masters
         )
@@ -70,7 +70,7 @@ class Listener:
                     await asyncio.wait_for(self._look.wait(), RECHECK_EVERY)
                 self._look.clear()
                 try:
-                    await self.topology.refresh()
+                    await self.engine.refresh()
                 except REDIS_DOWN as exc:
                     raise_if_cancelling()
                     log.warning("cannot read the cluster's slot map (%s); retrying", exc)
@@ -84,7 +84,7 @@ class Listener:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     def _place(self, username: str) -> None:
-        node = self.topology.node_of(eventlog.channel(username))
+        node = self.engine.node_of(keys.channel(username))
         self._home[username] = node
         self._reader(node).add(username)
 
@@ -93,7 +93,7 @@ class Listener:
         if reader is None:
             reader = self.readers[node] = ShardReader(
                 node,
-                self.topology,
+                self.engine,
                 self.hub,
                 confirmed=self._confirmed,
                 lost=self._lost,
@@ -106,12 +106,12 @@ class Listener:
     def _rebalance(self) -> None:
         """Follow the map: new masters get a reader, users move to their slot's owner,
         and readers of nodes that are no longer masters (and hold no one) stop."""
-        masters = set(self.topology.masters())
+        masters = set(self.engine.masters())
         for node in masters:
             self._reader(node)
         replace, self._replace = self._replace, set()
         for user, home in list(self._home.items()):
-            owner = self.topology.node_of(eventlog.channel(user))
+            owner = self.engine.node_of(keys.channel(user))
             if owner != home:
                 log.info("subscribing %s on %s (was %s)", user, owner.name, home.name)
                 self.readers[home].remove(user)

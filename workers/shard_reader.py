@@ -18,10 +18,11 @@ import msgspec
 from redis.exceptions import AskError, RedisError
 
 from service.backoff import Backoff
-from service.engine.connect import REDIS_DOWN
+from service.engine.base import Engine, Node
+from service.engine.errors import REDIS_DOWN
 from service.engine.pubsub import Push, ShardConnection
-from service.engine.topology import Node, Topology
-from service.sessions import eventlog
+from service.sessions import keys
+from service.sessions.records import event_decoder
 from workers.hub import Hub
 from workers.tasks import raise_if_cancelling
 
@@ -41,7 +42,7 @@ class ShardReader:
     def __init__(
         self,
         node: Node,
-        topology: Topology,
+        engine: Engine,
         hub: Hub,
         *,
         confirmed: Callable[[str], None],
@@ -49,7 +50,7 @@ class ShardReader:
         unreachable: Callable[[], None],
         moved: Callable[[list[str]], None],
     ) -> None:
-        self.node, self.topology, self.hub = node, topology, hub
+        self.node, self.engine, self.hub = node, engine, hub
         self._confirmed, self._lost, self._moved = confirmed, lost, moved
         self._unreachable = unreachable
         self.users: set[str] = set()  # users whose channels should be subscribed here
@@ -92,7 +93,7 @@ class ShardReader:
             await backoff.wait()
 
     async def _session(self, backoff: Backoff) -> None:
-        conn = ShardConnection(self.topology, self.node)
+        conn = ShardConnection(self.engine, self.node)
         try:
             await conn.open()
             # A new connection has no subscriptions: every user of the node is (re)sent.
@@ -137,30 +138,30 @@ class ShardReader:
     def _handle(self, push: Push) -> None:
         if push.kind == "smessage":
             try:
-                event = eventlog.decode_published(push.data)
+                event = event_decoder.decode(push.data)
             except msgspec.DecodeError as exc:  # one bad event never stops the loop
                 log.error("skipping an undecodable event on %s: %s", push.channel, exc)
                 return
             self.hub.dispatch(event)
         elif push.kind == "ssubscribe":
             if _settle(self._subscribing, push.channel) == "last":
-                user = eventlog.username_from_channel(push.channel)
+                user = keys.username_from_channel(push.channel)
                 if user in self.users:
                     self._confirmed(user)
         elif push.kind == "sunsubscribe" and _settle(self._unsubscribing, push.channel) is None:
             # Unasked for: the slot moved to another node (or this one was demoted).
-            user = eventlog.username_from_channel(push.channel)
+            user = keys.username_from_channel(push.channel)
             if user in self.users:
                 log.info("%s: %s moved away; following it", self.node.name, push.channel)
                 self._moved([user])
 
     def _slot_moved(self, slot: int) -> None:
-        users = [u for u in self.users if self.topology.slot_of(eventlog.channel(u)) == slot]
+        users = [u for u in self.users if self.engine.slot_of(keys.channel(u)) == slot]
         log.info(
             "%s: slot %d is served elsewhere; moving %d users", self.node.name, slot, len(users)
         )
         for user in users:
-            self._subscribing.pop(eventlog.channel(user), None)
+            self._subscribing.pop(keys.channel(user), None)
         self._moved(users)
 
     async def _send_changes(self, conn: ShardConnection) -> None:
@@ -169,8 +170,8 @@ class ShardReader:
             await self._changed.wait()
             self._changed.clear()
             # Whoever came back, or left, since being queued is filtered out here.
-            gone = [eventlog.channel(u) for u in self._to_unsubscribe if u not in self.users]
-            new = [eventlog.channel(u) for u in self._to_subscribe if u in self.users]
+            gone = [keys.channel(u) for u in self._to_unsubscribe if u not in self.users]
+            new = [keys.channel(u) for u in self._to_subscribe if u in self.users]
             self._to_unsubscribe.clear()
             self._to_subscribe.clear()
             for channel in gone:

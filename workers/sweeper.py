@@ -14,7 +14,7 @@ import logging
 from redis.exceptions import RedisError
 
 from service.backoff import Backoff
-from service.engine.connect import REDIS_DOWN
+from service.engine.errors import REDIS_DOWN
 from service.sessions.lease import Lease
 from service.sessions.store import Due, SessionStore
 from workers.metrics import Metrics

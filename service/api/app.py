@@ -21,10 +21,10 @@ from service.api.page import page_headers
 from service.api.routes import routes
 from service.api.userwatch import follow_users_file
 from service.clock import SYSTEM_CLOCK, Clock
+from service.engine.base import engine_for
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
-from service.engine.topology import Topology
-from service.runtime.appkeys import EVENTS, REDIS, SETTINGS, STORE, TOKENS, TOPOLOGY
+from service.runtime.appkeys import ENGINE, EVENTS, REDIS, SETTINGS, STORE, TOKENS
 from service.runtime.contexts import redis_ctx
 from service.sessions.eventlog import EventLog
 from service.sessions.store import SessionStore
@@ -59,14 +59,14 @@ def create_app(
 
     def attach(app: web.Application, client: RedisClient) -> None:
         metrics = app[METRICS]
-        topology = app[TOPOLOGY] = Topology(client)
-        reads = ReadBatcher(client, topology)
+        engine = app[ENGINE] = engine_for(client)
+        reads = ReadBatcher(engine)
         app[REDIS] = client
         app[STORE] = SessionStore(
             client,
             settings,
             clock,
-            topology=topology,
+            engine=engine,
             reads=reads,
             on_unacknowledged=metrics.unacknowledged_revocations.inc,
         )

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from service.api.appkeys import METRICS
-from service.engine.connect import REDIS_DOWN
+from service.engine.errors import REDIS_DOWN
 from service.runtime.limits import RequestTimedOut
 from service.runtime.responses import busy, problem_response, redis_unavailable, unauthorized
 from service.sessions.store import SessionGone

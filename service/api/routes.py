@@ -15,8 +15,8 @@ from service.api.inputs import MAX_USER_AGENT, client_ip, decode_body, header_te
 from service.api.metrics import CONTENT_TYPE_LATEST
 from service.api.page import gateway_url
 from service.api.signin import NewDevice, open_session
-from service.engine.connect import REDIS_DOWN
-from service.runtime.appkeys import SETTINGS, STORE, TOPOLOGY
+from service.engine.errors import REDIS_DOWN
+from service.runtime.appkeys import ENGINE, SETTINGS, STORE
 from service.runtime.responses import json_response, redis_unavailable
 from service.sessions.records import StoredSession
 from service.sessions.store import RevokeMode
@@ -164,7 +164,7 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     try:
-        await request.app[TOPOLOGY].check()
+        await request.app[ENGINE].check()
     except REDIS_DOWN as exc:
         log.info("not ready: %s", exc)
         return redis_unavailable("Redis is not ready: a node is down or a slot is unserved.")

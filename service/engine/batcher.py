@@ -16,15 +16,11 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as redis
-from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
-from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import AskError, ResponseError
+from redis.exceptions import AskError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.engine.connect import REDIS_DOWN, RedisClient
-from service.engine.topology import Node, NodeGone, Topology
+from service.engine.base import Engine, Node, NodeGone
+from service.engine.errors import REDIS_DOWN
 
 MAX_BATCH = 128  # commands per pipeline; more wait for the next one, sent at once too
 # Pipelines out at once. Past it, new reads gather for the next one: a burst then costs a
@@ -33,44 +29,6 @@ MAX_BATCH = 128  # commands per pipeline; more wait for the next one, sent at on
 MAX_IN_FLIGHT = 4
 
 Pending = tuple[Sequence[Any], "asyncio.Future[Any]"]
-
-
-class _Borrowed:
-    """Batches on a single server, on a connection borrowed from the client's pool.
-
-    A batch of keyed reads needs none of redis-py's pipeline machinery (a command stack,
-    a retry wrapper, response callbacks): one checkout, one write, the replies. A broken
-    connection is dropped and the batch sent once more on another: reads are safe to
-    repeat, so a Redis that restarted costs no request an error.
-    """
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.pool = client.connection_pool
-
-    async def run(self, commands: list[Sequence[Any]]) -> list[Any]:
-        try:
-            return await self._run_once(commands)
-        except (RedisConnectionError, RedisTimeoutError):
-            return await self._run_once(commands)
-
-    async def _run_once(self, commands: list[Sequence[Any]]) -> list[Any]:
-        conn = await self.pool.get_connection()
-        try:
-            await conn.send_packed_command(conn.pack_commands(commands))
-            return [await _reply(conn) for _ in commands]
-        except BaseException:
-            await conn.disconnect()  # what it had half read would confuse the next user
-            raise
-        finally:
-            await self.pool.release(conn)
-
-
-async def _reply(conn: AbstractConnection) -> Any:
-    """One reply; an error answered to this command is its reply, not the batch's end."""
-    try:
-        return await conn.read_response()
-    except ResponseError as exc:
-        return exc
 
 
 class ReadBatcher:
@@ -85,15 +43,9 @@ class ReadBatcher:
     """
 
     def __init__(
-        self,
-        client: RedisClient,
-        topology: Topology | None = None,
-        max_batch: int = MAX_BATCH,
-        max_in_flight: int = MAX_IN_FLIGHT,
+        self, engine: Engine, max_batch: int = MAX_BATCH, max_in_flight: int = MAX_IN_FLIGHT
     ) -> None:
-        self.client, self.max_batch, self.max_in_flight = client, max_batch, max_in_flight
-        self.topology = topology or Topology(client)
-        self._single = _Borrowed(client) if isinstance(client, redis.Redis) else None
+        self.engine, self.max_batch, self.max_in_flight = engine, max_batch, max_in_flight
         self._pending: list[Pending] = []
         self._flush_scheduled = False
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -139,25 +91,26 @@ class ReadBatcher:
         if not batch:
             return
         self.batches_sent += 1
-        if self._single is not None:
-            await _settle(batch, self._single.run([command for command, _ in batch]))
+        masters = self.engine.masters()
+        if len(masters) == 1:  # one server (or a cluster of one): no split to make
+            await self._send_to_node(masters[0], batch)
             return
         by_node: dict[Node, list[Pending]] = {}
         for command, future in batch:
-            node = self.topology.node_of(str(command[1]))
+            node = self.engine.node_of(str(command[1]))
             by_node.setdefault(node, []).append((command, future))
         await asyncio.gather(*(self._send_to_node(node, part) for node, part in by_node.items()))
 
     async def _send_to_node(self, node: Node, batch: list[Pending]) -> None:
+        commands = [command for command, _ in batch]
         try:
-            cluster_node = self.topology.cluster_node(node)
+            replies = await _settle(batch, self.engine.run_on(node, commands, repeatable=True))
         except NodeGone:  # the map changed since the split: each goes the client's own way
             self._retry_each(batch)
             return
-        replies = await _settle(batch, _on_cluster_node(cluster_node, batch))
         if replies is None or any(isinstance(r, RedisConnectionError) for r in replies):
             with contextlib.suppress(*REDIS_DOWN):  # the next batches ask the map again
-                await self.topology.refresh()
+                await self.engine.refresh()
             return
         # A slot that moved (or is moving): the client's own redirects follow it.
         self._retry_each([p for p, reply in zip(batch, replies, strict=True) if _moved(reply)])
@@ -168,14 +121,7 @@ class ReadBatcher:
                 self._spawn(_settle([(command, future)], self._one(command)))
 
     async def _one(self, command: Sequence[Any]) -> list[Any]:
-        assert isinstance(self.client, RedisCluster)
-        return [await self.client.execute_command(*command)]
-
-
-async def _on_cluster_node(cluster_node: ClusterNode, batch: list[Pending]) -> list[Any]:
-    commands = [PipelineCommand(i, *command) for i, (command, _) in enumerate(batch)]
-    await cluster_node.execute_pipeline(commands)
-    return [c.result for c in commands]
+        return [await self.engine.run_routed(command)]
 
 
 def _moved(reply: Any) -> bool:
@@ -184,12 +130,15 @@ def _moved(reply: Any) -> bool:
 
 async def _settle(batch: list[Pending], replies: Any) -> list[Any] | None:
     """Hand each waiting request its reply (a redirect is left for the caller to retry);
-    None when the whole batch failed, and each request got that error."""
+    None when the whole batch failed, and each request got that error. NodeGone, raised
+    before anything was sent, is left to the caller."""
     try:
         results = await replies
     except asyncio.CancelledError:
         for _, future in batch:
             future.cancel()
+        raise
+    except NodeGone:
         raise
     except Exception as exc:
         for _, future in batch:

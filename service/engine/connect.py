@@ -2,7 +2,7 @@
 
 `REDIS_URL` may name any node of a cluster; with `REDIS_CLUSTER=auto` the node is asked
 at start (`INFO cluster`) which kind of client to use. Either way the rest of the code
-gets one client and one `Topology` (service/topology.py) and needs to know no more.
+gets one client and its engine (service/engine/base.py) and needs to know no more.
 """
 
 from __future__ import annotations
@@ -16,18 +16,7 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry  # the sync Retry can't catch an awaited error
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import (
-    AskError,
-    ClusterError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from service.backoff import Backoff
 from service.settings import ConfigError, Settings
@@ -36,21 +25,6 @@ log = logging.getLogger(__name__)
 
 RedisClient = redis.Redis | RedisCluster
 
-# What "Redis is unavailable" looks like to a caller; mapped to 503 at the edge. redis-py
-# wraps socket errors in its own ConnectionError (MaxConnectionsError and BusyLoadingError
-# are ones too), so a plain OSError is never Redis's. A cluster adds its own: CLUSTERDOWN
-# and TRYAGAIN while slots move or a master fails over, MOVED/ASK past the client's retries,
-# a slot no node serves (SlotNotCoveredError, not even a RedisError), a demoted master.
-REDIS_DOWN: tuple[type[Exception], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ClusterError,
-    TryAgainError,
-    AskError,
-    ReadOnlyError,
-    OutOfMemoryError,
-    RedisClusterException,
-)
 STARTUP_BACKOFF = (0.1, 5.0)
 # A single server's pool blocks (briefly) for a free connection past this; the cluster
 # client has no such pool and fails at once (MaxConnectionsError), so the bound is per

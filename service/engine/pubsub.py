@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from redis.asyncio.connection import AbstractConnection
 
-from service.engine.topology import Node, Topology
+from service.engine.base import Engine, Node
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +31,9 @@ class ShardConnection:
     """One node's sharded subscriber. Errors the node answers to a command (MOVED for a
     slot it no longer owns) are raised by `read` and leave the connection usable."""
 
-    def __init__(self, topology: Topology, node: Node) -> None:
-        self.topology, self.node = topology, node
-        self._conn: AbstractConnection = topology.pubsub_connection(node)
+    def __init__(self, engine: Engine, node: Node) -> None:
+        self.engine, self.node = engine, node
+        self._conn: AbstractConnection = engine.pubsub_connection(node)
 
     async def open(self) -> None:
         await self._conn.connect()
@@ -63,7 +63,7 @@ class ShardConnection:
         return Push(str(kind), str(channel), "" if isinstance(data, int) else str(data))
 
     async def _send(self, command: str, channels: Iterable[str]) -> None:
-        """One command per group the topology allows (one slot each), all in one write."""
-        commands = [(command, *group) for group in self.topology.group(channels)]
+        """One command per group the engine allows (one slot each), all in one write."""
+        commands = [(command, *group) for group in self.engine.group(channels)]
         if commands:
             await self._conn.send_packed_command(self._conn.pack_commands(commands))

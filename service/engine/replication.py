@@ -15,14 +15,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as redis
-from redis.asyncio.cluster import PipelineCommand, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import AskError, NoScriptError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from service.engine.connect import REDIS_DOWN, RedisClient
-from service.engine.topology import Node, NodeGone, Topology
+from service.engine.base import Engine, Node, NodeGone
+from service.engine.errors import REDIS_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +32,14 @@ RETRIES = 2  # for a script the node didn't know yet, or a slot that had moved
 
 
 class AcknowledgedWrites:
-    def __init__(
-        self,
-        client: RedisClient,
-        topology: Topology,
-        on_unacknowledged: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.client, self.topology = client, topology
-        self.on_unacknowledged = on_unacknowledged
+    def __init__(self, engine: Engine, on_unacknowledged: Callable[[], None] = lambda: None):
+        self.engine, self.on_unacknowledged = engine, on_unacknowledged
 
     async def run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """The script's result, once a replica of the keys' master has its writes."""
-        node = self.topology.node_of(keys[0])
-        if not await self.topology.replicas(node):
-            if self.topology.cluster:  # a cluster master without a replica is degraded
+        node = self.engine.node_of(keys[0])
+        if not await self.engine.replicas(node):
+            if self.engine.expects_replicas:  # a cluster master without one is degraded
                 self._unacknowledged(node, "it has no replica connected")
             return await script(keys=keys, args=args)
         for _ in range(RETRIES + 1):
@@ -57,7 +49,7 @@ class AcknowledgedWrites:
                 if not acknowledged:
                     self._unacknowledged(node, f"no replica answered in {ACK_TIMEOUT_MS} ms")
                 return result
-            node = self.topology.node_of(keys[0])
+            node = self.engine.node_of(keys[0])
         # Still moving: let the client's own redirects handle it, unacknowledged.
         self._unacknowledged(node, "its slot kept moving")
         return await script(keys=keys, args=args)
@@ -65,45 +57,30 @@ class AcknowledgedWrites:
     async def _run_and_wait(
         self, node: Node, script: AsyncScript, keys: list[str], args: list[Any]
     ) -> tuple[Any, bool] | None:
-        """(result, acknowledged), or None when it is worth another try (nothing ran)."""
+        """(result, acknowledged), or None when it is worth another try (nothing ran).
+
+        Both commands go in one write on one connection of the master: WAIT covers the
+        writes of its own connection only. A write is never sent twice by itself.
+        """
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         wait = ("WAIT", 1, ACK_TIMEOUT_MS)
-        if isinstance(self.client, RedisCluster):
-            try:
-                result, acked = await self._on_cluster_node(node, command, wait)
-            except NodeGone:  # failed over since the map was read
-                await self.topology.refresh()
-                return None
-            if isinstance(result, RedisConnectionError):  # tell the map, for the next call
-                with contextlib.suppress(*REDIS_DOWN):
-                    await self.topology.refresh()
-        else:
-            result, acked = await self._on_single(command, wait)
+        try:
+            result, acked = await self.engine.run_on(node, [command, wait])
+        except NodeGone:  # failed over since the map was read
+            await self.engine.refresh()
+            return None
+        if isinstance(result, RedisConnectionError):  # tell the map, for the next call
+            with contextlib.suppress(*REDIS_DOWN):
+                await self.engine.refresh()
         if isinstance(result, NoScriptError):  # a promoted replica has no script cache
-            await self.client.script_load(script.script)
+            await self.engine.client.script_load(script.script)
             return None
         if isinstance(result, AskError):  # MOVED or ASK: the slot is elsewhere now
-            await self.topology.refresh()
+            await self.engine.refresh()
             return None
         if isinstance(result, Exception):
             raise result
         return result, isinstance(acked, int) and acked >= 1
-
-    async def _on_single(self, command: tuple[Any, ...], wait: tuple[Any, ...]) -> list[Any]:
-        assert isinstance(self.client, redis.Redis)
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.execute_command(*command)
-            pipe.execute_command(*wait)
-            return await pipe.execute(raise_on_error=False)
-
-    async def _on_cluster_node(
-        self, node: Node, command: tuple[Any, ...], wait: tuple[Any, ...]
-    ) -> list[Any]:
-        """Both commands in one write on one connection of the master itself: the cluster
-        client's pipeline would refuse EVALSHA and send WAIT to any node."""
-        commands = [PipelineCommand(0, *command), PipelineCommand(1, *wait)]
-        await self.topology.cluster_node(node).execute_pipeline(commands)
-        return [c.result for c in commands]
 
     def _unacknowledged(self, node: Node, why: str) -> None:
         log.warning("a revocation on %s is not acknowledged by a replica: %s", node.name, why)

@@ -6,7 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from service.engine.topology import Topology
+from service.engine.base import Engine
 from service.sessions.eventlog import EventLog
 from service.sessions.store import SessionStore
 from service.sessions.tokens import TokenCodec
@@ -14,7 +14,7 @@ from service.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis | RedisCluster)
-TOPOLOGY = web.AppKey("topology", Topology)
+ENGINE = web.AppKey("engine", Engine)
 STORE = web.AppKey("store", SessionStore)
 TOKENS = web.AppKey("tokens", TokenCodec)
 EVENTS = web.AppKey("events", EventLog)

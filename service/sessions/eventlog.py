@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from service.engine.base import engine_for
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
 from service.sessions import keys
@@ -30,20 +31,6 @@ def parse_id(raw: str) -> StreamId:
 
 def format_id(stream_id: StreamId) -> str:
     return f"{stream_id[0]}-{stream_id[1]}"
-
-
-def channel(username: str) -> str:
-    """The channel to subscribe to for the user's live events."""
-    return keys.channel(username)
-
-
-def username_from_channel(name: str) -> str | None:
-    return keys.username_from_channel(name)
-
-
-def decode_published(data: str | bytes) -> Event:
-    """An event as published (with its id); raises msgspec.DecodeError."""
-    return event_decoder.decode(data)
 
 
 def decode_entry(entry_id: str, fields: dict[str, str]) -> Event:
@@ -74,7 +61,7 @@ class EventLog:
 
     def __init__(self, client: RedisClient, reads: ReadBatcher | None = None) -> None:
         self.redis = client
-        self.reads = reads or ReadBatcher(client)
+        self.reads = reads or ReadBatcher(engine_for(client))
 
     async def last_id(self, username: str) -> StreamId:
         """The id of the user's latest event (ZERO_ID when there is none); a read shared

@@ -14,10 +14,10 @@ from typing import Any, Literal
 import msgspec
 
 from service.clock import SYSTEM_CLOCK, Clock
+from service.engine.base import Engine, engine_for
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
 from service.engine.replication import AcknowledgedWrites
-from service.engine.topology import Topology
 from service.sessions import keys
 from service.sessions.records import (
     StoredSession,
@@ -90,19 +90,19 @@ class SessionStore:
         settings: Settings,
         clock: Clock = SYSTEM_CLOCK,
         *,
-        topology: Topology | None = None,
+        engine: Engine | None = None,
         reads: ReadBatcher | None = None,
         on_unacknowledged: Callable[[], None] = lambda: None,
     ) -> None:
         self.redis, self.clock = client, clock
-        topology = topology or Topology(client)
-        self.reads = reads or ReadBatcher(client, topology)
+        engine = engine or engine_for(client)
+        self.reads = reads or ReadBatcher(engine)
         self.idle_ms = settings.session_idle_timeout * 1000
         self.max_age_ms = settings.session_max_age * 1000
         self.touch_ms = settings.session_touch_interval * 1000
         self.max_sessions = settings.max_sessions_per_user
         self.max_tombstones = settings.max_tombstones_per_user
-        self._acknowledged = AcknowledgedWrites(client, topology, on_unacknowledged)
+        self._acknowledged = AcknowledgedWrites(engine, on_unacknowledged)
         self._create = client.register_script(session_script("create"))
         self._touch = client.register_script(session_script("touch"))
         self._revoke = client.register_script(session_script("revoke"))

@@ -33,8 +33,9 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 
-from service.engine.connect import REDIS_DOWN, connected, redact
+from service.engine.connect import connected, redact
 from service.engine.devredis import answers
+from service.engine.errors import REDIS_DOWN
 from service.sessions.store import SessionStore
 from service.settings import DEFAULT_REDIS_HOST, ConfigError, Settings
 from service.users.file import Entry, UsersFileError, find, read_entries, write_entries
