@@ -5,9 +5,7 @@ from __future__ import annotations
 import sys
 
 from service.api.app import create_app
-from service.runtime.process import serve
+from service.runtime.process import API, serve
 
 if __name__ == "__main__":
-    sys.exit(
-        serve("API", create_app, port="port", concurrency="web_concurrency", shutdown_timeout=2)
-    )
+    sys.exit(serve(API, create_app, shutdown_timeout=2))

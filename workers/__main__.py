@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from service.runtime.process import serve
+from service.runtime.process import WORKER, serve
 from workers.app import create_gateway_app
 from workers.gateway import HEARTBEAT
 
@@ -16,10 +16,8 @@ SHUTDOWN_TIMEOUT = 1.0
 if __name__ == "__main__":
     sys.exit(
         serve(
-            "worker",
+            WORKER,
             create_gateway_app,
-            port="gateway_port",
-            concurrency="gateway_concurrency",
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             # aiohttp rounds timers longer than this up to whole seconds, which would make
             # every socket's 25 s heartbeat fire in once-a-second bursts that delay notices.

@@ -13,6 +13,7 @@ from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
 from service.runtime.appkeys import ENGINE, EVENTS, REDIS, SETTINGS, STORE, TOKENS
 from service.runtime.contexts import redis_ctx
+from service.runtime.health import health_routes
 from service.sessions.eventlog import EventLog
 from service.sessions.lease import sweeper_lease
 from service.sessions.store import SessionStore
@@ -63,9 +64,10 @@ def create_gateway_app(
     # Sockets must close before the server waits for its handlers, i.e. at shutdown.
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/ws", gateway.websocket)
-    app.router.add_get("/healthz", gateway.healthz)
-    app.router.add_get("/readyz", gateway.readyz)
-    app.router.add_get("/metrics", gateway.metrics)
+    # Ready also needs every master's pub/sub connection up.
+    app.add_routes(
+        health_routes(lambda app: app[METRICS].registry, lambda app: app[LISTENER].ready)
+    )
     return app
 
 

@@ -13,15 +13,13 @@ import logging
 from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from service.clock import Clock
 from service.engine.errors import REDIS_DOWN
-from service.runtime.appkeys import ENGINE, EVENTS, SETTINGS, STORE, TOKENS
+from service.runtime.appkeys import EVENTS, SETTINGS, STORE, TOKENS
 from service.runtime.credentials import bearer_token
 from service.runtime.responses import (
-    json_response,
     problem_response,
     redis_unavailable,
     unauthorized,
@@ -31,7 +29,6 @@ from service.sessions.store import SessionGone
 from service.sessions.tokens import TokenError
 from service.wire import disconnect, messages
 from service.wire.disconnect import Disconnect
-from service.wire.schemas import Health
 from workers import frames
 from workers.appkeys import HEARTBEAT_INTERVAL, HUB, LISTENER, METRICS, REFUSED_ORIGINS
 from workers.conn import Conn
@@ -250,25 +247,3 @@ async def close(ws: web.WebSocketResponse, bye: Disconnect) -> None:
     patience = CLOSE_TIMEOUT if bye in (disconnect.REVOKED, disconnect.SHUTDOWN) else QUICK_CLOSE
     with contextlib.suppress(TimeoutError, ConnectionError):
         await asyncio.wait_for(ws.close(code=bye.code, message=bye.reason), patience)
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return json_response(Health(status="ok"))
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Ready when every master answers, every slot is served and every master's pub/sub
-    connection is up."""
-    try:
-        await request.app[ENGINE].check()
-    except (RedisError, *REDIS_DOWN) as exc:
-        log.info("not ready: %s", exc)
-        return redis_unavailable()
-    if not request.app[LISTENER].ready:
-        return redis_unavailable()
-    return json_response(Health(status="ok"))
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

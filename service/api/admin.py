@@ -15,10 +15,10 @@ import logging
 from aiohttp import web
 
 from service.api.activity import activity_of
-from service.api.appkeys import LIMITER, METRICS
-from service.api.errors import ApiError, validation_error
+from service.api.appkeys import LIMITER, METRICS, SIGN_IN
 from service.api.inputs import client_ip, decode_body
-from service.api.signin import NewDevice, open_session
+from service.api.problems import ApiError, validation_error
+from service.api.signin import NewDevice
 from service.runtime.appkeys import SETTINGS, STORE
 from service.runtime.credentials import bearer_token
 from service.runtime.responses import json_response
@@ -81,7 +81,7 @@ async def create_session(request: web.Request) -> web.Response:
     await authorize(request)
     body = await decode_body(request, AdminSessionRequest, _timeout(request))
     device = NewDevice(body.device_id or "", body.device_name, body.user_agent or "", _ip(body.ip))
-    response = await open_session(request.app, _checked(body.username), device)
+    response = await request.app[SIGN_IN].open(_checked(body.username), device)
     log.info("admin API opened session %s for %s", response.session.session_id, body.username)
     return json_response(response)
 

@@ -11,7 +11,7 @@ from importlib.resources.abc import Traversable
 from aiohttp import web
 
 from service.api import activity, admin, forward_auth
-from service.api.appkeys import DEVICE_TOKENS, LIMITER, METRICS, PASSWORDS, USERS
+from service.api.appkeys import AUTH, DEVICE_TOKENS, LIMITER, METRICS, PASSWORDS, SIGN_IN, USERS
 from service.api.cors import cors_middleware
 from service.api.errors import Handler, problem_middleware
 from service.api.inputs import MAX_BODY, device_name_from
@@ -19,6 +19,7 @@ from service.api.metrics import ApiMetrics
 from service.api.openapi import build_openapi
 from service.api.page import page_headers
 from service.api.routes import routes
+from service.api.signin import SignIn
 from service.api.userwatch import follow_users_file
 from service.clock import SYSTEM_CLOCK, Clock
 from service.engine.base import engine_for
@@ -26,6 +27,8 @@ from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
 from service.runtime.appkeys import ENGINE, EVENTS, REDIS, SETTINGS, STORE, TOKENS
 from service.runtime.contexts import redis_ctx
+from service.runtime.health import health_routes
+from service.sessions.callers import Authenticator
 from service.sessions.eventlog import EventLog
 from service.sessions.store import SessionStore
 from service.sessions.tokens import TokenCodec
@@ -72,6 +75,8 @@ def create_app(
         )
         app[LIMITER] = LoginLimiter(client, settings, clock)
         app[EVENTS] = EventLog(client, reads)
+        app[AUTH] = Authenticator(app[TOKENS], app[STORE])
+        app[SIGN_IN] = SignIn(app[STORE], app[TOKENS])
 
     app[USERS] = users or UserDirectory.load(settings.users_file)
     if users is None:  # a given directory is its owner's to follow
@@ -80,6 +85,7 @@ def create_app(
     app.cleanup_ctx.append(_warm_user_agent_parser)
     app.cleanup_ctx.append(_password_checker(passwords))
     app.add_routes(routes)
+    app.add_routes(health_routes(lambda app: app[METRICS].registry))
     app.add_routes(activity.routes)
     app.add_routes(forward_auth.routes)
     if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path

@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.api.metrics import ApiMetrics
+from service.api.signin import SignIn
+from service.sessions.callers import Authenticator
 from service.users.devicetokens import DeviceTokens
 from service.users.directory import UserDirectory
 from service.users.limiter import LoginLimiter
@@ -15,3 +17,5 @@ USERS = web.AppKey("users", UserDirectory)
 PASSWORDS = web.AppKey("passwords", PasswordChecker)
 METRICS = web.AppKey("metrics", ApiMetrics)
 DEVICE_TOKENS = web.AppKey("device_tokens", DeviceTokens)
+AUTH = web.AppKey("auth", Authenticator)
+SIGN_IN = web.AppKey("sign_in", SignIn)

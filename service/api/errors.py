@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from service.api.appkeys import METRICS
+from service.api.problems import ApiError
 from service.engine.errors import REDIS_DOWN
 from service.runtime.limits import RequestTimedOut
 from service.runtime.responses import busy, problem_response, redis_unavailable, unauthorized
@@ -16,40 +17,10 @@ from service.sessions.store import SessionGone
 from service.sessions.tokens import TokenError
 from service.users.limiter import RateLimited, SignInBusy
 from service.users.passwords import HashingBusy
-from service.wire.schemas import FieldError
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ApiError(Exception):
-    """An error with a status and a stable `code`, raised anywhere below the handlers."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        title: str,
-        detail: str,
-        *,
-        errors: list[FieldError] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.title, self.detail = status, code, title, detail
-        self.errors = errors
-        self.headers = headers or {}
-
-
-def validation_error(field: str, message: str) -> ApiError:
-    return ApiError(
-        422,
-        "validation_error",
-        "Invalid request",
-        f"{field}: {message}",
-        errors=[FieldError(field=field, message=message)],
-    )
 
 
 _HTTP_CODES = {
@@ -61,7 +32,8 @@ _HTTP_CODES = {
 }
 
 
-def _to_problem(exc: Exception) -> web.Response:
+def _to_problem(exc: Exception) -> web.Response | None:
+    """The problem+json answer for a domain error; None for anything unexpected."""
     match exc:
         case ApiError():
             return problem_response(
@@ -98,7 +70,7 @@ def _to_problem(exc: Exception) -> web.Response:
             )
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             return problem_response(exc.status, code, exc.reason, detail, headers=headers)
-    raise exc
+    return None
 
 
 @web.middleware
@@ -112,25 +84,19 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
         metrics.redis_errors.inc()
         response = redis_unavailable()
-    except (
-        ApiError,
-        TokenError,
-        SessionGone,
-        RateLimited,
-        SignInBusy,
-        HashingBusy,
-        RequestTimedOut,
-        web.HTTPException,
-    ) as exc:
+    except Exception as exc:
         if isinstance(exc, web.HTTPException) and exc.status < 400:
-            raise
-        response = _to_problem(exc)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        response = problem_response(
-            500, "internal_error", "Internal error", "Something went wrong on our side."
-        )
+            raise  # a redirect is an answer, not a failure
+        response = _to_problem(exc) or _unexpected(request)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     metrics.observe_request(route, request.method, response.status, time.perf_counter() - started)
     return response
+
+
+def _unexpected(request: web.Request) -> web.Response:
+    """A 500 without internals; the traceback goes to the log (called while handling)."""
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return problem_response(
+        500, "internal_error", "Internal error", "Something went wrong on our side."
+    )

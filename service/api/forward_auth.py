@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.api.appkeys import USERS
-from service.api.auth import authenticate
+from service.api.appkeys import AUTH, USERS
+from service.runtime.credentials import presented
 
 routes = web.RouteTableDef()
 VERIFY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -20,7 +20,9 @@ VERIFY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 async def verify(request: web.Request) -> web.Response:
     """200 with who the caller is, in headers the proxy passes on; else /me's very 401."""
-    caller = await authenticate(request)  # one Redis read: a revoked token fails at once
+    caller = await request.app[AUTH].check(
+        presented(request)
+    )  # one Redis read: a revoked token fails at once
     headers = {
         "X-Auth-Request-User": caller.username,
         "X-Auth-Request-Session": caller.session.session_id,

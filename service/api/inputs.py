@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from ua_parser import parse as parse_user_agent
 
-from service.api.errors import ApiError, validation_error
+from service.api.problems import ApiError, validation_error
 from service.runtime.limits import body_deadline
 from service.settings import IpNetwork
 

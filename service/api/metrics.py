@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
-__all__ = ["CONTENT_TYPE_LATEST", "ApiMetrics"]
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class ApiMetrics:
@@ -62,6 +59,3 @@ class ApiMetrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

@@ -8,23 +8,21 @@ import logging
 import msgspec
 from aiohttp import web
 
-from service.api.appkeys import DEVICE_TOKENS, LIMITER, METRICS, PASSWORDS, USERS
-from service.api.auth import Caller, authenticate
-from service.api.errors import ApiError
+from service.api.appkeys import AUTH, DEVICE_TOKENS, LIMITER, METRICS, PASSWORDS, SIGN_IN, USERS
 from service.api.inputs import MAX_USER_AGENT, client_ip, decode_body, header_text
-from service.api.metrics import CONTENT_TYPE_LATEST
 from service.api.page import gateway_url
-from service.api.signin import NewDevice, open_session
-from service.engine.errors import REDIS_DOWN
-from service.runtime.appkeys import ENGINE, SETTINGS, STORE
-from service.runtime.responses import json_response, redis_unavailable
+from service.api.problems import ApiError
+from service.api.signin import NewDevice
+from service.runtime.appkeys import SETTINGS, STORE
+from service.runtime.credentials import presented
+from service.runtime.responses import json_response
+from service.sessions.callers import Caller
 from service.sessions.records import StoredSession
 from service.sessions.store import RevokeMode
 from service.users.directory import User
 from service.wire.names import SESSION_ID, is_valid_username
 from service.wire.schemas import (
     ClientConfig,
-    Health,
     LoginRequest,
     MeResponse,
     RevokedResponse,
@@ -46,7 +44,7 @@ async def login(request: web.Request) -> web.Response:
     user = await _check_credentials(request.app, body, ip, known_device)
     user_agent = header_text(request.headers.get("User-Agent", ""))[:MAX_USER_AGENT]
     device = NewDevice(body.device_id or "", body.device_name, user_agent, ip)
-    response = await open_session(request.app, user.username, device)
+    response = await request.app[SIGN_IN].open(user.username, device)
     response.device_token = device_tokens.issue(user.username, known_device)
     request.app[METRICS].logins.labels("success").inc()
     return json_response(response)
@@ -102,14 +100,14 @@ async def _revoke(
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.Response:
-    caller = await authenticate(request)
+    caller = await request.app[AUTH].check(presented(request))
     return await _revoke(request, caller, "one", caller.session.session_id, "logout")
 
 
 # Not "revoke-others": that path allows POST only (and its 405 must say so).
 @routes.delete(f"/sessions/{{session_id:(?!revoke-others$){SESSION_ID}}}")
 async def revoke_session(request: web.Request) -> web.Response:
-    caller = await authenticate(request)
+    caller = await request.app[AUTH].check(presented(request))
     target = request.match_info["session_id"]
     reason = "logout" if target == caller.session.session_id else "revoked"
     return await _revoke(request, caller, "one", target, reason)
@@ -117,19 +115,19 @@ async def revoke_session(request: web.Request) -> web.Response:
 
 @routes.post("/sessions/revoke-others")
 async def revoke_others(request: web.Request) -> web.Response:
-    caller = await authenticate(request)
+    caller = await request.app[AUTH].check(presented(request))
     return await _revoke(request, caller, "others", caller.session.session_id, "revoke_others")
 
 
 @routes.post("/logout-all")
 async def logout_all(request: web.Request) -> web.Response:
-    caller = await authenticate(request)
+    caller = await request.app[AUTH].check(presented(request))
     return await _revoke(request, caller, "all", caller.session.session_id, "logout_all")
 
 
 @routes.get("/me")
 async def me(request: web.Request) -> web.Response:
-    caller = await authenticate(request)
+    caller = await request.app[AUTH].check(presented(request))
     # Absent from the users file: signed in by the product (admin API), or removed since.
     user = request.app[USERS].get(caller.username)
     return json_response(
@@ -150,31 +148,10 @@ def _view(session: StoredSession, current_id: str) -> SessionView:
 
 @routes.get("/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
-    caller = await authenticate(request)
+    caller = await request.app[AUTH].check(presented(request))
     sessions = await request.app[STORE].list(caller.username)
     current = caller.session.session_id
     return json_response(SessionsResponse(sessions=[_view(s, current) for s in sessions]))
-
-
-@routes.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    return json_response(Health(status="ok"))
-
-
-@routes.get("/readyz")
-async def readyz(request: web.Request) -> web.Response:
-    try:
-        await request.app[ENGINE].check()
-    except REDIS_DOWN as exc:
-        log.info("not ready: %s", exc)
-        return redis_unavailable("Redis is not ready: a node is down or a slot is unserved.")
-    return json_response(Health(status="ok"))
-
-
-@routes.get("/metrics")
-async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @routes.get("/config")

@@ -6,10 +6,9 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from service.api.inputs import device_name_from
-from service.runtime.appkeys import STORE, TOKENS
+from service.sessions.store import SessionStore
+from service.sessions.tokens import TokenCodec
 from service.wire.schemas import LoginResponse, from_ms
 
 log = logging.getLogger(__name__)
@@ -25,22 +24,30 @@ class NewDevice:
     ip: str
 
 
-async def open_session(app: web.Application, username: str, device: NewDevice) -> LoginResponse:
-    """Create the session (replacing or evicting as the store does) and issue its token."""
-    session, ended = await app[STORE].create(
-        username,
-        session_id=secrets.token_urlsafe(16),
-        device_id=device.device_id,
-        device_name=device.device_name or device_name_from(device.user_agent),
-        user_agent=device.user_agent,
-        ip=device.ip,
-    )
-    log.info(
-        "signed in %s on %r (session %s); ended %s",
-        username,
-        session.device_name,
-        session.session_id,
-        ended,
-    )
-    token = app[TOKENS].issue(username, session.session_id, session.created_ms, session.max_ms)
-    return LoginResponse(token=token, expires_at=from_ms(session.max_ms), session=session.to_wire())
+class SignIn:
+    """Opens sessions with the store and issues their tokens."""
+
+    def __init__(self, store: SessionStore, tokens: TokenCodec) -> None:
+        self.store, self.tokens = store, tokens
+
+    async def open(self, username: str, device: NewDevice) -> LoginResponse:
+        """Create the session (replacing or evicting as the store does) and its token."""
+        session, ended = await self.store.create(
+            username,
+            session_id=secrets.token_urlsafe(16),
+            device_id=device.device_id,
+            device_name=device.device_name or device_name_from(device.user_agent),
+            user_agent=device.user_agent,
+            ip=device.ip,
+        )
+        log.info(
+            "signed in %s on %r (session %s); ended %s",
+            username,
+            session.device_name,
+            session.session_id,
+            ended,
+        )
+        token = self.tokens.issue(username, session.session_id, session.created_ms, session.max_ms)
+        return LoginResponse(
+            token=token, expires_at=from_ms(session.max_ms), session=session.to_wire()
+        )

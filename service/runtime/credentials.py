@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from service.sessions.tokens import TokenError
 
 
@@ -13,3 +15,8 @@ def bearer_token(header: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise TokenError("invalid_token", "The Authorization scheme must be 'Bearer <token>'.")
     return token.strip()
+
+
+def presented(request: web.Request) -> str:
+    """The token the request presents; TokenError when it presents none, or a malformed one."""
+    return bearer_token(request.headers.get("Authorization"))

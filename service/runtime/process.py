@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.web_runner import GracefulExit
@@ -72,20 +73,29 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+@dataclass(frozen=True, slots=True)
+class Role:
+    """What kind of process this is: its name in messages, its port and how many copies."""
+
+    name: str
+    port_variable: str
+    port: Callable[[Settings], int]
+    processes: Callable[[Settings], int]
+
+
+API = Role("API", "PORT", lambda s: s.port, lambda s: s.web_concurrency)
+WORKER = Role("worker", "GATEWAY_PORT", lambda s: s.gateway_port, lambda s: s.gateway_concurrency)
+
+
 def serve(
-    what: str,
-    build: Callable[[Settings], web.Application],
-    *,
-    port: str,
-    concurrency: str,
-    **run_app_options: object,
+    role: Role, build: Callable[[Settings], web.Application], **run_app_options: object
 ) -> int:
     """Read the settings, build the app and serve it until signalled; the exit status.
 
-    `port` and `concurrency` name the settings fields this process uses (their upper-case
-    names are the variables). A bad setting is one line on stderr and exit status 2, a port
-    that can't be had one line and status 3, before anything starts.
+    A bad setting is one line on stderr and exit status 2, a port that can't be had one
+    line and status 3, before anything starts.
     """
+    what = role.name
     try:
         settings = Settings.from_env()
         app = build(settings)
@@ -96,10 +106,10 @@ def serve(
     app.cleanup_ctx.append(quiet_accept_errors)
     app.cleanup_ctx.append(first_stop_signal_only)
     settings.warn_about_defaults()
-    listen = Listen(settings.host, getattr(settings, port), port.upper())
+    listen = Listen(settings.host, role.port(settings), role.port_variable)
     if problem := listen.problem():
         return _refuse(what, problem, EXIT_LISTEN)
-    processes = getattr(settings, concurrency)
+    processes = role.processes(settings)
     try:
         with embedded_redis_if_needed(settings):
             if processes == 1:
