@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestClient
 
 from service.api.app import create_app
 from service.clock import SYSTEM_CLOCK, Clock
-from service.engine.base import engine_for
 from service.engine.connect import connected
+from service.engine.factory import engine_for
 from service.engine.pubsub import ShardConnection
 from service.sessions import keys
 from service.settings import Settings

@@ -25,9 +25,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from service.api.app import create_app
-from service.engine.base import engine_for
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import connected
+from service.engine.factory import engine_for
 from service.sessions import keys
 from service.sessions.store import SessionStore
 from service.settings import Settings

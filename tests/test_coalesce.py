@@ -9,9 +9,9 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from service.engine.base import engine_for
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import single_client
+from service.engine.factory import engine_for
 from tests.conftest import RedisServer
 
 

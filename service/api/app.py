@@ -22,9 +22,9 @@ from service.api.routes import routes
 from service.api.signin import SignIn
 from service.api.userwatch import follow_users_file
 from service.clock import SYSTEM_CLOCK, Clock
-from service.engine.base import engine_for
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
+from service.engine.factory import engine_for
 from service.runtime.appkeys import ENGINE, EVENTS, REDIS, SETTINGS, STORE, TOKENS
 from service.runtime.contexts import redis_ctx
 from service.runtime.health import health_routes

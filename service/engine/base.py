@@ -114,15 +114,3 @@ class Engine(ABC):
 
     @abstractmethod
     async def _count_replicas(self, node: Node) -> int: ...
-
-
-def engine_for(client: RedisClient) -> Engine:
-    """The engine of a client: a cluster's for a RedisCluster, else one server's."""
-    from redis.asyncio.cluster import RedisCluster
-
-    from service.engine.cluster import ClusterEngine
-    from service.engine.single import SingleEngine
-
-    if isinstance(client, RedisCluster):
-        return ClusterEngine(client)
-    return SingleEngine(client)

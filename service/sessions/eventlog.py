@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from service.engine.base import engine_for
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
+from service.engine.factory import engine_for
 from service.sessions import keys
 from service.sessions.records import Event, Tombstone, decode_tombstone, event_decoder
 

@@ -14,9 +14,10 @@ from typing import Any, Literal
 import msgspec
 
 from service.clock import SYSTEM_CLOCK, Clock
-from service.engine.base import Engine, engine_for
+from service.engine.base import Engine
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
+from service.engine.factory import engine_for
 from service.engine.replication import AcknowledgedWrites
 from service.sessions import keys
 from service.sessions.records import (
