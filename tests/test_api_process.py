@@ -7,17 +7,15 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.engine.devredis import answers
-from tests.conftest import PASSWORD, ROOT, RedisServer, free_port
+from tests.conftest import PASSWORD, ROOT, RedisServer, free_port, wait_until
 from tests.processes import Process, process_env, running
 
 
@@ -30,13 +28,6 @@ def call(url: str, path: str, body: object = None, token: str = "") -> Any:
         request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=10) as resp:
         return json.loads(resp.read())
-
-
-def wait_until(condition: Callable[[], bool], limit: float, what: str) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 def embedded_env(**extra: str) -> dict[str, str]:
