@@ -47,18 +47,23 @@ def write_users(path: Path, **passwords: str) -> None:
     usersfile.write_entries(path, entries)
 
 
+def command_env(redis_url: str) -> dict[str, str]:
+    """The command's environment; with no `redis_url`, development with no Redis running."""
+    environment = process_env(redis_url, DEV_REDIS_PORT=str(free_port()))
+    if not redis_url:
+        del environment["REDIS_URL"]
+    return environment
+
+
 def command(
     path: Path, *args: str, typed: str = "", redis_url: str = ""
 ) -> subprocess.CompletedProcess[str]:
     """Run the command with no terminal, so it reads the password from stdin; with no
     `redis_url`, as in development with no Redis running."""
-    environment = process_env(redis_url, DEV_REDIS_PORT=str(free_port()))
-    if not redis_url:
-        del environment["REDIS_URL"]
     return subprocess.run(
         [sys.executable, "-m", "service.users", *args, "--file", str(path)],
         cwd=ROOT,
-        env=environment,
+        env=command_env(redis_url),
         input=typed,
         capture_output=True,
         text=True,
@@ -231,12 +236,10 @@ def at_a_terminal(path: Path, *args: str, typed: list[str]) -> tuple[int, str]:
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    environment = process_env("", DEV_REDIS_PORT=str(free_port()))
-    del environment["REDIS_URL"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "service.users", *args, "--file", str(path)],
         cwd=ROOT,
-        env=environment,
+        env=command_env(""),
         stdin=slave,
         stdout=slave,
         stderr=slave,
