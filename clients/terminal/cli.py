@@ -2,7 +2,7 @@
 
 Tokens are kept per profile in `$SESSIONWIRE_HOME` (default ~/.config/sessionwire), one
 0600 file each, so two terminals can be two devices: `--profile laptop`, `--profile phone`
-(see workers/profiles.py). A profile whose session ended is forgotten.
+(see clients/terminal/profiles.py). A profile whose session ended is forgotten.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from clients.terminal.profiles import (
     forget_profile,
     load_device_tokens,
     load_profile,
+    login_command,
     save_device_token,
     save_profile,
 )
@@ -235,7 +236,7 @@ async def raise_if_ended(args: argparse.Namespace, http: aiohttp.ClientSession, 
 
 
 def forgotten(profile: str) -> str:
-    return f"profile {profile!r} forgotten: 'sessionwire login' signs this device in again"
+    return f"profile {profile!r} forgotten: '{login_command(profile)}' signs this device in again"
 
 
 async def _read(ws: aiohttp.ClientWebSocketResponse) -> int | None:
@@ -328,13 +329,21 @@ async def run(args: argparse.Namespace) -> int:
             raise CliError(f"{ended} ({forgotten(args.profile)})") from None
 
 
+def read_password() -> str:
+    """Asked at a terminal (not echoed); else one line of stdin, for scripts and pipes
+    (getpass would warn that it cannot hide the input there)."""
+    if sys.stdin.isatty():
+        return getpass.getpass()
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "login":  # prompts happen before the event loop starts
             args.username = args.username or input("username: ")
             args.password = (
-                args.password or os.environ.get("SESSIONWIRE_PASSWORD") or getpass.getpass()
+                args.password or os.environ.get("SESSIONWIRE_PASSWORD") or read_password()
             )
         return asyncio.run(run(args))
     except (CliError, ProfileError) as exc:
