@@ -151,7 +151,8 @@ def test_a_secret_is_generated_in_development(tmp_path: Path) -> None:
 
 
 def test_no_password_reaches_the_log(tmp_path: Path, redis_url: str) -> None:
-    env = process_env(redis_url, PORT=str(free_port()), LOG_LEVEL="DEBUG")
+    admin_token = "an-admin-token-" + "z" * 32
+    env = process_env(redis_url, PORT=str(free_port()), LOG_LEVEL="DEBUG", ADMIN_TOKEN=admin_token)
     proc = Process("service", int(env["PORT"]), env, tmp_path / "service.log")
     proc.start(wait_for="/readyz")
     try:
@@ -166,6 +167,9 @@ def test_no_password_reaches_the_log(tmp_path: Path, redis_url: str) -> None:
     assert "a-wrong-one" not in log
     assert "$argon2" not in log
     assert os.environ.get("JWT_SECRET", "\x00") not in log
+    assert "the admin API is on" in log  # said at start, without its token
+    assert admin_token not in log
+    assert log.count("connected to Redis at redis://127.0.0.1:") == 1
 
 
 @pytest.mark.parametrize(("event_loop", "seen"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])

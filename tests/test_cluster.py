@@ -330,6 +330,9 @@ async def test_an_idle_worker_on_a_cluster_rests_and_stops_when_told(
         started = time.monotonic()
         assert worker.stop(signal.SIGTERM) == 0
         assert time.monotonic() - started < 3
+    said = worker.log()  # once, and rightly
+    assert said.count("connected to") == 1, said
+    assert "connected to a Redis Cluster of 3 masters at redis://127.0.0.1:" in said
 
 
 def test_a_cluster_url_naming_another_database_is_refused(cluster_url: str) -> None:

@@ -105,7 +105,7 @@ async def devices(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
     for s in answer["sessions"]:
         mark = "*" if s.get("current") else " "
         print(
-            f"{mark} {s['session_id']:24} {s['device_name'][:28]:28} {s['ip']:15} "
+            f"{mark} {s['session_id']:24} {s['device_name'][:28]:28} {s['ip'] or '-':15} "
             f"last seen {s['last_seen_at']}"
         )
     return EXIT_OK
@@ -167,7 +167,8 @@ def describe(message: dict[str, Any]) -> str:
     if kind == "sessions.changed":
         s = message["session"]
         what = "new sign-in" if message["event"] == "created" else "signed out"
-        return f"{what}: {s['device_name']} ({s['ip']}), session {s['session_id']}"
+        where = f" ({s['ip']})" if s.get("ip") else ""
+        return f"{what}: {s['device_name']}{where}, session {s['session_id']}"
     if kind == "session.revoked":
         return signed_out_in_words(message)
     return f"message: {message}"
@@ -177,7 +178,8 @@ def signed_out_in_words(revoked: dict[str, Any]) -> str:
     """A `session.revoked` message, or a 401's `revoked`: why, who and when."""
     by = revoked.get("by")
     words = REASONS.get(revoked["reason"], revoked["reason"])
-    who = f", from {by['device_name']} ({by['ip']})" if by else ""
+    where = f" ({by['ip']})" if by and by.get("ip") else ""
+    who = f", from {by['device_name']}{where}" if by else ""
     return f"this device was signed out: {words}{who}, at {revoked['at']}"
 
 

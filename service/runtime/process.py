@@ -98,10 +98,10 @@ def serve(
     what = role.name
     try:
         settings = Settings.from_env()
+        setup_logging(settings.log_level)  # before the build, which may have news
         app = build(settings)
     except ConfigError as exc:
         return _refuse(what, f"configuration error: {exc}", EXIT_CONFIG)
-    setup_logging(settings.log_level)
     harden_process()
     app.cleanup_ctx.append(quiet_accept_errors)
     app.cleanup_ctx.append(first_stop_signal_only)
