@@ -38,6 +38,7 @@ from service.engine.devredis import answers
 from service.engine.errors import REDIS_DOWN
 from service.sessions.store import SessionStore
 from service.settings import DEFAULT_REDIS_HOST, ConfigError, Settings
+from service.users.directory import credentials_of
 from service.users.file import Entry, UsersFileError, find, read_entries, write_entries
 from service.users.passwords import hasher
 from service.wire.names import is_valid_username
@@ -91,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 async def _change(settings: Settings, path: Path, command: str, username: str) -> str:
     """Make the change, then its sign-outs; the line that reports them."""
     entries = read_entries(path)
+    entry = find(entries, username)
+    old_hash = str(entry["password_hash"]) if entry else ""  # before _edit replaces it
     done = _edit(entries, command, username, path)
     reason = REASONS.get(command)
     if reason is None:
@@ -100,7 +103,8 @@ async def _change(settings: Settings, path: Path, command: str, username: str) -
         write_entries(path, entries)
         if store is None:
             return f"{done}; no Redis runs here, so there is no session to sign out"
-        signed_out = await _sign_out(store, username, reason, done)
+        revoked = credentials_of(old_hash)
+        signed_out = await _sign_out(store, username, reason, revoked, done)
     return f"{done}; signed out {len(signed_out)} session(s)"
 
 
@@ -141,9 +145,13 @@ async def _sessions(settings: Settings) -> AsyncIterator[SessionStore | None]:
         yield SessionStore(client, settings)
 
 
-async def _sign_out(store: SessionStore, username: str, reason: str, done: str) -> list[str]:
+async def _sign_out(
+    store: SessionStore, username: str, reason: str, credentials: str, done: str
+) -> list[str]:
+    """Sign the user out everywhere and, in the same step, revoke the old password: no
+    sign-in checked against it (in any API process, however late) opens a session."""
     try:
-        return await store.revoke(username, "all", "", reason, None)
+        return await store.revoke(username, "all", "", reason, None, credentials=credentials)
     except (RedisError, *REDIS_DOWN) as exc:
         raise Refused(
             f"{done}, but signing out their sessions failed ({exc}): sign them out with "
