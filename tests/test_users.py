@@ -414,3 +414,76 @@ async def test_a_running_system_follows_the_users_file(tmp_path: Path, redis_url
             for _ in range(6):
                 assert (await sign_in(http, api, "carol", "carol-password"))[0] == 200
     assert "Traceback" not in api.log()
+
+
+# --- a name listed twice (issue 16, finding 2) ---
+
+
+def listed_twice(path: Path) -> None:
+    """alice twice (the first with her password, the second with another), and erik."""
+    write_users(path, alice="alice-password", erik="erik-password")
+    entries = usersfile.read_entries(path)
+    other = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash("other-password")
+    entries.append({**entries[0], "password_hash": other})
+    path.write_text(json.dumps({"users": entries}))
+
+
+@pytest.mark.parametrize(
+    ("args", "typed"),
+    [
+        (("passwd", "alice"), "pass-word\n"),
+        (("remove", "alice"), ""),
+        (("add", "dana"), "pass-word\n"),
+    ],
+)
+def test_the_command_refuses_a_file_with_a_name_listed_twice(
+    tmp_path: Path, args: tuple[str, ...], typed: str
+) -> None:
+    path = tmp_path / "users.json"
+    listed_twice(path)
+    before = path.read_bytes()
+    done = command(path, *args, typed=typed)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"python -m service.users {args[0]}: USERS_FILE={str(path)!r} can't be used: "
+        "'alice' is listed 2 times"
+    ]
+    assert path.read_bytes() == before
+
+
+async def test_the_api_keeps_its_users_when_a_name_is_listed_twice(
+    tmp_path: Path, make_api: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "users.json"
+    write_users(path, alice="alice-password", erik="erik-password")
+    api = await make_api(users=UserDirectory.load(path))  # each sign-in looks at the file
+
+    async def status(password: str) -> int:
+        resp = await api.post("/login", json={"username": "alice", "password": password})
+        return resp.status
+
+    listed_twice(path)
+    assert await status("other-password") == 401  # neither entry is taken
+    assert await status("alice-password") == 200  # the users read before are kept
+    said = [r.getMessage() for r in caplog.records if "listed 2 times" in r.getMessage()]
+    assert said == [
+        f"USERS_FILE={str(path)!r} can't be used: 'alice' is listed 2 times; "
+        "keeping the 2 users read before"
+    ]
+
+
+def test_the_api_does_not_start_on_a_file_with_a_name_listed_twice(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    listed_twice(path)
+    env = process_env("redis://127.0.0.1:1/0", USERS_FILE=str(path), PORT=str(free_port()))
+    done = subprocess.run(
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("'alice' is listed 2 times"), lines

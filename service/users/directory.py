@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 import msgspec
@@ -108,11 +109,22 @@ class UserDirectory:
 
 
 def read_users(path: str | Path) -> list[User]:
-    """The users of the file; ConfigError if it is missing or malformed."""
+    """The users of the file; ConfigError if it is missing or malformed.
+
+    A name listed twice is malformed: which entry counts would be anybody's guess (the
+    API's dict keeps the last, a command editing the file the first).
+    """
     try:
-        return msgspec.json.decode(Path(path).read_bytes(), type=UsersFile).users
+        users = msgspec.json.decode(Path(path).read_bytes(), type=UsersFile).users
     except (OSError, msgspec.DecodeError) as exc:
         raise ConfigError(f"USERS_FILE={str(path)!r} can't be used: {exc}") from None
+    counts = Counter(user.username for user in users)
+    for name, count in counts.items():
+        if count > 1:
+            raise ConfigError(
+                f"USERS_FILE={str(path)!r} can't be used: {name!r} is listed {count} times"
+            )
+    return users
 
 
 def _stamp(path: Path) -> tuple[int, ...] | None:
