@@ -16,7 +16,7 @@ from aiohttp import web
 
 from service.api.activity import activity_of
 from service.api.appkeys import LIMITER, METRICS, SIGN_IN
-from service.api.inputs import client_ip, decode_body
+from service.api.inputs import client_ip, decode_body, given_device_name
 from service.api.problems import ApiError, validation_error
 from service.api.signin import NewDevice
 from service.runtime.appkeys import SETTINGS, STORE
@@ -80,7 +80,8 @@ def _checked(username: str) -> str:
 async def create_session(request: web.Request) -> web.Response:
     await authorize(request)
     body = await decode_body(request, AdminSessionRequest, _timeout(request))
-    device = NewDevice(body.device_id or "", body.device_name, body.user_agent or "", _ip(body.ip))
+    name = given_device_name(body.device_name)
+    device = NewDevice(body.device_id or "", name, body.user_agent or "", _ip(body.ip))
     response = await request.app[SIGN_IN].open(_checked(body.username), device)
     log.info("admin API opened session %s for %s", response.session.session_id, body.username)
     return json_response(response)

@@ -9,7 +9,13 @@ import msgspec
 from aiohttp import web
 
 from service.api.appkeys import AUTH, DEVICE_TOKENS, LIMITER, METRICS, PASSWORDS, SIGN_IN, USERS
-from service.api.inputs import MAX_USER_AGENT, client_ip, decode_body, header_text
+from service.api.inputs import (
+    MAX_USER_AGENT,
+    client_ip,
+    decode_body,
+    given_device_name,
+    header_text,
+)
 from service.api.page import gateway_url
 from service.api.problems import ApiError
 from service.api.signin import NewDevice
@@ -43,7 +49,7 @@ async def login(request: web.Request) -> web.Response:
     device_tokens = request.app[DEVICE_TOKENS]
     known_device = device_tokens.device_of(body.device_token, body.username)
     user_agent = header_text(request.headers.get("User-Agent", ""))[:MAX_USER_AGENT]
-    device = NewDevice(body.device_id or "", body.device_name, user_agent, ip)
+    device = NewDevice(body.device_id or "", given_device_name(body.device_name), user_agent, ip)
     response = await _sign_in(request.app, body, device, known_device)
     response.device_token = device_tokens.issue(body.username, known_device)
     request.app[METRICS].logins.labels("success").inc()
