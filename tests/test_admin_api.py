@@ -264,6 +264,10 @@ async def test_same_replace_and_evict_rules_and_events_as_login(
         ({"username": "dave", "ip": "not an address"}, "ip"),
         ({"username": "dave", "ip": "10.0.0.300"}, "ip"),
         ({"username": "dave", "ip": ["10.0.0.1"]}, "ip"),
+        # An IPv6 zone id is any text at all: it is not part of an address anybody else sees.
+        ({"username": "dave", "ip": "::1%\r\nX-Evil: 1"}, "ip"),
+        ({"username": "dave", "ip": "fe80::1%eth0"}, "ip"),
+        ({"username": "dave", "ip": "fe80::1%"}, "ip"),
         ([], "body"),
         ("dave", "body"),
     ],

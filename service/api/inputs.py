@@ -99,20 +99,27 @@ def client_ip(request: web.Request, trusted: tuple[IpNetwork, ...]) -> str:
     return hops[0] if hops and _is_ip(hops[0]) else peer
 
 
-def _is_ip(value: str) -> bool:
+def ip_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IPv4 or IPv6 address `value` is, or None.
+
+    An IPv6 zone id (`fe80::1%eth0`) names an interface of the host that wrote it, and
+    Python takes any text at all for one (`::1%\r\nX-Evil: 1`): no address anybody else
+    sees has one, so a value with one is no address.
+    """
     try:
-        ipaddress.ip_address(value)
+        address = ipaddress.ip_address(value)
     except ValueError:
-        return False
-    return True
+        return None
+    return None if getattr(address, "scope_id", None) is not None else address
+
+
+def _is_ip(value: str) -> bool:
+    return ip_address(value) is not None
 
 
 def _is_trusted(address: str, trusted: tuple[IpNetwork, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
+    ip = ip_address(address)
+    return ip is not None and any(ip in network for network in trusted)
 
 
 def given_device_name(name: str | None) -> str | None:
