@@ -19,7 +19,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from service.backoff import Backoff
-from service.settings import ConfigError, Settings
+from service.settings import ConfigError, Settings, redacted_url
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,13 @@ async def wait_until_up(ping: Callable[[], object], url: str, what: str = "Redis
     while True:
         try:
             await ping()  # type: ignore[misc]
-            log.info("connected to %s at %s", what, redact(url))
+            log.info("connected to %s at %s", what, redacted_url(url))
             return
         except (RedisError, RedisClusterException) as exc:
             log.warning(
                 "%s at %s not answering (try %d: %s); retrying in %.1fs",
                 what,
-                redact(url),
+                redacted_url(url),
                 attempt,
                 exc,
                 backoff.delay,
@@ -127,13 +127,3 @@ async def warn_if_not_persistent(client: redis.Redis) -> None:
             "Redis persistence (AOF) is off: after a Redis restart, sessions revoked since "
             "the last snapshot would be accepted again. Set appendonly yes (see docs/SECURITY.md)"
         )
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
