@@ -98,7 +98,11 @@ async def _open(app: web.Application, user: User, device: NewDevice) -> LoginRes
     try:
         return await app[SIGN_IN].open(user.username, device, user.credentials)
     except CredentialsRevoked:
-        log.info("sign-in for %s refused: its password was replaced meanwhile", user.username)
+        log.info(
+            "sign-in for %s refused: the password hash it checked was revoked (replaced or "
+            "removed by service.users) since",
+            user.username,
+        )
         return None
 
 
