@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Callable, Mapping
@@ -34,7 +35,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # it may hold a password
     # "auto": ask the server at start (INFO cluster); "yes"/"no" force the client kind.
     redis_cluster: str = "auto"
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
@@ -106,7 +107,7 @@ class Settings:
         generated = not secret
         secret = secret or _dev_secret(Path(env.get("DEV_SECRET_FILE", DEV_SECRET_FILE)))
         return cls(
-            redis_url=read("REDIS_URL", _redis_url),
+            redis_url=read("REDIS_URL", _redis_url, shown=redacted_url),
             redis_cluster=read("REDIS_CLUSTER", str.lower, choices=("auto", "yes", "no")),
             jwt_issuer=read("JWT_ISSUER", str),
             app_env=app_env,
@@ -174,20 +175,23 @@ class _Reader:
         minimum: int | None = None,
         maximum: int | None = None,
         choices: tuple[str, ...] = (),
+        shown: Callable[[str], str] = str,
     ) -> T:
+        """The variable parsed; a bad value is a ConfigError showing `shown(value)`."""
         raw = self.env.get(name, "").strip()
         if not raw:
             return _DEFAULTS[name.lower()] if default is _UNSET else default  # type: ignore[return-value]
+        setting = f"{name}={shown(raw)!r}"
         try:
             value = parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
+            raise ConfigError(f"{setting} is not valid: {exc}") from None
         if choices and value not in choices:
-            raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+            raise ConfigError(f"{setting} must be one of {', '.join(choices)}")
         if minimum is not None and value < minimum:  # type: ignore[operator]
-            raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+            raise ConfigError(f"{setting} must be at least {minimum}")
         if maximum is not None and value > maximum:  # type: ignore[operator]
-            raise ConfigError(f"{name}={raw!r} must be at most {maximum}")
+            raise ConfigError(f"{setting} must be at most {maximum}")
         return value
 
 
@@ -223,11 +227,35 @@ def _ws_url(raw: str) -> str:
 
 
 def _redis_url(raw: str) -> str:
+    """The URL, if it is one of Redis; the ValueError never quotes it (a password in it
+    with a character that should be percent-encoded can land anywhere, the port too)."""
     url = urlsplit(raw)
-    if url.scheme not in ("redis", "rediss", "unix") or not (url.netloc or url.path):
-        raise ValueError("it must be a redis://, rediss:// or unix:// URL")
-    _ = url.port  # raises ValueError for a port that is not a number in range
+    # No host would mean 127.0.0.1:6379 to redis-py: whatever Redis runs there.
+    named = url.hostname if url.scheme in ("redis", "rediss") else url.path
+    if url.scheme not in ("redis", "rediss", "unix") or not named:
+        raise ValueError("it must be a redis://host, rediss://host or unix:///path URL")
+    try:
+        _ = url.port
+    except ValueError:
+        raise ValueError(
+            "its port is not a number from 0 to 65535 (percent-encode the password's "
+            "reserved characters: @ : / ? # [ ] % as %40 %3A %2F %3F %23 %5B %5D %25)"
+        ) from None
     return raw
+
+
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def redacted_url(url: str) -> str:
+    """A Redis URL as it may be shown: whatever precedes the host (user and password) and
+    a `password` parameter become ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # not a URL at all: anything before an @ may be a password
+        scheme, rest = "", url
+    _, at, place = rest.rpartition("@")
+    shown = f"{scheme}{sep}***@{place}" if at else url
+    return _PASSWORD_PARAMETER.sub(r"\1***", shown)
 
 
 def _networks(raw: str) -> tuple[IpNetwork, ...]:

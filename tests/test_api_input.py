@@ -15,6 +15,14 @@ from tests.conftest import PASSWORD, login
 PROBLEM = "application/problem+json"
 
 
+def challenge(code: str) -> str:
+    """The WWW-Authenticate of a 401 with `code`: RFC 6750 gives a request that sent no
+    credentials no error code."""
+    return (
+        'Bearer realm="sessionwire"' if code == "missing_token" else 'Bearer error="invalid_token"'
+    )
+
+
 async def problem(resp: Any, status: int, code: str) -> dict[str, Any]:
     """Check a problem+json response and return its body."""
     assert resp.status == status, await resp.text()

@@ -125,7 +125,7 @@ async def test_forwarded_for_is_ignored_from_untrusted_peers(api: TestClient) ->
 
 
 async def test_forwarded_for_is_honoured_from_trusted_proxies(make_api: MakeApi) -> None:
-    api = await make_api(trusted_proxies=proxies("127.0.0.0/8", "10.0.0.0/8"))
+    api = await make_api(trusted_proxies=proxies("127.0.0.0/8", "10.0.0.0/8", "fd00::/8"))
     cases = {
         "203.0.113.5": "203.0.113.5",
         "203.0.113.5, 10.1.2.3": "203.0.113.5",  # the first hop a trusted proxy did not add
@@ -133,6 +133,10 @@ async def test_forwarded_for_is_honoured_from_trusted_proxies(make_api: MakeApi)
         "not-an-ip": "127.0.0.1",
         "10.0.0.1": "10.0.0.1",
         "2001:db8::1": "2001:db8::1",
+        # A hop with a zone id (any text) is not an address: no hop before it is believed.
+        "2001:db8::1%eth0": "127.0.0.1",
+        "2001:db8::1%X-Evil: 1": "127.0.0.1",
+        "203.0.113.5, fd00::1%x": "127.0.0.1",
     }
     for header, expected in cases.items():
         resp = await api.post(

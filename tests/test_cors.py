@@ -78,7 +78,7 @@ async def test_answers_to_a_listed_origin_say_so_errors_too(api: TestClient) -> 
         assert resp.headers["Vary"] == "Origin"
         exposed = {h.strip() for h in resp.headers["Access-Control-Expose-Headers"].split(",")}
         assert exposed == {"Retry-After", "WWW-Authenticate"}
-    assert answers[1].headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert answers[1].headers["WWW-Authenticate"] == 'Bearer realm="sessionwire"'  # no token
 
 
 async def test_a_rate_limited_answer_carries_the_cors_headers(make_api: MakeApi) -> None:

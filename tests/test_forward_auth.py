@@ -22,6 +22,7 @@ from tests.nginx import (
 )
 from tests.processes import Process, running
 from tests.test_admin_api import ADMIN, ADMIN_TOKEN
+from tests.test_api_input import challenge
 
 
 @pytest.fixture(params=ENGINES)
@@ -78,7 +79,7 @@ async def test_every_failure_is_the_same_401_as_me(api: TestClient) -> None:
         me = await answer(await api.get("/me", headers=headers))
         assert verify[0] == 401
         assert verify == me
-        assert verify[1]["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+        assert verify[1]["WWW-Authenticate"] == challenge(json.loads(me[2])["code"])
         assert not set(IDENTITY) & set(verify[1])
 
 

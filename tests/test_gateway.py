@@ -23,6 +23,7 @@ from service.settings import Settings
 from service.wire.schemas import Actor
 from tests.conftest import ENGINES, login, make_settings, on_engine
 from tests.devices import WAIT, Device, Login, connect, sign_in, start_gateway
+from tests.test_api_input import challenge
 from workers.app import create_gateway_app
 
 
@@ -107,7 +108,7 @@ async def test_gateway_refuses_bad_tokens_before_upgrade(
     assert refused.value.status == 401
     resp = await gw.get("/ws", headers=headers)  # the same refusal, read as a plain response
     assert resp.status == 401
-    assert resp.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert resp.headers["WWW-Authenticate"] == challenge(code)
     assert resp.content_type == "application/problem+json"
     body = await resp.json()
     assert body["code"] == code and body["status"] == 401 and body["title"] and body["detail"]

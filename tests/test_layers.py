@@ -1,6 +1,6 @@
 """The import rule: each layer imports only the layers below it (see service/__init__.py).
 
-foundation (settings, clock, backoff) <- wire <- engine <- sessions <- users <- runtime <-
+foundation (settings, clock, backoff, envfile) <- wire <- engine <- sessions <- users <- runtime <-
 api; `workers/` may use every layer of `service/` but the API and the users (the sign-in
 machinery); `clients/` know only the wire. aiohttp (the server) stays in runtime, api and
 workers. Read from the source, imports inside functions included.
@@ -22,6 +22,7 @@ LAYERS = {
     "service.settings": 0,
     "service.clock": 0,
     "service.backoff": 0,
+    "service.envfile": 0,
     "service.wire": 1,
     "service.engine": 2,
     "service.sessions": 3,

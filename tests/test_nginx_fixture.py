@@ -30,6 +30,7 @@ from tests.nginx import (
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 WWW_AUTHENTICATE = 'Bearer error="invalid_token"'
+NO_CREDENTIALS = 'Bearer realm="sessionwire"'
 IDENTITIES = {
     "Bearer good": {
         "X-Auth-Request-User": "alice",
@@ -67,6 +68,8 @@ def api_stub(seen: Seen) -> web.Application:
             return problem(503, "redis_unavailable")
         if auth in IDENTITIES:
             return web.Response(status=200, headers=IDENTITIES[auth])
+        if not auth:  # as the API: no credentials, no error code (RFC 6750)
+            return problem(401, "missing_token", {"WWW-Authenticate": NO_CREDENTIALS})
         return problem(401, "invalid_token", {"WWW-Authenticate": WWW_AUTHENTICATE})
 
     app = web.Application()
@@ -162,7 +165,7 @@ async def test_no_token_is_a_401_problem_and_the_product_is_not_asked(edge: Edge
     assert resp.status == 401
     assert resp.content_type == "application/problem+json"
     assert body["code"] == "missing_token" and body["status"] == 401
-    assert resp.headers.getall("WWW-Authenticate") == [WWW_AUTHENTICATE]
+    assert resp.headers.getall("WWW-Authenticate") == [NO_CREDENTIALS]
     assert edge.seen.app == []
     assert '"GET /app/orders HTTP/1.1" 401' in edge.proxy.access_log()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from typing import Any
 
 import msgspec
@@ -14,7 +15,7 @@ from service.wire.schemas import (
     RevokedResponse,
     UserSessionsResponse,
 )
-from tests.conftest import bearer, login
+from tests.conftest import ROOT, bearer, login
 from tests.test_admin_api import ADMIN, ADMIN_TOKEN
 
 # (method, path) -> the error statuses each must document, at least.
@@ -106,3 +107,8 @@ async def test_the_admin_api_is_documented_only_when_it_is_on(make_api: Any) -> 
     assert set(doc["components"]["securitySchemes"]) == {"bearer"}
     form = "application/x-www-form-urlencoded"
     assert form in doc["paths"]["/login"]["post"]["requestBody"]["content"]
+
+
+async def test_the_document_has_the_packages_version(api: TestClient) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert (await document(api))["info"]["version"] == project["version"]

@@ -136,6 +136,8 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         ("REDIS_URL", "localhost:6379"),
         ("REDIS_URL", "http://redis.example"),
         ("REDIS_URL", "redis://"),
+        ("REDIS_URL", "redis:///0"),  # no host: redis-py would take 127.0.0.1:6379
+        ("REDIS_URL", "redis:10.0.0.5:6379"),
         ("REDIS_URL", "redis://host:port/0"),
         ("REDIS_URL", "redis://host:99999"),
     ],

@@ -17,6 +17,7 @@ import termios
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -27,7 +28,8 @@ from service.users import command as useradmin
 from service.users import file as usersfile
 from service.users.directory import UserDirectory
 from service.users.passwords import PasswordChecker
-from tests.conftest import ROOT, free_port, login, wait_until
+from tests.conftest import ROOT, TEST_SECRET, free_port, login, wait_until
+from tests.deployment import documented_env, local_env
 from tests.devices import Device
 from tests.processes import Process, process_env, running
 from tests.test_concurrency import pids_answering
@@ -458,3 +460,308 @@ async def test_a_running_system_follows_the_users_file(tmp_path: Path, redis_url
             for _ in range(6):
                 await login(http, "carol", "carol-password", url=api.url, status=200)
     assert "Traceback" not in api.log()
+
+
+# --- a name listed twice (issue 16, finding 2) ---
+
+
+def listed_twice(path: Path) -> None:
+    """alice twice (the first with her password, the second with another), and erik."""
+    write_users(path, alice="alice-password", erik="erik-password")
+    entries = usersfile.read_entries(path)
+    other = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash("other-password")
+    entries.append({**entries[0], "password_hash": other})
+    path.write_text(json.dumps({"users": entries}))
+
+
+@pytest.mark.parametrize(
+    ("args", "typed"),
+    [
+        (("passwd", "alice"), "pass-word\n"),
+        (("remove", "alice"), ""),
+        (("add", "dana"), "pass-word\n"),
+    ],
+)
+def test_the_command_refuses_a_file_with_a_name_listed_twice(
+    tmp_path: Path, args: tuple[str, ...], typed: str
+) -> None:
+    path = tmp_path / "users.json"
+    listed_twice(path)
+    before = path.read_bytes()
+    done = command(path, *args, typed=typed)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"python -m service.users {args[0]}: USERS_FILE={str(path)!r} can't be used: "
+        "'alice' is listed 2 times"
+    ]
+    assert path.read_bytes() == before
+
+
+async def test_the_api_keeps_its_users_when_a_name_is_listed_twice(
+    tmp_path: Path, make_api: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "users.json"
+    write_users(path, alice="alice-password", erik="erik-password")
+    api = await make_api(users=UserDirectory.load(path))  # each sign-in looks at the file
+
+    async def status(password: str) -> int:
+        resp = await api.post("/login", json={"username": "alice", "password": password})
+        return resp.status
+
+    listed_twice(path)
+    assert await status("other-password") == 401  # neither entry is taken
+    assert await status("alice-password") == 200  # the users read before are kept
+    said = [r.getMessage() for r in caplog.records if "listed 2 times" in r.getMessage()]
+    assert said == [
+        f"USERS_FILE={str(path)!r} can't be used: 'alice' is listed 2 times; "
+        "keeping the 2 users read before"
+    ]
+
+
+def test_the_api_does_not_start_on_a_file_with_a_name_listed_twice(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    listed_twice(path)
+    env = process_env("redis://127.0.0.1:1/0", USERS_FILE=str(path), PORT=str(free_port()))
+    done = subprocess.run(
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("'alice' is listed 2 times"), lines
+
+
+# --- the service's configuration, found as the service finds it (issue 16, finding 10) ---
+
+OPERATOR = ("REDIS_URL", "APP_ENV", "USERS_FILE", "JWT_SECRET", "ADMIN_TOKEN")
+
+
+def as_an_operator(
+    *args: str, typed: str = "", cwd: Path = ROOT, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the command as an operator at a shell would: none of the service's environment
+    but what is given (and no development Redis to fall back on, unless given)."""
+    environment = {k: v for k, v in process_env("").items() if k not in OPERATOR}
+    environment.update({"DEV_REDIS_PORT": str(free_port()), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "service.users", *args],
+        cwd=cwd,
+        env=environment,
+        input=typed,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+
+
+def deploy_env_file(tmp_path: Path, redis_url: str, users: Path) -> Path:
+    """docs/DEPLOY.md's environment file, with this machine's values."""
+    env = local_env(
+        documented_env(),
+        "http://127.0.0.1:9",
+        REDIS_URL=redis_url,
+        JWT_SECRET=TEST_SECRET,
+        ADMIN_TOKEN="a" * 40,
+        USERS_FILE=str(users),
+    )
+    path = tmp_path / "sessionwire.env"
+    path.write_text("".join(f"{name}={value}\n" for name, value in env.items()))
+    return path
+
+
+async def signed_in_alice(make_api: Any, path: Path) -> tuple[Any, str]:
+    api = await make_api(users=UserDirectory.load(path))
+    resp = await api.post("/login", json={"username": "alice", "password": "alice-password"})
+    assert resp.status == 200
+    return api, (await resp.json())["token"]
+
+
+async def test_passwd_with_the_services_env_file_signs_out_there(
+    tmp_path: Path, redis_url: str, make_api: Any
+) -> None:
+    users = tmp_path / "users.json"
+    write_users(users, alice="alice-password")
+    env_file = deploy_env_file(tmp_path, redis_url, users)
+    api, token = await signed_in_alice(make_api, users)
+    done = await asyncio.to_thread(
+        as_an_operator, "passwd", "alice", "--env-file", str(env_file), typed="new-password\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        f"changed the password of alice in {users}; signed out 1 session(s) at {redis_url}\n"
+    )
+    assert (await api.get("/me", headers={"Authorization": f"Bearer {token}"})).status == 401
+    assert verifies(users, "alice", "new-password")
+
+
+async def test_the_process_environment_wins_over_the_env_file(
+    tmp_path: Path, redis_url: str, make_api: Any
+) -> None:
+    users = tmp_path / "users.json"
+    write_users(users, alice="alice-password")
+    env_file = deploy_env_file(tmp_path, "redis://127.0.0.1:1/0", tmp_path / "nowhere.json")
+    await signed_in_alice(make_api, users)
+    done = await asyncio.to_thread(
+        as_an_operator,
+        "remove",
+        "alice",
+        "--env-file",
+        str(env_file),
+        REDIS_URL=redis_url,
+        USERS_FILE=str(users),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(f"signed out 1 session(s) at {redis_url}\n")
+
+
+def test_production_without_redis_url_refuses(tmp_path: Path, redis_server: Any) -> None:
+    users = tmp_path / "users.json"
+    write_users(users, alice="alice-password")
+    before = users.read_bytes()
+    # A Redis answers at the development address: the command must not sign out there.
+    done = as_an_operator(
+        "passwd",
+        "alice",
+        "--file",
+        str(users),
+        typed="new-password\n",
+        APP_ENV="production",
+        DEV_REDIS_PORT=str(redis_server.port),
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "python -m service.users passwd: REDIS_URL is required when APP_ENV=production "
+        "(no embedded Redis, generated secret or demo users there)"
+    ]
+    assert users.read_bytes() == before
+
+
+async def test_in_development_it_says_it_used_the_default_redis(
+    tmp_path: Path, single_redis_url: str, redis_server: Any, make_api: Any
+) -> None:
+    users = tmp_path / "users.json"
+    write_users(users, alice="alice-password")
+    await signed_in_alice(make_api, users)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    done = await asyncio.to_thread(
+        as_an_operator,
+        "remove",
+        "alice",
+        "--file",
+        str(users),
+        cwd=elsewhere,
+        DEV_REDIS_PORT=str(redis_server.port),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(
+        f"signed out 1 session(s) at redis://127.0.0.1:{redis_server.port}/0, the development "
+        "default (REDIS_URL is not set: see --env-file)\n"
+    )
+    assert list(elsewhere.iterdir()) == [], "it made a development secret it does not use"
+
+
+def test_an_env_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    done = as_an_operator("remove", "alice", "--env-file", str(tmp_path / "missing.env"))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"python -m service.users remove: the environment file {tmp_path / 'missing.env'} "
+        "can't be read: No such file or directory"
+    ]
+
+
+def test_an_env_file_is_read_as_scripts_run_reads_dotenv(tmp_path: Path) -> None:
+    users = tmp_path / "users.json"
+    path = tmp_path / "a.env"
+    path.write_text(
+        "# a comment\n\n"
+        f"export USERS_FILE='{users}'\n"
+        '  JWT_SECRET="quoted value with spaces and = sign here"\n'
+        "APP_ENV=development\n"
+        "not a line of the file\n"
+    )
+    done = as_an_operator("add", "dana", "--env-file", str(path), typed="pass-word\n")
+    assert done.returncode == 0, done.stderr
+    assert stored(users, "dana") is not None
+
+
+# Each names a host where nothing answers: were one taken, nothing would be reached.
+BAD_URLS = [
+    "redis://:p%40ss/w0rd@10.0.0.5:6379/0",  # a / in it: the rest reads as a path
+    "redis://:p%40ssw0rd@10.0.0.5:637900/0",
+    "rediz://:p%40ssw0rd@10.0.0.5:6379/0",
+]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_bad_redis_url_stops_the_api_without_showing_its_password(url: str) -> None:
+    env = process_env(url, PORT=str(free_port()))
+    done = subprocess.run(
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    assert_says_no_password(done.stdout + done.stderr)
+
+
+# No //: redis-py would take it for the default address, 127.0.0.1:6379 (an `add` asks
+# no Redis anything, whatever the URL).
+@pytest.mark.parametrize("url", [*BAD_URLS, "redis:p%40ssw0rd@10.0.0.5", "redis:///0"])
+def test_a_bad_redis_url_stops_the_command_without_showing_its_password(
+    tmp_path: Path, url: str
+) -> None:
+    path = tmp_path / "users.json"
+    done = as_an_operator("add", "dana", "--file", str(path), typed="pass-word\n", REDIS_URL=url)
+    assert done.returncode == 2, done.stderr
+    assert not path.exists()
+    assert_says_no_password(done.stdout + done.stderr)
+
+
+def assert_says_no_password(said: str) -> None:
+    assert len(said.strip().splitlines()) == 1, said
+    assert "REDIS_URL='" in said and "' is not valid: " in said, said
+    for secret in ("p%40ss", "p@ss", "w0rd", "40ss"):
+        assert secret not in said, said
+
+
+def test_a_redis_that_does_not_answer_is_named_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "users.json"
+    write_users(path, erik="erik-password")
+    monkeypatch.setattr(useradmin, "CONNECT_WAIT", 0.5)
+    for name, value in process_env("redis://:p%40ssw0rd@127.0.0.1:1/0").items():
+        monkeypatch.setenv(name, value)
+    assert useradmin.main(["remove", "erik", "--file", str(path)]) == 1
+    said = capsys.readouterr().err
+    assert "Redis at redis://***@127.0.0.1:1/0 did not answer" in said
+    assert "p%40ss" not in said and "w0rd" not in said
+
+
+def test_add_takes_an_email(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    done = command(path, "add", "dana", "--email", "dana@example.com", typed="pass-word\n")
+    assert done.returncode == 0, done.stderr
+    assert stored(path, "dana")["email"] == "dana@example.com"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "email", ["dana", "dana@", "@example.com", "da na@example.com", "d@e\x1b[2J"]
+)
+def test_add_refuses_what_is_no_email(tmp_path: Path, email: str) -> None:
+    path = tmp_path / "users.json"
+    done = command(path, "add", "dana", "--email", email, typed="pass-word\n")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"python -m service.users add: {email!r} is not an email address such as alice@example.com"
+    ]
+    assert not path.exists()

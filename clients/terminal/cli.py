@@ -14,7 +14,7 @@ import json
 import os
 import random
 import sys
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote
 
 import aiohttp
@@ -29,6 +29,7 @@ from clients.terminal.profiles import (
     save_profile,
 )
 from service.wire import disconnect
+from service.wire.names import escaped
 
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_GATEWAY = "ws://127.0.0.1:8001/ws"
@@ -36,6 +37,13 @@ BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 # The 401 codes that mean this profile's session is over for good (not a bad request).
 ENDED_CODES = ("session_revoked", "token_expired")
+
+
+def say(text: object, file: TextIO | None = None) -> None:
+    """Print one line. Much of it comes from the server, and a device name is anybody's to
+    choose: a character that a terminal would act on (ESC, CR, a bidi override) is shown
+    as its escape instead."""
+    print(escaped(str(text)), file=file or sys.stdout, flush=True)
 
 
 class CliError(Exception):
@@ -92,7 +100,7 @@ async def login(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
         args.profile,
         {"token": answer["token"], "username": username, "session_id": session["session_id"]},
     )
-    print(
+    say(
         f"signed in as {username} on {session['device_name']!r} "
         f"(session {session['session_id']}, profile {args.profile})"
     )
@@ -104,7 +112,7 @@ async def devices(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
     answer = await call(http, "GET", f"{args.api}/sessions", token)
     for s in answer["sessions"]:
         mark = "*" if s.get("current") else " "
-        print(
+        say(
             f"{mark} {s['session_id']:24} {s['device_name'][:28]:28} {s['ip'] or '-':15} "
             f"last seen {s['last_seen_at']}"
         )
@@ -115,7 +123,7 @@ async def revoke(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
     token = load_profile(args.profile)["token"]
     session_id = await resolve_session_id(args, http, token)
     answer = await call(http, "DELETE", f"{args.api}/sessions/{quote(session_id, safe='')}", token)
-    print("signed out: " + ", ".join(answer["revoked"]))
+    say("signed out: " + ", ".join(answer["revoked"]))
     return EXIT_OK
 
 
@@ -143,7 +151,7 @@ async def resolve_session_id(
 async def revoke_others(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
     token = load_profile(args.profile)["token"]
     answer = await call(http, "POST", f"{args.api}/sessions/revoke-others", token)
-    print("signed out: " + (", ".join(answer["revoked"]) or "no other device"))
+    say("signed out: " + (", ".join(answer["revoked"]) or "no other device"))
     return EXIT_OK
 
 
@@ -153,10 +161,10 @@ async def logout(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
         await call(http, "POST", f"{args.api}/logout", token)
     except SessionEnded as ended:  # what was asked for, done earlier: say by whom, no error
         forget_profile(args.profile)
-        print(ended)
+        say(ended)
         return EXIT_OK
     forget_profile(args.profile)
-    print("signed out")
+    say("signed out")
     return EXIT_OK
 
 
@@ -209,20 +217,20 @@ async def listen(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
                 code = await _read(ws)
                 if code is None:  # session.revoked was shown: this device is signed out
                     forget_profile(args.profile)
-                    print(forgotten(args.profile), flush=True)
+                    say(forgotten(args.profile))
                     return EXIT_OK
-                print(f"connection closed ({code})", flush=True)
+                say(f"connection closed ({code})")
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403):
                 if exc.status == 401:  # the gateway says no more than 401: the API says why
                     await raise_if_ended(args, http, token)
-                print(f"refused by the gateway ({exc.status}): sign in again", flush=True)
+                say(f"refused by the gateway ({exc.status}): sign in again")
                 return EXIT_ERROR
-            print(f"gateway answered {exc.status}", flush=True)
+            say(f"gateway answered {exc.status}")
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            print(f"cannot reach the gateway at {args.gateway}: {exc}", flush=True)
+            say(f"cannot reach the gateway at {args.gateway}: {exc}")
         wait = delay * random.uniform(0.8, 1.2)  # jitter: devices don't return in lockstep
-        print(f"reconnecting in {wait:.1f}s", flush=True)
+        say(f"reconnecting in {wait:.1f}s")
         await asyncio.sleep(wait)
         delay = min(delay * 2, BACKOFF_MAX)
 
@@ -247,13 +255,13 @@ async def _read(ws: aiohttp.ClientWebSocketResponse) -> int | None:
         msg = await ws.receive()
         if msg.type == aiohttp.WSMsgType.TEXT:
             message = json.loads(msg.data)
-            print(describe(message), flush=True)
+            say(describe(message))
             if message.get("type") == "session.revoked":
                 return None
         elif msg.type == aiohttp.WSMsgType.CLOSE:
             code = int(msg.data)
             if code in disconnect.NO_RECONNECT:
-                print(f"the gateway ended this session ({code}: {msg.extra})", flush=True)
+                say(f"the gateway ended this session ({code}: {msg.extra})")
                 return None
             return code
         elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
@@ -349,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return asyncio.run(run(args))
     except (CliError, ProfileError) as exc:
-        print(f"sessionwire: {exc}", file=sys.stderr)
+        say(f"sessionwire: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 
 from aiohttp import web
 
 from service.api.activity import activity_of
 from service.api.appkeys import LIMITER, METRICS, SIGN_IN
-from service.api.inputs import client_ip, decode_body
+from service.api.inputs import client_ip, decode_body, given_device_name, ip_address
 from service.api.problems import ApiError, validation_error
 from service.api.signin import NewDevice
 from service.runtime.appkeys import SETTINGS, STORE
@@ -80,7 +79,8 @@ def _checked(username: str) -> str:
 async def create_session(request: web.Request) -> web.Response:
     await authorize(request)
     body = await decode_body(request, AdminSessionRequest, _timeout(request))
-    device = NewDevice(body.device_id or "", body.device_name, body.user_agent or "", _ip(body.ip))
+    name = given_device_name(body.device_name)
+    device = NewDevice(body.device_id or "", name, body.user_agent or "", _ip(body.ip))
     response = await request.app[SIGN_IN].open(_checked(body.username), device)
     log.info("admin API opened session %s for %s", response.session.session_id, body.username)
     return json_response(response)
@@ -90,10 +90,10 @@ def _ip(value: str | None) -> str:
     """The device's address as the product saw it; empty when it does not say."""
     if value is None:
         return ""
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise validation_error("ip", "not an IPv4 or IPv6 address") from None
+    address = ip_address(value)
+    if address is None:
+        raise validation_error("ip", "not an IPv4 or IPv6 address (without a zone id)")
+    return str(address)
 
 
 @routes.get("/admin/users/{username}/sessions")

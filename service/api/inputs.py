@@ -15,6 +15,7 @@ from ua_parser import parse as parse_user_agent
 from service.api.problems import ApiError, validation_error
 from service.runtime.limits import body_deadline
 from service.settings import IpNetwork
+from service.wire.names import is_printable, shown_only
 
 T = TypeVar("T")
 MAX_BODY = 64 * 1024
@@ -98,25 +99,48 @@ def client_ip(request: web.Request, trusted: tuple[IpNetwork, ...]) -> str:
     return hops[0] if hops and _is_ip(hops[0]) else peer
 
 
-def _is_ip(value: str) -> bool:
+def ip_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IPv4 or IPv6 address `value` is, or None.
+
+    An IPv6 zone id (`fe80::1%eth0`) names an interface of the host that wrote it, and
+    Python takes any text at all for one (`::1%\r\nX-Evil: 1`): no address anybody else
+    sees has one, so a value with one is no address.
+    """
     try:
-        ipaddress.ip_address(value)
+        address = ipaddress.ip_address(value)
     except ValueError:
-        return False
-    return True
+        return None
+    return None if getattr(address, "scope_id", None) is not None else address
+
+
+def _is_ip(value: str) -> bool:
+    return ip_address(value) is not None
 
 
 def _is_trusted(address: str, trusted: tuple[IpNetwork, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
+    ip = ip_address(address)
+    return ip is not None and any(ip in network for network in trusted)
+
+
+def given_device_name(name: str | None) -> str | None:
+    """The device name a client gave, or 422 if it holds a character that would be acted
+    on rather than shown (a terminal escape, a bidi override): other devices show it."""
+    if name is not None and not is_printable(name):
+        raise validation_error(
+            "device_name", "control and format characters (such as ESC, CR, bidi overrides)"
+        )
+    return name
 
 
 @lru_cache(maxsize=1024)
 def device_name_from(user_agent: str) -> str:
-    """A readable device name such as 'Firefox on Ubuntu' or 'Mobile Safari on iPhone'."""
+    """A readable device name such as 'Firefox on Ubuntu' or 'Mobile Safari on iPhone',
+    with nothing in it that would be acted on rather than shown (the User-Agent is the
+    client's to write, but the name is ours)."""
+    return shown_only(_name_from(user_agent)) or "Unknown device"
+
+
+def _name_from(user_agent: str) -> str:
     if not user_agent:
         return "Unknown device"
     parsed = parse_user_agent(user_agent[:MAX_USER_AGENT])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import msgspec
@@ -281,7 +282,7 @@ def build_openapi(*, admin: bool) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "Sessionwire",
-            "version": "1.0.0",
+            "version": _version(),
             "description": "Multi-device sign-in with instant sign-out notices.",
         },
         "paths": paths,
@@ -290,3 +291,12 @@ def build_openapi(*, admin: bool) -> dict[str, Any]:
             "securitySchemes": schemes,
         },
     }
+
+
+def _version() -> str:
+    """The installed package's version (pyproject.toml); a checkout that was never
+    installed has none to give."""
+    try:
+        return version("sessionwire")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -9,7 +9,13 @@ import msgspec
 from aiohttp import web
 
 from service.api.appkeys import AUTH, DEVICE_TOKENS, LIMITER, METRICS, PASSWORDS, SIGN_IN, USERS
-from service.api.inputs import MAX_USER_AGENT, client_ip, decode_body, header_text
+from service.api.inputs import (
+    MAX_USER_AGENT,
+    client_ip,
+    decode_body,
+    given_device_name,
+    header_text,
+)
 from service.api.page import gateway_url
 from service.api.problems import ApiError
 from service.api.signin import NewDevice
@@ -18,12 +24,13 @@ from service.runtime.credentials import presented
 from service.runtime.responses import json_response
 from service.sessions.callers import Caller
 from service.sessions.records import StoredSession
-from service.sessions.store import RevokeMode
+from service.sessions.store import CredentialsRevoked, RevokeMode
 from service.users.directory import User
 from service.wire.names import SESSION_ID, is_valid_username
 from service.wire.schemas import (
     ClientConfig,
     LoginRequest,
+    LoginResponse,
     MeResponse,
     RevokedResponse,
     SessionsResponse,
@@ -41,35 +48,36 @@ async def login(request: web.Request) -> web.Response:
     ip = client_ip(request, settings.trusted_proxies)
     device_tokens = request.app[DEVICE_TOKENS]
     known_device = device_tokens.device_of(body.device_token, body.username)
-    user = await _check_credentials(request.app, body, ip, known_device)
     user_agent = header_text(request.headers.get("User-Agent", ""))[:MAX_USER_AGENT]
-    device = NewDevice(body.device_id or "", body.device_name, user_agent, ip)
-    response = await request.app[SIGN_IN].open(user.username, device)
-    response.device_token = device_tokens.issue(user.username, known_device)
+    device = NewDevice(body.device_id or "", given_device_name(body.device_name), user_agent, ip)
+    response = await _sign_in(request.app, body, device, known_device)
+    response.device_token = device_tokens.issue(body.username, known_device)
     request.app[METRICS].logins.labels("success").inc()
     return json_response(response)
 
 
-async def _check_credentials(
-    app: web.Application, body: LoginRequest, ip: str, device: str | None
-) -> User:
-    """The user, or ApiError 401, RateLimited, SignInBusy or HashingBusy.
+async def _sign_in(
+    app: web.Application, body: LoginRequest, device: NewDevice, known_device: str | None
+) -> LoginResponse:
+    """The new session, or ApiError 401, RateLimited, SignInBusy or HashingBusy.
 
     The attempt is counted before the password is hashed, so a burst of guesses gets no
     more hashes (or answers) than the limit allows; at the limit even the right password
-    is refused, or the limit would tell a guesser when it guessed right. A known `device`
-    (from its device token) has a budget of its own.
+    is refused, or the limit would tell a guesser when it guessed right. A known device
+    (from its device token) has a budget of its own. The session is opened before the
+    attempt is settled: one refused because the password changed meanwhile is a failure.
     """
-    limiter, users, checker = app[LIMITER], app[USERS], app[PASSWORDS]
-    reservation = await limiter.reserve(body.username, ip, device)
+    limiter, users, checker, ip = app[LIMITER], app[USERS], app[PASSWORDS], device.ip
+    reservation = await limiter.reserve(body.username, ip, known_device)
     # A name that can't exist costs what a real check costs, so timing tells nothing.
     name = body.username if is_valid_username(body.username) else ""
     try:
         user = await users.authenticate(name, body.password, checker, ip)
+        response = await _open(app, user, device) if user else None
     except BaseException:
         await asyncio.shield(limiter.cancel(reservation))
         raise
-    if user is None:
+    if response is None:
         await limiter.failed(reservation)
         app[METRICS].logins.labels("failure").inc()
         log.info("failed sign-in for %r from %s", body.username[:64], ip)
@@ -81,7 +89,21 @@ async def _check_credentials(
             headers={"WWW-Authenticate": 'Bearer realm="sessionwire"'},  # a 401 must challenge
         )
     await limiter.succeeded(reservation)
-    return user
+    return response
+
+
+async def _open(app: web.Application, user: User, device: NewDevice) -> LoginResponse | None:
+    """The user's new session; None if the password checked was changed (or the user
+    removed) since: `service.users` revoked it with the user's sessions."""
+    try:
+        return await app[SIGN_IN].open(user.username, device, user.credentials)
+    except CredentialsRevoked:
+        log.info(
+            "sign-in for %s refused: the password hash it checked was revoked (replaced or "
+            "removed by service.users) since",
+            user.username,
+        )
+        return None
 
 
 async def _revoke(

@@ -30,8 +30,12 @@ class SignIn:
     def __init__(self, store: SessionStore, tokens: TokenCodec) -> None:
         self.store, self.tokens = store, tokens
 
-    async def open(self, username: str, device: NewDevice) -> LoginResponse:
-        """Create the session (replacing or evicting as the store does) and its token."""
+    async def open(self, username: str, device: NewDevice, credentials: str = "") -> LoginResponse:
+        """Create the session (replacing or evicting as the store does) and its token.
+
+        A password sign-in gives the `credentials` it checked: CredentialsRevoked (and no
+        session) when they were replaced or removed since.
+        """
         session, ended = await self.store.create(
             username,
             session_id=secrets.token_urlsafe(16),
@@ -39,6 +43,7 @@ class SignIn:
             device_name=device.device_name or device_name_from(device.user_agent),
             user_agent=device.user_agent,
             ip=device.ip,
+            credentials=credentials,
         )
         log.info(
             "signed in %s on %r (session %s); ended %s",

@@ -19,7 +19,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from service.backoff import Backoff
-from service.settings import ConfigError, Settings
+from service.settings import ConfigError, Settings, redacted_url
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ async def wait_until_up(ping: Callable[[], object], url: str, what: str = "Redis
             log.warning(
                 "%s at %s not answering (try %d: %s); retrying in %.1fs",
                 what,
-                redact(url),
+                redacted_url(url),
                 attempt,
                 exc,
                 backoff.delay,
@@ -101,13 +101,13 @@ async def connected(settings: Settings) -> AsyncIterator[RedisClient]:
         await probe.aclose()
     if not cluster:
         client: RedisClient = single_client(url)
-        log.info("connected to Redis at %s", redact(url))
+        log.info("connected to Redis at %s", redacted_url(url))
     else:
         client = cluster_client(url)
         # Loads the slot map; it fails while any slot is unserved.
         await wait_until_up(client.initialize, url, "Redis Cluster")
         masters = len(client.get_primaries())
-        log.info("connected to a Redis Cluster of %d masters at %s", masters, redact(url))
+        log.info("connected to a Redis Cluster of %d masters at %s", masters, redacted_url(url))
     try:
         yield client
     finally:
@@ -130,13 +130,3 @@ async def warn_if_not_persistent(client: redis.Redis) -> None:
             "Redis persistence (AOF) is off: after a Redis restart, sessions revoked since "
             "the last snapshot would be accepted again. Set appendonly yes (see docs/SECURITY.md)"
         )
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"

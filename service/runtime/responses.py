@@ -7,6 +7,7 @@ from aiohttp import web
 from service.wire.schemas import FieldError, Problem, Revocation, json_encoder
 
 PROBLEM_TYPE = "application/problem+json"
+INVALID_TOKEN = 'Bearer error="invalid_token"'
 
 
 def json_response(body: object, status: int = 200) -> web.Response:
@@ -42,7 +43,11 @@ def problem_response(
 
 
 def unauthorized(code: str, detail: str, revoked: Revocation | None = None) -> web.Response:
-    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}  # the code is in the body
+    """401 with its challenge. RFC 6750 (3.1): a request that sent no credentials at all
+    gets no error code in the challenge; the others `invalid_token` (the code is in the
+    body)."""
+    challenge = 'Bearer realm="sessionwire"' if code == "missing_token" else INVALID_TOKEN
+    headers = {"WWW-Authenticate": challenge}
     return problem_response(401, code, "Unauthorized", detail, headers=headers, revoked=revoked)
 
 

@@ -52,6 +52,12 @@ def tombstone_index(username: str) -> str:
     return user_prefix(username) + "tombs"
 
 
+def revoked_credentials(username: str) -> str:
+    """ZSET digest of a replaced or removed password hash -> revoked at (ms): a sign-in
+    checked against one of them opens no session (see create.lua)."""
+    return user_prefix(username) + "creds"
+
+
 def event_log(username: str) -> str:
     """Capped STREAM of the user's session events."""
     return user_prefix(username) + "log"

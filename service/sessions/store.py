@@ -36,6 +36,12 @@ EVENT_LOG_LENGTH = 500
 # Records and tombstones outlive their deadline a little, so a sweeper that runs late
 # still has the device's details for its notice. Deadlines themselves are exact.
 GRACE_MS = 60_000
+# Revoked credentials (digests of password hashes `service.users passwd|remove` replaced)
+# per user: the last few, for a month. Long enough for any sign-in in flight, and for an
+# API process that failed to reread its users file (it logs so) or a host whose copy of
+# the file was not updated: their sign-ins with the old password keep being refused.
+MAX_REVOKED_CREDENTIALS = 16
+REVOKED_CREDENTIALS_MS = 30 * 24 * 3600 * 1000
 
 RevokeMode = Literal["one", "others", "all"]
 
@@ -46,6 +52,10 @@ class Touch(StrEnum):
     TOUCHED = "touched"
     GONE = "gone"
     EXPIRED = "expired"
+
+
+class CredentialsRevoked(Exception):
+    """The password hash a sign-in checked was replaced or removed since: no session."""
 
 
 class SessionGone(Exception):
@@ -118,6 +128,7 @@ class SessionStore:
             keys.event_log(username),
             keys.channel(username),
             keys.tombstone_index(username),
+            keys.revoked_credentials(username),
         ]
         arguments = {
             "now": now,
@@ -141,8 +152,13 @@ class SessionStore:
         device_name: str,
         user_agent: str,
         ip: str,
+        credentials: str = "",
     ) -> tuple[StoredSession, list[str]]:
-        """Create a session; returns it and the sessions it replaced or evicted."""
+        """Create a session; returns it and the sessions it replaced or evicted.
+
+        `credentials` (a password sign-in's: the digest of the hash it checked) must not
+        have been revoked since, or CredentialsRevoked is raised and nothing is created.
+        """
         now = self.clock.now_ms()
         fields = {
             "session_id": session_id,
@@ -159,11 +175,15 @@ class SessionStore:
             max_age_ms=self.max_age_ms,
             max_sessions=self.max_sessions,
             by=Actor(session_id=session_id, device_name=device_name, ip=ip or None),
+            credentials=credentials,
         )
         first_deadline = deadline_ms(now, self.idle_ms, now + self.max_age_ms)
         member = keys.due_member(username, session_id)
         await self.redis.zadd(keys.due_index_of(username), {member: first_deadline})
         raw, revoked = await self._acknowledged.run(self._create, **call)
+        if raw is None:
+            await self._forget_due(username, [session_id])
+            raise CredentialsRevoked()
         await self._forget_due(username, revoked)
         return session_decoder.decode(raw), list(revoked)
 
@@ -194,11 +214,30 @@ class SessionStore:
         return [session_decoder.decode(raw) for raw in found]
 
     async def revoke(
-        self, username: str, mode: RevokeMode, session_id: str, reason: str, by: Actor | None
+        self,
+        username: str,
+        mode: RevokeMode,
+        session_id: str,
+        reason: str,
+        by: Actor | None,
+        *,
+        credentials: str = "",
     ) -> list[str]:
-        """Revoke one session, all but `session_id`, or all; returns the ids revoked."""
+        """Revoke one session, all but `session_id`, or all; returns the ids revoked.
+
+        With `credentials` (the digest of a password hash just replaced or removed), in the
+        same step no sign-in checked against that hash can open a session any more.
+        """
         call = self._call_args(
-            username, self.clock.now_ms(), mode=mode, target=session_id, reason=reason, by=by
+            username,
+            self.clock.now_ms(),
+            mode=mode,
+            target=session_id,
+            reason=reason,
+            by=by,
+            credentials=credentials,
+            max_credentials=MAX_REVOKED_CREDENTIALS,
+            credentials_ms=REVOKED_CREDENTIALS_MS,
         )
         revoked = list(await self._acknowledged.run(self._revoke, **call))
         await self._forget_due(username, revoked)

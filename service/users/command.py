@@ -8,13 +8,17 @@ This command does those sign-outs itself, right after it replaced the file, rath
 each API process when it rereads the file: it alone knows what changed and when, and it
 does it once. An API process that reread the file late would sign out sessions opened with
 the new password in the meantime. Sign-ins cannot slip in between: each password check
-looks at the file first, and again after hashing (service/users.py).
+looks at the file again after hashing, and the script that signs the user out revokes the
+old password too, so a sign-in checked against it opens no session (SessionStore.create).
 
-It needs the service's settings (REDIS_URL above all), so run it with the service's
-environment. If Redis does not answer within CONNECT_WAIT, nothing is changed: a password
-changed without its sign-outs would leave the old sessions live. In development (no
-REDIS_URL) with nothing running at the development address there is nothing to sign out
-(an embedded Redis keeps no sessions once stopped), so only the file is changed.
+It needs the service's settings (REDIS_URL above all): run it with the service's
+environment, or name the service's environment file with `--env-file` (read as the
+service's run script reads `.env`: a variable of the process environment wins). With
+APP_ENV=production, REDIS_URL must be set. It says where it signed out (the URL, without
+its password). If Redis does not answer within CONNECT_WAIT, nothing is changed: a
+password changed without its sign-outs would leave the old sessions live. In development
+(no REDIS_URL) with nothing running at the development address there is nothing to sign
+out (an embedded Redis keeps no sessions once stopped), so only the file is changed.
 
 The password is asked twice at a terminal; otherwise one line is read from stdin, for
 scripts: `printf '%s\\n' "$PW" | python -m service.users passwd alice`.
@@ -26,24 +30,29 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
+import secrets
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from redis.exceptions import RedisError
 
-from service.engine.connect import connected, redact
+from service.engine.connect import connected
 from service.engine.devredis import answers
 from service.engine.errors import REDIS_DOWN
+from service.envfile import EnvFileError, environment_with
 from service.sessions.store import SessionStore
-from service.settings import DEFAULT_REDIS_HOST, ConfigError, Settings
+from service.settings import DEFAULT_REDIS_HOST, ConfigError, Settings, redacted_url
+from service.users.directory import credentials_of
 from service.users.file import Entry, UsersFileError, find, read_entries, write_entries
 from service.users.passwords import hasher
-from service.wire.names import is_valid_username
+from service.wire.names import is_printable, is_valid_username
 
 PROG = "python -m service.users"
 MIN_PASSWORD = 8
+MAX_EMAIL = 254  # RFC 5321's limit on a path
 CONNECT_WAIT = 10.0
 # Who is signed out by what: a new user has no sessions yet.
 REASONS = {"passwd": "password_changed", "remove": "admin"}
@@ -64,10 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not is_valid_username(args.username):
             raise BadInput("a username is 1-64 of letters, digits and . _ @ -")
-        settings = Settings.from_env()
+        email = _checked_email(getattr(args, "email", ""))
+        env = environment_with(args.env_file) if args.env_file else os.environ
+        settings = _settings(env, args.file)
         path = Path(args.file or settings.users_file)
-        print(asyncio.run(_change(settings, path, args.command, args.username)))
-    except (BadInput, ConfigError) as exc:
+        print(asyncio.run(_change(settings, path, args.command, args.username, email)))
+    except (BadInput, ConfigError, EnvFileError) as exc:
         return _fail(args.command, str(exc), EXIT_USAGE)
     except (Refused, UsersFileError) as exc:
         return _fail(args.command, str(exc), EXIT_REFUSED)
@@ -85,13 +96,43 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=purpose)
         command.add_argument("username")
         command.add_argument("--file", help="the users file (default: USERS_FILE)")
+        command.add_argument(
+            "--env-file",
+            metavar="PATH",
+            help="the service's environment file (NAME=value lines); the environment wins",
+        )
+        if name == "add":
+            command.add_argument("--email", default="", help="the user's email address")
     return parser
 
 
-async def _change(settings: Settings, path: Path, command: str, username: str) -> str:
+def _settings(env: Mapping[str, str], users_file: str | None) -> Settings:
+    """The service's settings, read from `env` as the service reads them (production must
+    name its Redis: a default address would sign nobody out). The command signs no token,
+    so it needs no JWT_SECRET (nor makes a development one), nor USERS_FILE with --file."""
+    needless = {"JWT_SECRET": secrets.token_urlsafe(32), "USERS_FILE": users_file or ""}
+    unset = {name: value for name, value in needless.items() if not env.get(name, "").strip()}
+    return Settings.from_env({**env, **unset})
+
+
+def _checked_email(email: str) -> str:
+    """The address as given (or none), else BadInput. It goes into /me and the
+    X-Auth-Request-Email header of forward auth: one `local@domain`, all printable."""
+    local, _, domain = email.rpartition("@")
+    printable = is_printable(email) and not any(c.isspace() for c in email)
+    if email and not (local and domain and printable and len(email) <= MAX_EMAIL):
+        raise BadInput(f"{email!r} is not an email address such as alice@example.com")
+    return email
+
+
+async def _change(
+    settings: Settings, path: Path, command: str, username: str, email: str = ""
+) -> str:
     """Make the change, then its sign-outs; the line that reports them."""
     entries = read_entries(path)
-    done = _edit(entries, command, username, path)
+    entry = find(entries, username)
+    old_hash = str(entry["password_hash"]) if entry else ""  # before _edit replaces it
+    done = _edit(entries, command, username, path, email)
     reason = REASONS.get(command)
     if reason is None:
         write_entries(path, entries)
@@ -99,18 +140,28 @@ async def _change(settings: Settings, path: Path, command: str, username: str) -
     async with _sessions(settings) as store:
         write_entries(path, entries)
         if store is None:
-            return f"{done}; no Redis runs here, so there is no session to sign out"
-        signed_out = await _sign_out(store, username, reason, done)
-    return f"{done}; signed out {len(signed_out)} session(s)"
+            nobody = "so there is no session to sign out"
+            return f"{done}; no Redis answers at {_where(settings)}, {nobody}"
+        revoked = credentials_of(old_hash)
+        signed_out = await _sign_out(store, username, reason, revoked, done)
+    return f"{done}; signed out {len(signed_out)} session(s) at {_where(settings)}"
 
 
-def _edit(entries: list[Entry], command: str, username: str, path: Path) -> str:
+def _where(settings: Settings) -> str:
+    """The Redis the command talks to, as the service would (without a password)."""
+    url = redacted_url(settings.effective_redis_url)
+    if settings.redis_url:
+        return url
+    return f"{url}, the development default (REDIS_URL is not set: see --env-file)"
+
+
+def _edit(entries: list[Entry], command: str, username: str, path: Path, email: str) -> str:
     """Change `entries` as asked (asking for the password); the words for what was done."""
     entry = find(entries, username)
     if command == "add":
         if entry is not None:
             raise Refused(f"{username} is already in {path} (`passwd {username}` changes it)")
-        entry = {"username": username, "email": "", "bio": ""}
+        entry = {"username": username, "email": email, "bio": ""}
         entries.append(entry)
     elif entry is None:
         raise Refused(f"{username} is not in {path}")
@@ -133,7 +184,7 @@ async def _sessions(settings: Settings) -> AsyncIterator[SessionStore | None]:
             async with asyncio.timeout(CONNECT_WAIT):
                 client = await stack.enter_async_context(connected(settings))
         except TimeoutError:
-            url = redact(settings.effective_redis_url)
+            url = redacted_url(settings.effective_redis_url)
             raise Refused(
                 f"Redis at {url} did not answer within {CONNECT_WAIT:.0f}s, so the user's "
                 "sessions could not be signed out: nothing was changed"
@@ -141,9 +192,13 @@ async def _sessions(settings: Settings) -> AsyncIterator[SessionStore | None]:
         yield SessionStore(client, settings)
 
 
-async def _sign_out(store: SessionStore, username: str, reason: str, done: str) -> list[str]:
+async def _sign_out(
+    store: SessionStore, username: str, reason: str, credentials: str, done: str
+) -> list[str]:
+    """Sign the user out everywhere and, in the same step, revoke the old password: no
+    sign-in checked against it (in any API process, however late) opens a session."""
     try:
-        return await store.revoke(username, "all", "", reason, None)
+        return await store.revoke(username, "all", "", reason, None, credentials=credentials)
     except (RedisError, *REDIS_DOWN) as exc:
         raise Refused(
             f"{done}, but signing out their sessions failed ({exc}): sign them out with "

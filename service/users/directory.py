@@ -9,8 +9,10 @@ moment the file is replaced. `python -m service.users add|passwd|remove NAME` ed
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 import msgspec
@@ -26,6 +28,18 @@ class User(msgspec.Struct, kw_only=True):
     password_hash: str
     email: str = ""
     bio: str = ""
+
+    @property
+    def credentials(self) -> str:
+        """What names this password in Redis (see credentials_of)."""
+        return credentials_of(self.password_hash)
+
+
+def credentials_of(password_hash: str) -> str:
+    """A digest of a password hash: the session core refuses a sign-in checked against a
+    hash since replaced or removed (SessionStore.create). It tells nothing of the password:
+    a guess can't be tried against it without the hash's salt."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
 
 
 class UsersFile(msgspec.Struct):
@@ -79,24 +93,38 @@ class UserDirectory:
         """The user if the password is right, else None; same cost either way.
 
         `client` (the caller's IP) is whose share of the hashing queue the check uses. A
-        password changed while the hash was being checked is checked again, so a sign-in
-        with the old one can't finish after the change (and its sign-outs).
+        password changed while the hash was being checked is checked again, whoever reread
+        the file first, so a sign-in with the old one fails once the new file is read. (A
+        sign-in checked just before the change is refused by the session core: the user's
+        `credentials` are revoked with their sessions, see service/users/command.py.)
         """
         self.refresh()
         user = self._users.get(username)
         stored = user.password_hash if user else self._dummy_hash
         ok = await checker.verify(stored, password, client)
-        if self.refresh() and _hash_of(self._users.get(username)) != _hash_of(user):
+        self.refresh()
+        if _hash_of(self._users.get(username)) != _hash_of(user):
             return await self.authenticate(username, password, checker, client)
         return user if ok and user else None
 
 
 def read_users(path: str | Path) -> list[User]:
-    """The users of the file; ConfigError if it is missing or malformed."""
+    """The users of the file; ConfigError if it is missing or malformed.
+
+    A name listed twice is malformed: which entry counts would be anybody's guess (the
+    API's dict keeps the last, a command editing the file the first).
+    """
     try:
-        return msgspec.json.decode(Path(path).read_bytes(), type=UsersFile).users
+        users = msgspec.json.decode(Path(path).read_bytes(), type=UsersFile).users
     except (OSError, msgspec.DecodeError) as exc:
         raise ConfigError(f"USERS_FILE={str(path)!r} can't be used: {exc}") from None
+    counts = Counter(user.username for user in users)
+    for name, count in counts.items():
+        if count > 1:
+            raise ConfigError(
+                f"USERS_FILE={str(path)!r} can't be used: {name!r} is listed {count} times"
+            )
+    return users
 
 
 def _stamp(path: Path) -> tuple[int, ...] | None:

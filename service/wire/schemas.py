@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from service.wire.names import USERNAME_PATTERN
+from service.wire.names import SHOWN_PATTERN, USERNAME_PATTERN
 
 RevokeReason = Literal[
     "logout",
@@ -23,6 +23,18 @@ RevokeReason = Literal[
     "password_changed",
 ]
 DeviceId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+# Other devices show it, so nothing in it may be acted on instead of shown. The API checks
+# it (service/api/inputs.py: given_device_name, with words a person can read); the pattern
+# tells clients.
+DeviceName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=100,
+        description="No control or format characters (Unicode Cc, Cf, Zl, Zp): 422.",
+        extra_json_schema={"pattern": SHOWN_PATTERN},
+    ),
+]
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
@@ -32,7 +44,7 @@ class Base(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
 class LoginRequest(Base):
     username: Annotated[str, Meta(min_length=1, max_length=128)]
     password: Annotated[str, Meta(min_length=1, max_length=1024)]
-    device_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    device_name: DeviceName | None = None
     device_id: DeviceId | None = None
     # From an earlier sign-in of this device: its own failure budget (see devicetokens.py).
     device_token: Annotated[str, Meta(max_length=2048)] | None = None
@@ -132,7 +144,7 @@ class AdminSessionRequest(Base):
     """A session for a user the product signed in itself (SSO, passkey, MFA)."""
 
     username: Username
-    device_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    device_name: DeviceName | None = None
     device_id: DeviceId | None = None
     user_agent: Annotated[str, Meta(max_length=512)] | None = None
     ip: (

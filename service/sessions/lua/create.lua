@@ -1,7 +1,12 @@
 -- Create a session. Arguments: `session` (session_id, device_id, device_name, user_agent,
--- ip), `idle_ms`, `max_age_ms`, `max_sessions`, and `by` (the new device, named by the
--- 'replaced' and 'evicted' events). Returns {the record as JSON, revoked session ids}.
+-- ip), `idle_ms`, `max_age_ms`, `max_sessions`, `by` (the new device, named by the
+-- 'replaced' and 'evicted' events), and `credentials` (for a password sign-in, the digest
+-- of the password hash it checked; else ''). Returns {the record as JSON, revoked session
+-- ids}, or {false, {}} when those credentials were revoked since: nothing is written then.
 local s = A.session
+if A.credentials ~= '' and redis.call('ZSCORE', CREDS, A.credentials) then
+  return {false, {}}
+end
 local revoked = expire_due({})
 
 if s.device_id ~= '' then

@@ -6,6 +6,7 @@
 -- `max_tombstones`, `keep_ms` (how long the user's log and tombstone index outlive their
 -- last change: a session's maximum age plus grace), plus each script's own.
 local IDX, DEV, LOG, CHANNEL, TOMBS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local CREDS = KEYS[6]  -- and [6] the user's revoked credentials (create.lua, revoke.lua)
 local A = cjson.decode(ARGV[1])
 local NOW, GRACE = A.now, A.grace
 
