@@ -95,23 +95,11 @@ class LoginLimiter:
         for counter in reservation.counters:
             await self._run(counter, "cancel")
 
-    async def check_admin(self, ip: str) -> None:
-        """A right admin token: RateLimited while the IP is at its limit of wrong ones.
-
-        Refusing the right token too, as sign-ins do, keeps the limit from telling a guesser
-        when it guessed right. A comparison takes no time, so nothing is reserved for it.
-        """
-        outcome, wait_ms = await self._run(
-            keys.admin_failures_by_ip(ip), "check", limit=self.ip_limit
-        )
-        if outcome == "limited":
-            raise RateLimited(_seconds(wait_ms))
-
     async def admin_failed(self, ip: str) -> None:
         """Count a wrong admin token against the IP; RateLimited once it is at its limit.
 
-        Attempts in flight that fill the budget are all wrong tokens (right ones reserve
-        nothing), so they mean the limit, not "busy".
+        Only wrong tokens are ever counted or refused (the right one is never asked here),
+        so attempts in flight that fill the budget mean the limit, not "busy".
         """
         counter = keys.admin_failures_by_ip(ip)
         outcome, wait_ms = await self._run(counter, "take", limit=self.ip_limit)
