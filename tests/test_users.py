@@ -45,11 +45,14 @@ def write_users(path: Path, **passwords: str) -> None:
 
 
 def command(
-    path: Path, *args: str, typed: str = "", redis_url: str = ""
+    path: Path, *args: str, typed: str = "", redis_url: str = "", **extra: str
 ) -> subprocess.CompletedProcess[str]:
     """Run the command with no terminal, so it reads the password from stdin; with no
-    `redis_url`, as in development with no Redis running."""
+    `redis_url`, as in development with no Redis running; with the default PASSWORD_HASH_*
+    unless `extra` says otherwise."""
     environment = process_env(redis_url, DEV_REDIS_PORT=str(free_port()))
+    environment = {k: v for k, v in environment.items() if not k.startswith("PASSWORD_HASH_")}
+    environment.update(extra)
     if not redis_url:
         del environment["REDIS_URL"]
     return subprocess.run(
@@ -134,11 +137,11 @@ class ChangingChecker(PasswordChecker):
         super().__init__()
         self.path, self.calls = path, 0
 
-    async def verify(self, stored_hash: str, password: str, client: str = "") -> bool:
+    async def verify(self, stored_hash: str, password: str) -> bool:
         self.calls += 1
         if self.calls == 1:
             write_users(self.path, dana="new-password")
-        return await super().verify(stored_hash, password, client)
+        return await super().verify(stored_hash, password)
 
 
 async def test_a_password_changed_during_its_check_is_checked_again(tmp_path: Path) -> None:
@@ -158,6 +161,21 @@ def test_hashes_are_argon2id_at_least_owasps_minimum(tmp_path: Path) -> None:
     assert found.type is Type.ID
     assert found.memory_cost >= 19 * 1024
     assert found.time_cost >= 2
+
+
+def test_the_command_hashes_with_password_hash_settings(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    chosen = {
+        "PASSWORD_HASH_TIME_COST": "2",
+        "PASSWORD_HASH_MEMORY_COST": "19456",
+        "PASSWORD_HASH_PARALLELISM": "1",
+    }
+    assert command(path, "add", "dana", typed="pass-word\n", **chosen).returncode == 0
+    found = extract_parameters(stored(path, "dana")["password_hash"])  # type: ignore[index]
+    assert (found.time_cost, found.memory_cost, found.parallelism) == (2, 19456, 1)
+    refused = command(path, "passwd", "dana", typed="pass-word\n", PASSWORD_HASH_TIME_COST="0")
+    assert refused.returncode == 2
+    assert "PASSWORD_HASH_TIME_COST='0' must be at least 1" in refused.stderr
 
 
 def test_the_demo_users_are_argon2id() -> None:

@@ -11,7 +11,16 @@ from importlib.resources.abc import Traversable
 from aiohttp import web
 
 from service.api import activity, admin, forward_auth
-from service.api.appkeys import AUTH, DEVICE_TOKENS, LIMITER, METRICS, PASSWORDS, SIGN_IN, USERS
+from service.api.appkeys import (
+    AUTH,
+    DEVICE_TOKENS,
+    HASH_UPGRADES,
+    LIMITER,
+    METRICS,
+    PASSWORDS,
+    SIGN_IN,
+    USERS,
+)
 from service.api.cors import cors_middleware
 from service.api.errors import Handler, problem_middleware
 from service.api.inputs import MAX_BODY, device_name_from
@@ -36,7 +45,8 @@ from service.settings import Settings
 from service.users.devicetokens import DeviceTokens
 from service.users.directory import UserDirectory
 from service.users.limiter import LoginLimiter
-from service.users.passwords import PasswordChecker
+from service.users.passwords import PasswordChecker, password_hasher
+from service.users.upgrade import HashUpgrades
 
 STATIC = files("service.api") / "static"
 
@@ -83,7 +93,7 @@ def create_app(
         app.cleanup_ctx.append(follow_users_file)
     app.cleanup_ctx.append(redis_ctx(settings, redis_client, attach))
     app.cleanup_ctx.append(_warm_user_agent_parser)
-    app.cleanup_ctx.append(_password_checker(passwords))
+    app.cleanup_ctx.append(_password_checker(settings, passwords))
     app.add_routes(routes)
     app.add_routes(health_routes(lambda app: app[METRICS].registry))
     app.add_routes(activity.routes)
@@ -105,10 +115,13 @@ async def _warm_user_agent_parser(app: web.Application) -> AsyncIterator[None]:
 
 
 def _password_checker(
-    given: PasswordChecker | None,
+    settings: Settings, given: PasswordChecker | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The hashing threads, with PASSWORD_HASH_* (a given checker has its own)."""
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        checker = app[PASSWORDS] = given or PasswordChecker()
+        checker = app[PASSWORDS] = given or PasswordChecker(password_hasher(settings))
+        app[HASH_UPGRADES] = HashUpgrades(app[USERS], checker)
         yield
         if given is None:
             checker.close()

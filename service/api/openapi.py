@@ -93,7 +93,7 @@ PRODUCT_OPERATIONS: list[Operation] = [
     (
         "get",
         "/activity",
-        "The user's recent session events, newest first",
+        "The user's recent session events and failed sign-ins, newest first",
         None,
         ActivityResponse,
         True,
@@ -152,7 +152,7 @@ ADMIN_OPERATIONS: list[Operation] = [
     (
         "get",
         "/admin/users/{username}/activity",
-        "A user's recent session events, as GET /activity",
+        "A user's recent session events and failed sign-ins, as GET /activity",
         None,
         ActivityResponse,
         True,

@@ -38,8 +38,15 @@ from service.engine.devredis import answers
 from service.engine.errors import REDIS_DOWN
 from service.sessions.store import SessionStore
 from service.settings import DEFAULT_REDIS_HOST, ConfigError, Settings
-from service.users.file import Entry, UsersFileError, find, read_entries, write_entries
-from service.users.passwords import hasher
+from service.users.file import (
+    Entry,
+    UsersFileError,
+    find,
+    locked,
+    read_entries,
+    write_entries,
+)
+from service.users.passwords import password_hasher
 from service.wire.names import is_valid_username
 
 PROG = "python -m service.users"
@@ -90,8 +97,13 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _change(settings: Settings, path: Path, command: str, username: str) -> str:
     """Make the change, then its sign-outs; the line that reports them."""
+    with locked(path):  # no hash upgrade by an API process writes the file meanwhile
+        return await _change_locked(settings, path, command, username)
+
+
+async def _change_locked(settings: Settings, path: Path, command: str, username: str) -> str:
     entries = read_entries(path)
-    done = _edit(entries, command, username, path)
+    done = _edit(entries, command, username, path, settings)
     reason = REASONS.get(command)
     if reason is None:
         write_entries(path, entries)
@@ -104,7 +116,7 @@ async def _change(settings: Settings, path: Path, command: str, username: str) -
     return f"{done}; signed out {len(signed_out)} session(s)"
 
 
-def _edit(entries: list[Entry], command: str, username: str, path: Path) -> str:
+def _edit(entries: list[Entry], command: str, username: str, path: Path, settings: Settings) -> str:
     """Change `entries` as asked (asking for the password); the words for what was done."""
     entry = find(entries, username)
     if command == "add":
@@ -117,7 +129,7 @@ def _edit(entries: list[Entry], command: str, username: str, path: Path) -> str:
     if command == "remove":
         entries.remove(entry)
         return f"removed {username} from {path}"
-    entry["password_hash"] = hasher.hash(_read_password())
+    entry["password_hash"] = password_hasher(settings).hash(_read_password())  # PASSWORD_HASH_*
     return f"{'added' if command == 'add' else 'changed the password of'} {username} in {path}"
 
 

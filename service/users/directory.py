@@ -10,13 +10,12 @@ moment the file is replaced. `python -m service.users add|passwd|remove NAME` ed
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import msgspec
 
 from service.settings import ConfigError
-from service.users.passwords import PasswordChecker, hasher
+from service.users.passwords import PasswordChecker
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +38,6 @@ class UserDirectory:
         self._users = {user.username: user for user in users}
         self.path = Path(path) if path is not None else None
         self._seen: tuple[int, ...] | None = None  # the file as last read
-        # Unknown users are checked against this, so they cost what a wrong password costs.
-        self._dummy_hash = hasher.hash(os.urandom(16).hex())
 
     @classmethod
     def load(cls, path: str | Path) -> UserDirectory:
@@ -74,20 +71,20 @@ class UserDirectory:
         return True
 
     async def authenticate(
-        self, username: str, password: str, checker: PasswordChecker, client: str = ""
+        self, username: str, password: str, checker: PasswordChecker
     ) -> User | None:
         """The user if the password is right, else None; same cost either way.
 
-        `client` (the caller's IP) is whose share of the hashing queue the check uses. A
-        password changed while the hash was being checked is checked again, so a sign-in
-        with the old one can't finish after the change (and its sign-outs).
+        Call it during one of the checker's turns. A password changed while the hash was
+        being checked is checked again, so a sign-in with the old one can't finish after
+        the change (and its sign-outs).
         """
         self.refresh()
         user = self._users.get(username)
-        stored = user.password_hash if user else self._dummy_hash
-        ok = await checker.verify(stored, password, client)
+        stored = user.password_hash if user else checker.dummy_hash
+        ok = await checker.verify(stored, password)
         if self.refresh() and _hash_of(self._users.get(username)) != _hash_of(user):
-            return await self.authenticate(username, password, checker, client)
+            return await self.authenticate(username, password, checker)
         return user if ok and user else None
 
 
