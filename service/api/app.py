@@ -34,7 +34,15 @@ from service.clock import SYSTEM_CLOCK, Clock
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
 from service.engine.factory import engine_for
-from service.runtime.appkeys import ENGINE, EVENTS, REDIS, SETTINGS, STORE, TOKENS
+from service.runtime.appkeys import (
+    ENGINE,
+    EVENTS,
+    METRICS_REGISTRY,
+    REDIS,
+    SETTINGS,
+    STORE,
+    TOKENS,
+)
 from service.runtime.contexts import redis_ctx
 from service.runtime.health import health_routes
 from service.sessions.callers import Authenticator
@@ -67,6 +75,7 @@ def create_app(
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics()
+    app[METRICS_REGISTRY] = app[METRICS].registry
     app[TOKENS] = TokenCodec(settings, clock)
     app[DEVICE_TOKENS] = DeviceTokens(settings, clock)
 
@@ -95,7 +104,7 @@ def create_app(
     app.cleanup_ctx.append(_warm_user_agent_parser)
     app.cleanup_ctx.append(_password_checker(settings, passwords))
     app.add_routes(routes)
-    app.add_routes(health_routes(lambda app: app[METRICS].registry))
+    app.add_routes(health_routes(metrics=settings.metrics_port is None))
     app.add_routes(activity.routes)
     app.add_routes(forward_auth.routes)
     if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path

@@ -68,6 +68,7 @@ class BadInput(Exception):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # Redis's retries, if any
+    logging.getLogger("service.sessions.store").setLevel(logging.INFO)  # each sign-out
     try:
         if not is_valid_username(args.username):
             raise BadInput("a username is 1-64 of letters, digits and . _ @ -")
