@@ -3,6 +3,7 @@ port of their own, one log line per ended session, JSON logs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -91,14 +92,25 @@ async def test_gateway_metrics_count_every_process(redis_url: str, tmp_path: Pat
                 )
                 await device.ready()
                 devices.append(device)
+            scrape = f"http://127.0.0.1:{metrics_port}/metrics"
+            ready = 'sessionwire_gateway_notices_total{type="ready"}'
+            # A notice is counted right after it is written: its socket may read it first.
+            await wait_until_async(lambda text: value(text, ready) == 6, scrape)
             for _ in range(6):
-                status, text = await fresh_get(f"http://127.0.0.1:{metrics_port}/metrics")
+                status, text = await fresh_get(scrape)
                 assert status == 200
                 assert value(text, "sessionwire_gateway_sockets ") == 6
-                assert value(text, 'sessionwire_gateway_notices_total{type="ready"}') == 6
+                assert value(text, ready) == 6
         finally:
             for http in sessions:
                 await http.close()
+
+
+async def wait_until_async(condition: Callable[[str], bool], url: str, wait: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + wait
+    while not condition((await fresh_get(url))[1]):
+        assert asyncio.get_running_loop().time() < deadline, f"{url} never showed it"
+        await asyncio.sleep(0.05)
 
 
 def test_a_metrics_port_in_use_stops_start_up_with_one_line(redis_url: str, tmp_path: Path) -> None:
@@ -162,8 +174,11 @@ async def test_every_revocation_expiry_and_eviction_is_one_log_line(
     )
     with caplog.at_level(logging.INFO, logger="service.sessions.store"):
         first = await login(api, device_name="one")
+        clock.advance(1)  # least recently seen first, by time
         second = await login(api, device_name="two")
+        clock.advance(1)
         third = await login(api, device_name="three", device_id="dev-3")  # evicts the first
+        clock.advance(1)
         again = await login(api, device_name="three again", device_id="dev-3")  # replaces it
         await api.delete(
             f"/sessions/{second['session']['session_id']}", headers=bearer(again["token"])
