@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher, extract_parameters
 
 from service.users.directory import UserDirectory
+from service.users.file import locked
 from service.users.passwords import PasswordChecker
 from tests.conftest import PASSWORD, TEST_HASHER, write_users
 
@@ -152,22 +153,40 @@ async def test_an_old_hash_is_upgraded_at_the_next_sign_in(
     assert path.stat().st_ino == inode  # a wrong password upgrades nothing
 
 
+@pytest.mark.parametrize("why", ["read-only", "can't be locked"])
 async def test_a_users_file_the_api_may_not_write_keeps_its_hashes(
-    make_api: MakeApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    make_api: MakeApi, tmp_path: Path, caplog: pytest.LogCaptureFixture, why: str
 ) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root may write any file")
     path = write_users([{"username": "alice"}], PASSWORD)
     before = path.read_bytes()
-    path.parent.chmod(0o500)
+    if why == "read-only":
+        if os.geteuid() == 0:
+            pytest.skip("root may write any file")
+        path.parent.chmod(0o500)
+    else:  # where its lock would be, something that is no file (root can't open it either)
+        (path.parent / f".{path.name}.lock").mkdir()
     try:
         api = await make_api(users=UserDirectory.load(path), **HASHING)
         with caplog.at_level(logging.WARNING, logger="service.users.upgrade"):
-            for _ in range(2):
+            for _ in range(3):
                 assert (await sign_in(api, "alice"))[0] == 200
     finally:
         path.parent.chmod(0o700)
     assert path.read_bytes() == before
-    assert [r.message for r in caplog.records].count(
-        f"can't upgrade old password hashes in {path} (the API may not write it); they stay"
-    ) == 1
+    (warning,) = [r.message for r in caplog.records if r.name == "service.users.upgrade"]
+    assert warning.startswith(f"can't upgrade old password hashes in {path} (")
+    assert warning.endswith("); they stay")
+
+
+async def test_no_upgrade_while_the_users_command_holds_the_file(
+    make_api: MakeApi, tmp_path: Path
+) -> None:
+    # `service.users passwd` holds the lock from reading the file to writing it: an upgrade
+    # written meanwhile would be overwritten, or would write an old password back.
+    path = write_users([{"username": "alice"}], PASSWORD)
+    api = await make_api(users=UserDirectory.load(path), **HASHING)
+    with locked(path):
+        assert (await sign_in(api, "alice"))[0] == 200
+        assert parameters(path, "alice") == (1, 8, 1)
+    assert (await sign_in(api, "alice"))[0] == 200  # the next one upgrades
+    assert parameters(path, "alice") == (2, 16, 1)

@@ -4,7 +4,8 @@ parameters is hashed anew and written back, in that user's entry of the users fi
 The file is replaced atomically under its lock (users/file.py), and only if the entry still
 has the hash that was checked: a password changed meanwhile is never overwritten. The
 other API processes follow the file as they always do. A file the API may not write (a
-read-only mount) is reported once, and sign-ins go on with the old hashes.
+read-only mount) is reported once, and sign-ins go on with the old hashes: no upgrade is
+tried again (and no hash spent on one) until the file changes.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ class HashUpgrades:
     def __init__(self, directory: UserDirectory, checker: PasswordChecker) -> None:
         self.directory, self.checker = directory, checker
         self._refused_said = False
+        self._refused_file: tuple[int, ...] | None = None  # the file as it was when refused
 
     async def after_sign_in(self, user: User, password: str) -> None:
         """Rehash `password` (just checked right against `user`'s hash) if its hash is old."""
         path = self.directory.path
         if path is None or not self.checker.needs_rehash(user.password_hash):
+            return
+        if self._refused_file is not None and self._refused_file == _identity(path):
             return
         if not _writable(path):
             self._refused(path, "the API may not write it")
@@ -49,9 +53,18 @@ class HashUpgrades:
             self.directory.refresh()
 
     def _refused(self, path: Path, why: str) -> None:
+        self._refused_file = _identity(path)
         if not self._refused_said:
             self._refused_said = True
             log.warning("can't upgrade old password hashes in %s (%s); they stay", path, why)
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _writable(path: Path) -> bool:
