@@ -402,6 +402,7 @@ async def test_a_running_system_follows_the_users_file(tmp_path: Path, redis_url
             )
             assert changed.returncode == 0, changed.stderr
             assert "signed out 2 session(s)" in changed.stdout
+            assert changed.stderr.count(" of alice ended: password_changed, by -") == 2
             for device in (phone, laptop):
                 notice = await device.until("session.revoked")
                 assert (notice["reason"], notice["by"]) == ("password_changed", None)
@@ -411,6 +412,7 @@ async def test_a_running_system_follows_the_users_file(tmp_path: Path, redis_url
 
             removed = await asyncio.to_thread(command, path, "remove", "bob", redis_url=redis_url)
             assert removed.returncode == 0, removed.stderr
+            assert removed.stderr.count(" of bob ended: admin, by -") == 1
             notice = await bob.until("session.revoked")
             assert (notice["reason"], notice["by"]) == ("admin", None)
             assert (await sign_in(http, api, "bob", "bob-password"))[0] == 401
