@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -33,12 +34,13 @@ from service.users.passwords import PasswordChecker
 pytest.register_assert_rewrite("tests.rediscluster")
 from tests.rediscluster import (  # noqa: E402  (fixtures, registered by being imported)
     cluster_url,
+    free_port,
     make_cluster,
     own_cluster,
     redis_cluster,
 )
 
-__all__ = ["cluster_url", "make_cluster", "own_cluster", "redis_cluster"]
+__all__ = ["cluster_url", "free_port", "make_cluster", "own_cluster", "redis_cluster"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # The engines a test module can run on, by overriding `redis_url` (see `on_engine`).
@@ -46,10 +48,20 @@ ENGINES = ("single", "cluster")
 TEST_SECRET = "test-secret-" + "x" * 40
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def wait_until(condition: Callable[[], object], limit: float, what: str) -> None:
+    """Poll `condition` until it holds (for state a process changes without telling us)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+async def wait_ready(client: Any, limit: float = 15) -> None:
+    """Wait for a test client's app (the API's or the worker's) to answer /readyz 200."""
+    deadline = time.monotonic() + limit
+    while (await client.get("/readyz")).status != 200:
+        assert time.monotonic() < deadline, f"not ready again within {limit}s"
+        await asyncio.sleep(0.05)
 
 
 class RedisServer:
@@ -276,21 +288,28 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def login(
-    client: TestClient,
+    client: TestClient | aiohttp.ClientSession,
     username: str = "alice",
     password: str = PASSWORD,
     *,
+    url: str = "",
+    status: int = 200,
     user_agent: str = FIREFOX_UA,
+    headers: dict[str, str] | None = None,
     **fields: str,
 ) -> dict[str, Any]:
-    """Sign in through the API and return the 200 body."""
-    resp = await client.post(
-        "/login",
+    """POST /login and return the answer, which must have `status` (200 by default).
+
+    `client` is a test client of the API, or an HTTP session and the `url` of a running
+    API (a process, or nginx in front of one).
+    """
+    async with client.post(
+        f"{url}/login",
         json={"username": username, "password": password, **fields},
-        headers={"User-Agent": user_agent},
-    )
-    body = await resp.json()
-    assert resp.status == 200, body
+        headers={"User-Agent": user_agent, **(headers or {})},
+    ) as resp:
+        body = await resp.json(content_type=None)
+        assert resp.status == status, body
     return body  # type: ignore[no-any-return]
 
 

@@ -17,6 +17,7 @@ from service.wire.schemas import ActivityResponse
 from tests.conftest import ENGINES, EventWatch, ManualClock, bearer, login, on_engine
 from tests.test_admin_api import ADMIN, ADMIN_TOKEN
 from tests.test_api_input import problem
+from tests.test_api_limits import attempt
 
 
 @pytest.fixture(params=ENGINES)
@@ -136,13 +137,9 @@ async def test_the_admin_api_shows_the_same_activity(make_api: MakeApi) -> None:
 PROXY = (ipaddress.ip_network("127.0.0.1/32"),)
 
 
-async def guess(api: TestClient, ip: str, username: str = "alice", password: str = "wrong") -> int:
-    resp = await api.post(
-        "/login",
-        json={"username": username, "password": password},
-        headers={"X-Forwarded-For": ip},
-    )
-    return resp.status
+async def guess(api: TestClient, ip: str, username: str = "alice") -> int:
+    """A wrong password from `ip`; the answer's status."""
+    return (await attempt(api, username, "wrong", xff=ip))[0]
 
 
 async def test_failed_sign_ins_are_one_entry_per_window_with_the_addresses(
@@ -215,10 +212,7 @@ async def test_failures_of_names_nobody_has_are_not_recorded(
     assert await rdb.exists(keys.signin_failures("nobody")) == 0
     # A known device's wrong password is shown too (a stolen device token, say).
     device_token = (await login(api))["device_token"]
-    resp = await api.post(
-        "/login", json={"username": "alice", "password": "wrong", "device_token": device_token}
-    )
-    assert resp.status == 401
+    await login(api, password="wrong", device_token=device_token, status=401)
     resp = await api.get("/admin/users/alice/activity", headers=ADMIN)
     failed = (await resp.json())["events"][0]
     assert failed["type"] == "login.failed" and failed["failures"]["attempts"] == 1

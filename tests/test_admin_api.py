@@ -72,6 +72,11 @@ async def ok(api: TestClient, method: str, path: str, body: Any = None) -> Any:
     return answer
 
 
+async def activity_of(api: TestClient, username: str) -> list[dict[str, Any]]:
+    """The user's events, newest first, through the admin API."""
+    return list((await ok(api, "GET", f"/admin/users/{username}/activity"))["events"])
+
+
 async def open_for(api: TestClient, username: str = "dave", **fields: str) -> Any:
     """POST /admin/sessions; the 200 body."""
     return await ok(api, "POST", "/admin/sessions", {"username": username, **fields})
@@ -227,8 +232,15 @@ async def test_a_session_for_a_user_of_the_users_file(admin: TestClient) -> None
     me = await (await admin.get("/me", headers=bearer(opened["token"]))).json()
     assert (me["email"], me["bio"]) == ("alice@example.com", "alice tests things")
     assert opened["session"]["device_name"] == "Unknown device"  # no name, no User-Agent
-    assert opened["session"]["ip"] == ""  # the product did not say
+    assert opened["session"]["ip"] is None  # the product did not say: unknown, as device_id
     assert opened["session"]["device_id"] is None
+    listed = await ok(admin, "GET", "/admin/users/alice/sessions")
+    assert listed["sessions"][0]["ip"] is None
+    revoked = await (await admin.post("/logout", headers=bearer(opened["token"]))).json()
+    assert revoked["revoked"] == [opened["session"]["session_id"]]
+    [ended, created] = await activity_of(admin, "alice")
+    assert ended["session"]["ip"] is None and ended["by"]["ip"] is None
+    assert created["session"]["ip"] is None
 
 
 async def test_the_device_name_comes_from_the_user_agent_given(admin: TestClient) -> None:

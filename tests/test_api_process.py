@@ -7,17 +7,15 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.engine.devredis import answers
-from tests.conftest import PASSWORD, ROOT, RedisServer, free_port
+from tests.conftest import PASSWORD, ROOT, RedisServer, free_port, wait_until
 from tests.processes import Process, process_env, running
 
 
@@ -30,13 +28,6 @@ def call(url: str, path: str, body: object = None, token: str = "") -> Any:
         request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=10) as resp:
         return json.loads(resp.read())
-
-
-def wait_until(condition: Callable[[], bool], limit: float, what: str) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 def embedded_env(**extra: str) -> dict[str, str]:
@@ -160,7 +151,8 @@ def test_a_secret_is_generated_in_development(tmp_path: Path) -> None:
 
 
 def test_no_password_reaches_the_log(tmp_path: Path, redis_url: str) -> None:
-    env = process_env(redis_url, PORT=str(free_port()), LOG_LEVEL="DEBUG")
+    admin_token = "an-admin-token-" + "z" * 32
+    env = process_env(redis_url, PORT=str(free_port()), LOG_LEVEL="DEBUG", ADMIN_TOKEN=admin_token)
     proc = Process("service", int(env["PORT"]), env, tmp_path / "service.log")
     proc.start(wait_for="/readyz")
     try:
@@ -175,6 +167,9 @@ def test_no_password_reaches_the_log(tmp_path: Path, redis_url: str) -> None:
     assert "a-wrong-one" not in log
     assert "$argon2" not in log
     assert os.environ.get("JWT_SECRET", "\x00") not in log
+    assert "the admin API is on" in log  # said at start, without its token
+    assert admin_token not in log
+    assert log.count("connected to Redis at redis://127.0.0.1:") == 1
 
 
 @pytest.mark.parametrize(("event_loop", "seen"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])

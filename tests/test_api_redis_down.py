@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -12,16 +11,9 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from service.users.passwords import PasswordChecker
-from tests.conftest import PASSWORD, RedisServer, bearer, login
+from tests.conftest import PASSWORD, RedisServer, bearer, login, wait_ready
 
 MakeApi = Callable[..., Awaitable[TestClient]]
-
-
-async def wait_ready(api: TestClient, limit: float = 15) -> None:
-    deadline = time.monotonic() + limit
-    while (await api.get("/readyz")).status != 200:
-        assert time.monotonic() < deadline, "the API did not recover"
-        await asyncio.sleep(0.05)
 
 
 async def test_redis_down_then_back(make_api: MakeApi, own_redis: RedisServer) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -23,7 +21,16 @@ from service.wire.schemas import (
     RevokedResponse,
     SessionsResponse,
 )
-from tests.conftest import ENGINES, FIREFOX_UA, PASSWORD, EventWatch, bearer, login, on_engine
+from tests.conftest import (
+    ENGINES,
+    FIREFOX_UA,
+    PASSWORD,
+    EventWatch,
+    ManualClock,
+    bearer,
+    login,
+    on_engine,
+)
 
 
 @pytest.fixture(params=ENGINES)
@@ -50,14 +57,13 @@ Watch = Callable[[str], EventWatch]
 T = TypeVar("T")
 
 
-async def tick_then(request: Awaitable[T]) -> T:
-    """Await `request` once the millisecond clock has moved on.
+async def tick_then(clock: ManualClock, request: Awaitable[T]) -> T:
+    """Move the API's clock on by a millisecond, then await `request`.
 
-    A request takes well under a millisecond, and last-seen times are kept in ms: without
-    this, two requests in a row may be seen "at once" and their order is arbitrary.
+    Last-seen times are kept in ms: without this, two requests in a row may be seen "at
+    once" and their order is arbitrary.
     """
-    to_next_ms = 1_000_000 - time.time_ns() % 1_000_000
-    await asyncio.sleep(to_next_ms / 1e9 + 0.0001)
+    clock.advance(0.001)
     return await request
 
 
@@ -191,13 +197,13 @@ async def test_same_device_id_replaces_the_session(api: TestClient, watch_events
 
 
 async def test_past_the_limit_the_least_recently_seen_is_evicted(
-    make_api: Callable[..., Any], watch_events: Watch
+    make_api: Callable[..., Any], watch_events: Watch, clock: ManualClock
 ) -> None:
-    api = await make_api(max_sessions_per_user=3)
-    a, b, c = [await tick_then(login(api, device_name=name)) for name in ("A", "B", "C")]
-    await tick_then(get_json(api, "/me", a["token"]))  # A is now seen more recently than B
+    api = await make_api(clock=clock, max_sessions_per_user=3)
+    a, b, c = [await tick_then(clock, login(api, device_name=name)) for name in ("A", "B", "C")]
+    await tick_then(clock, get_json(api, "/me", a["token"]))  # A is now seen more recently than B
     async with watch_events("alice") as events:
-        d = await tick_then(login(api, device_name="D"))
+        d = await tick_then(clock, login(api, device_name="D"))
         evicted, created = await events.take()
     assert evicted["reason"] == "evicted"
     assert evicted["session_id"] == b["session"]["session_id"]
@@ -207,7 +213,7 @@ async def test_past_the_limit_the_least_recently_seen_is_evicted(
     tomb = await revoked_reason(api, b["token"])
     assert tomb["reason"] == "evicted"
     assert tomb["by"]["device_name"] == "D"
-    listed = await get_json(api, "/sessions", c["token"])
+    listed = await tick_then(clock, get_json(api, "/sessions", c["token"]))
     assert [s["device_name"] for s in listed["sessions"]] == ["C", "D", "A"]
 
 
@@ -260,11 +266,14 @@ async def test_no_response_ever_carries_a_password_or_hash(api: TestClient) -> N
         assert "password_hash" not in text
 
 
-async def test_sessions_are_listed_most_recently_seen_first(api: TestClient) -> None:
-    a, b, c = [await tick_then(login(api, device_name=name)) for name in ("A", "B", "C")]
-    await tick_then(get_json(api, "/me", b["token"]))
-    await tick_then(get_json(api, "/me", a["token"]))
-    listed = await tick_then(get_json(api, "/sessions", c["token"]))
+async def test_sessions_are_listed_most_recently_seen_first(
+    make_api: Callable[..., Any], clock: ManualClock
+) -> None:
+    api = await make_api(clock=clock)
+    a, b, c = [await tick_then(clock, login(api, device_name=name)) for name in ("A", "B", "C")]
+    await tick_then(clock, get_json(api, "/me", b["token"]))
+    await tick_then(clock, get_json(api, "/me", a["token"]))
+    listed = await tick_then(clock, get_json(api, "/sessions", c["token"]))
     sessions = listed["sessions"]
     # C's request touched C first; then A and B in the order they were last seen.
     assert [s["device_name"] for s in sessions] == ["C", "A", "B"]

@@ -26,7 +26,7 @@ WAIT = 10.0
 
 
 class Cli:
-    """Runs `python -m workers.cli` with its own SESSIONWIRE_HOME and the servers' URLs."""
+    """Runs `python -m clients.terminal.cli` with its own SESSIONWIRE_HOME and the servers' URLs."""
 
     def __init__(self, home: Path, api: Process, worker: Process) -> None:
         self.home, self.api, self.worker = home, api, worker
@@ -38,7 +38,7 @@ class Cli:
             "SESSIONWIRE_GATEWAY": f"ws://127.0.0.1:{worker.port}/ws",
         }
 
-    async def start(self, *args: str) -> asyncio.subprocess.Process:
+    async def start(self, *args: str, piped: bool = False) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -46,13 +46,15 @@ class Cli:
             *args,
             cwd=ROOT,
             env=self.env,
+            stdin=asyncio.subprocess.PIPE if piped else None,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
 
-    async def run(self, *args: str) -> tuple[int, str]:
-        proc = await self.start(*args)
-        out, _ = await asyncio.wait_for(proc.communicate(), WAIT)
+    async def run(self, *args: str, typed: str | None = None) -> tuple[int, str]:
+        """Run a command; `typed` is piped to its standard input."""
+        proc = await self.start(*args, piped=typed is not None)
+        out, _ = await asyncio.wait_for(proc.communicate(typed and typed.encode()), WAIT)
         return proc.returncode or 0, out.decode()
 
     async def login(self, profile: str, device: str) -> str:
@@ -121,6 +123,7 @@ async def test_cli_two_terminal_walkthrough(redis_url: str, tmp_path: Path) -> N
 
         code, out = await cli.run("devices", "--profile", "phone")
         assert code == 1 and "not signed in" in out
+        assert "run 'sessionwire --profile phone login'" in out  # this profile, not the default
 
         await cli.login("tablet", "tablet")
         code, out = await cli.run("revoke-others", "--profile", "laptop")
@@ -133,7 +136,8 @@ async def test_cli_two_terminal_walkthrough(redis_url: str, tmp_path: Path) -> N
             "others, from laptop (127.0.0.1), at "
         )
         assert out.endswith(
-            "(profile 'tablet' forgotten: 'sessionwire login' signs this device in again)\n"
+            "(profile 'tablet' forgotten: 'sessionwire --profile tablet login' signs this "
+            "device in again)\n"
         )
         assert not (tmp_path / "home" / "tablet.json").exists()
         assert (tmp_path / "home" / "tablet.devices.json").exists()  # its device token stays
@@ -141,6 +145,16 @@ async def test_cli_two_terminal_walkthrough(redis_url: str, tmp_path: Path) -> N
         code, out = await cli.run("logout", "--profile", "laptop")
         assert code == 0
         assert not (tmp_path / "home" / "laptop.json").exists()
+
+
+async def test_a_piped_password_is_read_without_a_warning(redis_url: str, tmp_path: Path) -> None:
+    with terminals(redis_url, tmp_path) as cli:
+        code, out = await cli.run("login", "-u", "alice", "--profile", "ci", typed=PASSWORD + "\n")
+        assert code == 0, out
+        assert out.startswith("signed in as alice on 'terminal'")
+        assert "Warning" not in out and "Password:" not in out
+        code, out = await cli.run("login", "-u", "alice", "--profile", "ci", typed="wrong\n")
+        assert code == 1 and "401" in out
 
 
 async def test_cli_says_why_the_admin_api_signed_it_out(redis_url: str, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from service.sessions import keys
 from service.sessions.store import SessionStore
 from service.settings import Settings
 from service.users.directory import UserDirectory
-from tests.conftest import PASSWORD, bearer, free_port, make_settings
+from tests.conftest import bearer, free_port, login, make_settings, wait_ready
 from tests.devices import Device, Login, connect, metric, sign_in, start_gateway
 from tests.processes import process_env, running
 
@@ -214,28 +214,21 @@ async def test_a_cluster_wide_outage_and_return(
 ) -> None:
     settings, api, gw, store = await start_system()
     logins = [await sign_in(store, settings, f"user{i}", "phone") for i in range(6)]
-    devices = [await connect(gw, login) for login in logins]
+    devices = [await connect(gw, one) for one in logins]
     await asyncio.to_thread(own_cluster.stop_all)  # no persistence: every session is gone
-    for login in logins[:2]:
-        assert (await api.get("/sessions", headers=bearer(login.token))).status == 503
+    for one in logins[:2]:
+        assert (await api.get("/sessions", headers=bearer(one.token))).status == 503
     assert (await api.get("/readyz")).status == 503
     assert (await gw.get("/readyz")).status == 503
     await asyncio.to_thread(own_cluster.start_all)
     back = time.monotonic()
     notices = await asyncio.gather(*(told(device) for device in devices))
     assert time.monotonic() - back < NOTICE_AFTER_SERVED
-    for login, notice in zip(logins, notices, strict=True):
-        assert notice["session_id"] == login.sid and notice["reason"] == "expired"
+    for one, notice in zip(logins, notices, strict=True):
+        assert notice["session_id"] == one.sid and notice["reason"] == "expired"
     for client in (api, gw):
         await wait_ready(client)
     assert (await api.get("/sessions", headers=bearer(logins[0].token))).status == 401
-
-
-async def wait_ready(client: TestClient) -> None:
-    deadline = time.monotonic() + 10
-    while (await client.get("/readyz")).status != 200:
-        assert time.monotonic() < deadline, "never ready again"
-        await asyncio.sleep(0.05)
 
 
 async def bus_counters(cluster: LocalCluster) -> tuple[int, int]:
@@ -315,15 +308,9 @@ async def test_the_cluster_is_recognized(
         aiohttp_client, make_settings(cluster_url, redis_cluster=setting), shared_users
     )
     assert (await api.get("/readyz")).status == 200
-    logins = [await login_as(api, name) for name in ("alice", "bob", "carol")]
+    logins = [await login(api, name) for name in ("alice", "bob", "carol")]
     for body in logins:  # users on different slots, through one client
         assert (await api.get("/sessions", headers=bearer(body["token"]))).status == 200
-
-
-async def login_as(api: TestClient, username: str) -> dict[str, Any]:
-    resp = await api.post("/login", json={"username": username, "password": PASSWORD})
-    assert resp.status == 200, await resp.text()
-    return dict(await resp.json())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -343,6 +330,9 @@ async def test_an_idle_worker_on_a_cluster_rests_and_stops_when_told(
         started = time.monotonic()
         assert worker.stop(signal.SIGTERM) == 0
         assert time.monotonic() - started < 3
+    said = worker.log()  # once, and rightly
+    assert said.count("connected to") == 1, said
+    assert "connected to a Redis Cluster of 3 masters at redis://127.0.0.1:" in said
 
 
 def test_a_cluster_url_naming_another_database_is_refused(cluster_url: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, wait_until
 from tests.devices import Device
 from tests.processes import Process, running
 
@@ -57,13 +57,6 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def wait_until(condition: object, wait: float, what: str) -> None:
-    deadline = time.monotonic() + wait
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("module", ["service", "workers"])

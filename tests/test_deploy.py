@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import PASSWORD, free_port
+from tests.conftest import free_port, login
 from tests.deployment import (
     DEPLOY_MD,
     PUBLIC_GATEWAY_ORIGIN,
@@ -63,10 +63,8 @@ async def call(
 
 
 async def sign_in(http: aiohttp.ClientSession, deployed: Deployment, device: str) -> Any:
-    body = {"username": "alice", "password": PASSWORD, "device_name": device}
-    status, answer = await call(http, deployed, "POST", "/login", json=body, headers=FORGED)
-    assert status == 200, answer
-    return answer
+    """alice signs in through nginx, with a forged X-Forwarded-For nginx must not believe."""
+    return await login(http, url=deployed.origin, headers=FORGED, device_name=device)
 
 
 def bearer(signed_in: Any) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import ENGINES, PASSWORD, bearer, free_port, login, on_engine
+from tests.conftest import ENGINES, bearer, free_port, login, on_engine
 from tests.nginx import (
     DEPLOYMENT_CONF,
     Nginx,
@@ -126,11 +126,7 @@ class Edge:
             return resp.status, json.loads(text) if text.startswith("{") else text
 
     async def sign_in(self, username: str = "alice") -> dict[str, Any]:
-        status, body = await self.call(
-            "POST", "/login", json={"username": username, "password": PASSWORD}
-        )
-        assert status == 200, body
-        return body  # type: ignore[no-any-return]
+        return await login(self.http, username, url=self.proxy.url)
 
 
 @pytest.fixture

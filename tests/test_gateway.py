@@ -21,7 +21,7 @@ from service.sessions.store import SessionStore
 from service.sessions.tokens import TokenCodec
 from service.settings import Settings
 from service.wire.schemas import Actor
-from tests.conftest import ENGINES, PASSWORD, make_settings, on_engine
+from tests.conftest import ENGINES, login, make_settings, on_engine
 from tests.devices import WAIT, Device, Login, connect, sign_in, start_gateway
 from workers.app import create_gateway_app
 
@@ -189,12 +189,9 @@ async def test_gateway_other_users_see_nothing(
 
 
 async def api_login(api: Any, device: str, device_id: str | None = None) -> Login:
-    body = {"username": "alice", "password": PASSWORD, "device_name": device}
-    if device_id:
-        body["device_id"] = device_id
-    resp = await api.post("/login", json=body)
-    assert resp.status == 200, await resp.text()
-    answer = await resp.json()
+    """alice signs in through the API, as a Login the socket helpers take."""
+    ids = {"device_id": device_id} if device_id else {}
+    answer = await login(api, device_name=device, **ids)
     session = StoredSession(
         session_id=answer["session"]["session_id"], device_name=device, ip=answer["session"]["ip"]
     )

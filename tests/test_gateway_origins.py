@@ -67,7 +67,7 @@ def test_memory_and_lines_stay_bounded(
     log = RefusedOrigins(clock, frozenset({ALLOWED}))
     for n in range(origins.CAPACITY * 4):
         log.refused(f"https://site{n}.example")
-    assert len(log._seen) <= origins.CAPACITY + 1
+    assert log.remembered <= origins.CAPACITY + 1
     lines = refusals(caplog)
     assert len(lines) == origins.CAPACITY + 1  # one each, then one for all the others
     assert "too many origins to log each" in lines[-1]
@@ -75,6 +75,6 @@ def test_memory_and_lines_stay_bounded(
     clock.advance(60)  # a minute on, room again
     log.refused("https://late.example")
     assert "'https://late.example'" in refusals(caplog)[-1]
-    assert len(log._seen) <= origins.CAPACITY + 1
+    assert log.remembered <= origins.CAPACITY + 1
     log.refused("https://x.example/" + "a" * 10_000)
     assert len(refusals(caplog)[-1]) < 1000

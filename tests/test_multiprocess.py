@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ENGINES, PASSWORD, on_engine
+from tests.conftest import ENGINES, login, on_engine
 from tests.devices import WAIT, Device
 from tests.processes import Process, running
 
@@ -21,15 +21,6 @@ from tests.processes import Process, running
 def redis_url(request: pytest.FixtureRequest) -> str:
     """These tests run on one Redis and on a Redis Cluster."""
     return on_engine(request)
-
-
-async def login(http: aiohttp.ClientSession, api: Process, user: str, device: str) -> Any:
-    async with http.post(
-        f"{api.url}/login",
-        json={"username": user, "password": PASSWORD, "device_name": device},
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
 
 
 async def connect(http: aiohttp.ClientSession, worker: Process, signed_in: Any) -> Device:
@@ -54,9 +45,9 @@ async def test_multiprocess_signout_reaches_device_on_other_worker(
             stack.enter_context(running("workers", redis_url, tmp_path)) for _ in range(2)
         )
         async with aiohttp.ClientSession() as http:
-            laptop = await login(http, api1, "alice", "laptop")
-            phone = await login(http, api2, "alice", "phone")
-            tablet = await login(http, api1, "alice", "tablet")
+            laptop = await login(http, "alice", url=api1.url, device_name="laptop")
+            phone = await login(http, "alice", url=api2.url, device_name="phone")
+            tablet = await login(http, "alice", url=api1.url, device_name="tablet")
             laptop_ws = await connect(http, worker1, laptop)
             phone_ws = await connect(http, worker2, phone)
             tablet_ws = await connect(http, worker2, tablet)
@@ -77,7 +68,7 @@ async def test_multiprocess_signout_reaches_device_on_other_worker(
                 assert changed["session"]["session_id"] == phone_sid
 
             # A new sign-in shows up live on both workers.
-            watch = await login(http, api2, "alice", "watch")
+            watch = await login(http, "alice", url=api2.url, device_name="watch")
             for other in (laptop_ws, tablet_ws):
                 changed = await other.expect("sessions.changed")
                 assert changed["event"] == "created"
@@ -112,7 +103,7 @@ async def test_multiprocess_sigterm_closes_sockets_with_1001(
     ):
         async with aiohttp.ClientSession() as http:
             devices = [
-                await connect(http, worker, await login(http, api, user, "dev"))
+                await connect(http, worker, await login(http, user, url=api.url, device_name="dev"))
                 for user in ("alice", "bob", "carol")
             ]
             assert worker.proc is not None

@@ -14,10 +14,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import PASSWORD, ManualClock, bearer, free_port, login
+from tests.conftest import ManualClock, bearer, free_port, login, wait_until
 from tests.devices import Device
 from tests.processes import Process, running
-from tests.test_concurrency import wait_until
 
 MakeApi = Callable[..., Awaitable[TestClient]]
 
@@ -43,12 +42,10 @@ async def both_answer(supervised: Process) -> None:
     assert len(answered) == 2, answered
 
 
-async def sign_in(api: Process, user: str = "alice") -> Any:
+async def sign_in(api: Process) -> Any:
+    """Alice signs in to a running API on a connection of her own."""
     async with aiohttp.ClientSession() as http:
-        body = {"username": user, "password": PASSWORD}
-        async with http.post(f"{api.url}/login", json=body) as resp:
-            assert resp.status == 200, await resp.text()
-            return await resp.json()
+        return await login(http, url=api.url)
 
 
 async def test_api_metrics_count_every_process_and_can_have_their_own_port(

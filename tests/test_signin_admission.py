@@ -20,6 +20,7 @@ from service.users.directory import UserDirectory
 from service.users.file import locked
 from service.users.passwords import PasswordChecker
 from tests.conftest import PASSWORD, TEST_HASHER, write_users
+from tests.test_api_limits import attempt
 
 MakeApi = Callable[..., Awaitable[TestClient]]
 OFFICE = [f"user{i:02}" for i in range(20)]
@@ -37,12 +38,8 @@ def users_file(tmp_path: Path, names: list[str], hasher: PasswordHasher = TEST_H
 
 
 async def sign_in(api: TestClient, username: str, ip: str = "203.0.113.9") -> tuple[int, Any, Any]:
-    resp = await api.post(
-        "/login",
-        json={"username": username, "password": PASSWORD},
-        headers={"X-Forwarded-For": ip},
-    )
-    return resp.status, await resp.json(content_type=None), resp.headers
+    """A right password from `ip`: (status, body, headers), whatever the status."""
+    return await attempt(api, username, PASSWORD, xff=ip)
 
 
 async def test_an_office_behind_one_address_signs_in_at_once_without_retrying(
@@ -148,8 +145,7 @@ async def test_an_old_hash_is_upgraded_at_the_next_sign_in(
     inode = path.stat().st_ino
     assert (await sign_in(api, "alice"))[0] == 200
     assert path.stat().st_ino == inode
-    resp = await api.post("/login", json={"username": "alice", "password": "wrong"})
-    assert resp.status == 401
+    assert (await attempt(api, "alice", "wrong"))[0] == 401
     assert path.stat().st_ino == inode  # a wrong password upgrades nothing
 
 

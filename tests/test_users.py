@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import json
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
+import termios
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -24,10 +27,10 @@ from service.users import command as useradmin
 from service.users import file as usersfile
 from service.users.directory import UserDirectory
 from service.users.passwords import PasswordChecker
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, login, wait_until
 from tests.devices import Device
 from tests.processes import Process, process_env, running
-from tests.test_concurrency import pids_answering, wait_until
+from tests.test_concurrency import pids_answering
 
 
 def write_users(path: Path, **passwords: str) -> None:
@@ -44,21 +47,26 @@ def write_users(path: Path, **passwords: str) -> None:
     usersfile.write_entries(path, entries)
 
 
+def command_env(redis_url: str) -> dict[str, str]:
+    """The command's environment; with no `redis_url`, development with no Redis running.
+    Its PASSWORD_HASH_* are the defaults (the tests' cheap ones are the API's)."""
+    environment = process_env(redis_url, DEV_REDIS_PORT=str(free_port()))
+    environment = {k: v for k, v in environment.items() if not k.startswith("PASSWORD_HASH_")}
+    if not redis_url:
+        del environment["REDIS_URL"]
+    return environment
+
+
 def command(
     path: Path, *args: str, typed: str = "", redis_url: str = "", **extra: str
 ) -> subprocess.CompletedProcess[str]:
     """Run the command with no terminal, so it reads the password from stdin; with no
     `redis_url`, as in development with no Redis running; with the default PASSWORD_HASH_*
     unless `extra` says otherwise."""
-    environment = process_env(redis_url, DEV_REDIS_PORT=str(free_port()))
-    environment = {k: v for k, v in environment.items() if not k.startswith("PASSWORD_HASH_")}
-    environment.update(extra)
-    if not redis_url:
-        del environment["REDIS_URL"]
     return subprocess.run(
         [sys.executable, "-m", "service.users", *args, "--file", str(path)],
         cwd=ROOT,
-        env=environment,
+        env={**command_env(redis_url), **extra},
         input=typed,
         capture_output=True,
         text=True,
@@ -237,19 +245,62 @@ def test_the_command_refuses_and_changes_nothing(
     assert path.read_bytes() == before
 
 
+def at_a_terminal(path: Path, *args: str, typed: list[str]) -> tuple[int, str]:
+    """Run the command on a terminal of its own (a pty), answering each prompt in turn;
+    its exit status and what the terminal showed."""
+    master, slave = pty.openpty()
+
+    def take_the_terminal() -> None:  # a new session whose controlling terminal is the pty
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.users", *args, "--file", str(path)],
+        cwd=ROOT,
+        env=command_env(""),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        preexec_fn=take_the_terminal,
+    )
+    os.close(slave)
+    shown, answered = b"", 0
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            assert ready, f"the command showed nothing more: {shown!r}"
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:  # the command ended and closed its terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            prompts = shown.count(b"Password:") + shown.count(b"Repeat:")
+            if prompts > answered:  # a new prompt: type the next answer
+                os.write(master, typed[answered].encode() + b"\n")
+                answered += 1
+    finally:
+        os.close(master)
+    return proc.wait(timeout=30), shown.decode(errors="replace")
+
+
 @pytest.mark.parametrize(
     ("typed", "accepted"), [(["pass-word", "pass-word"], True), (["pass-word", "pass-wore"], False)]
 )
 def test_at_a_terminal_the_password_is_asked_twice(
-    monkeypatch: pytest.MonkeyPatch, typed: list[str], accepted: bool
+    tmp_path: Path, typed: list[str], accepted: bool
 ) -> None:
-    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
-    answers = iter(typed)
+    path = tmp_path / "users.json"
+    status, shown = at_a_terminal(path, "add", "dana", typed=typed)
+    assert "Password:" in shown and "Repeat:" in shown
+    assert "pass-wor" not in shown  # not echoed
     if accepted:
-        assert useradmin._read_password(lambda _: next(answers)) == "pass-word"
+        assert status == 0, shown
+        assert stored(path, "dana") is not None
     else:
-        with pytest.raises(useradmin.BadInput, match="differ"):
-            useradmin._read_password(lambda _: next(answers))
+        assert status == 2 and "the two passwords differ" in shown
+        assert not path.exists()
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o600])
@@ -352,17 +403,10 @@ def rereads(log: str) -> Counter[int]:
     )
 
 
-async def sign_in(http: aiohttp.ClientSession, api: Process, user: str, password: str) -> Any:
-    body = {"username": user, "password": password}
-    async with http.post(f"{api.url}/login", json=body) as resp:
-        return resp.status, await resp.json()
-
-
 async def signed_in_device(
     http: aiohttp.ClientSession, api: Process, worker: Process, user: str, password: str
 ) -> Device:
-    status, body = await sign_in(http, api, user, password)
-    assert status == 200, body
+    body = await login(http, user, password, url=api.url)
     device = await Device.connect(http, f"ws://127.0.0.1:{worker.port}/ws", body["token"])
     await device.ready()
     return device
@@ -395,7 +439,7 @@ async def test_a_running_system_follows_the_users_file(tmp_path: Path, redis_url
             )
             assert added.returncode == 0, added.stderr
             for _ in range(6):
-                assert (await sign_in(http, api, "carol", "carol-password"))[0] == 200
+                await login(http, "carol", "carol-password", url=api.url, status=200)
 
             changed = await asyncio.to_thread(
                 command, path, "passwd", "alice", typed="alice-new-pass\n", redis_url=redis_url
@@ -407,15 +451,15 @@ async def test_a_running_system_follows_the_users_file(tmp_path: Path, redis_url
                 notice = await device.until("session.revoked")
                 assert (notice["reason"], notice["by"]) == ("password_changed", None)
             for _ in range(6):
-                assert (await sign_in(http, api, "alice", "alice-password"))[0] == 401
-                assert (await sign_in(http, api, "alice", "alice-new-pass"))[0] == 200
+                await login(http, "alice", "alice-password", url=api.url, status=401)
+                await login(http, "alice", "alice-new-pass", url=api.url, status=200)
 
             removed = await asyncio.to_thread(command, path, "remove", "bob", redis_url=redis_url)
             assert removed.returncode == 0, removed.stderr
             assert removed.stderr.count(" of bob ended: admin, by -") == 1
             notice = await bob.until("session.revoked")
             assert (notice["reason"], notice["by"]) == ("admin", None)
-            assert (await sign_in(http, api, "bob", "bob-password"))[0] == 401
+            await login(http, "bob", "bob-password", url=api.url, status=401)
 
         # Each API process rereads the file by itself, and again on SIGHUP.
         wait_until(lambda: set(rereads(api.log())) == children, 5, "not every process reread")
@@ -432,5 +476,5 @@ async def test_a_running_system_follows_the_users_file(tmp_path: Path, redis_url
         wait_until(lambda: set(map(int, kept.findall(api.log()))) == children, 5, "no error")
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
             for _ in range(6):
-                assert (await sign_in(http, api, "carol", "carol-password"))[0] == 200
+                await login(http, "carol", "carol-password", url=api.url, status=200)
     assert "Traceback" not in api.log()

@@ -26,6 +26,11 @@ class RefusedOrigins:
         # origin (None: the shared entry past CAPACITY) -> [logged at ms, refusals since]
         self._seen: dict[str | None, list[int]] = {}
 
+    @property
+    def remembered(self) -> int:
+        """How many origins (and shared entries) are kept: the memory this costs."""
+        return len(self._seen)
+
     def refused(self, origin: str) -> None:
         """Count a refusal of `origin`; log it unless it was logged within the minute."""
         now = self.clock.now_ms()

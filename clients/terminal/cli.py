@@ -2,7 +2,7 @@
 
 Tokens are kept per profile in `$SESSIONWIRE_HOME` (default ~/.config/sessionwire), one
 0600 file each, so two terminals can be two devices: `--profile laptop`, `--profile phone`
-(see workers/profiles.py). A profile whose session ended is forgotten.
+(see clients/terminal/profiles.py). A profile whose session ended is forgotten.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from clients.terminal.profiles import (
     forget_profile,
     load_device_tokens,
     load_profile,
+    login_command,
     save_device_token,
     save_profile,
 )
@@ -104,7 +105,7 @@ async def devices(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
     for s in answer["sessions"]:
         mark = "*" if s.get("current") else " "
         print(
-            f"{mark} {s['session_id']:24} {s['device_name'][:28]:28} {s['ip']:15} "
+            f"{mark} {s['session_id']:24} {s['device_name'][:28]:28} {s['ip'] or '-':15} "
             f"last seen {s['last_seen_at']}"
         )
     return EXIT_OK
@@ -166,7 +167,8 @@ def describe(message: dict[str, Any]) -> str:
     if kind == "sessions.changed":
         s = message["session"]
         what = "new sign-in" if message["event"] == "created" else "signed out"
-        return f"{what}: {s['device_name']} ({s['ip']}), session {s['session_id']}"
+        where = f" ({s['ip']})" if s.get("ip") else ""
+        return f"{what}: {s['device_name']}{where}, session {s['session_id']}"
     if kind == "session.revoked":
         return signed_out_in_words(message)
     return f"message: {message}"
@@ -176,7 +178,8 @@ def signed_out_in_words(revoked: dict[str, Any]) -> str:
     """A `session.revoked` message, or a 401's `revoked`: why, who and when."""
     by = revoked.get("by")
     words = REASONS.get(revoked["reason"], revoked["reason"])
-    who = f", from {by['device_name']} ({by['ip']})" if by else ""
+    where = f" ({by['ip']})" if by and by.get("ip") else ""
+    who = f", from {by['device_name']}{where}" if by else ""
     return f"this device was signed out: {words}{who}, at {revoked['at']}"
 
 
@@ -235,7 +238,7 @@ async def raise_if_ended(args: argparse.Namespace, http: aiohttp.ClientSession, 
 
 
 def forgotten(profile: str) -> str:
-    return f"profile {profile!r} forgotten: 'sessionwire login' signs this device in again"
+    return f"profile {profile!r} forgotten: '{login_command(profile)}' signs this device in again"
 
 
 async def _read(ws: aiohttp.ClientWebSocketResponse) -> int | None:
@@ -328,13 +331,21 @@ async def run(args: argparse.Namespace) -> int:
             raise CliError(f"{ended} ({forgotten(args.profile)})") from None
 
 
+def read_password() -> str:
+    """Asked at a terminal (not echoed); else one line of stdin, for scripts and pipes
+    (getpass would warn that it cannot hide the input there)."""
+    if sys.stdin.isatty():
+        return getpass.getpass()
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "login":  # prompts happen before the event loop starts
             args.username = args.username or input("username: ")
             args.password = (
-                args.password or os.environ.get("SESSIONWIRE_PASSWORD") or getpass.getpass()
+                args.password or os.environ.get("SESSIONWIRE_PASSWORD") or read_password()
             )
         return asyncio.run(run(args))
     except (CliError, ProfileError) as exc:

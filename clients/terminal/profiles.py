@@ -58,8 +58,13 @@ def load_profile(profile: str) -> dict[str, Any]:
         return json.loads(profile_path(profile).read_text())  # type: ignore[no-any-return]
     except (OSError, ValueError):
         raise ProfileError(
-            f"not signed in (profile {profile!r}): run 'sessionwire login'"
+            f"not signed in (profile {profile!r}): run '{login_command(profile)}'"
         ) from None
+
+
+def login_command(profile: str) -> str:
+    """The command that signs this profile in (the default profile needs no option)."""
+    return "sessionwire login" if profile == "default" else f"sessionwire --profile {profile} login"
 
 
 def forget_profile(profile: str) -> None:

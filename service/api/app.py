@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -56,6 +57,7 @@ from service.users.limiter import LoginLimiter
 from service.users.passwords import PasswordChecker, password_hasher
 from service.users.upgrade import HashUpgrades
 
+log = logging.getLogger(__name__)
 STATIC = files("service.api") / "static"
 
 
@@ -109,6 +111,7 @@ def create_app(
     app.add_routes(forward_auth.routes)
     if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path
         app.add_routes(admin.routes)
+        log.info("the admin API is on (/admin/..., for the holder of ADMIN_TOKEN)")
     openapi = json.dumps(build_openapi(admin=bool(settings.admin_token))).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
     page, asset = _page_files(page_headers(settings))

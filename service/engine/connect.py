@@ -57,12 +57,12 @@ def cluster_client(url: str) -> RedisCluster:
 
 
 async def wait_until_up(ping: Callable[[], object], url: str, what: str = "Redis") -> None:
-    """Call `ping` until it succeeds, backing off, and log every failed try."""
+    """Call `ping` until it succeeds, backing off, and log every failed try (the caller
+    says, once, what it connected to)."""
     backoff, attempt = Backoff(*STARTUP_BACKOFF), 1
     while True:
         try:
             await ping()  # type: ignore[misc]
-            log.info("connected to %s at %s", what, redact(url))
             return
         except (RedisError, RedisClusterException) as exc:
             log.warning(
@@ -101,10 +101,13 @@ async def connected(settings: Settings) -> AsyncIterator[RedisClient]:
         await probe.aclose()
     if not cluster:
         client: RedisClient = single_client(url)
+        log.info("connected to Redis at %s", redact(url))
     else:
         client = cluster_client(url)
         # Loads the slot map; it fails while any slot is unserved.
         await wait_until_up(client.initialize, url, "Redis Cluster")
+        masters = len(client.get_primaries())
+        log.info("connected to a Redis Cluster of %d masters at %s", masters, redact(url))
     try:
         yield client
     finally:

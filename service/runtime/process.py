@@ -141,10 +141,10 @@ def _build_and_serve(
 ) -> int:
     what = role.name
     try:
+        setup_logging(settings.log_level, settings.log_format)  # before the build: its news
         app = build(settings)
     except ConfigError as exc:
         return _refuse(what, f"configuration error: {exc}", EXIT_CONFIG)
-    setup_logging(settings.log_level, settings.log_format)
     harden_process()
     app.cleanup_ctx.append(quiet_accept_errors)
     app.cleanup_ctx.append(first_stop_signal_only)

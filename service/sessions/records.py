@@ -49,14 +49,14 @@ class StoredSession(msgspec.Struct, kw_only=True):
             device_id=self.device_id or None,
             device_name=self.device_name,
             user_agent=self.user_agent,
-            ip=self.ip,
+            ip=self.ip or None,
             created_at=from_ms(self.created_ms),
             last_seen_at=from_ms(self.seen_ms),
             expires_at=from_ms(self.deadline_ms),
         )
 
     def as_actor(self) -> Actor:
-        return Actor(session_id=self.session_id, device_name=self.device_name, ip=self.ip)
+        return Actor(session_id=self.session_id, device_name=self.device_name, ip=self.ip or None)
 
 
 class Tombstone(msgspec.Struct, kw_only=True):
@@ -92,7 +92,7 @@ class Event(msgspec.Struct, kw_only=True):
             session=ActivitySession(
                 session_id=self.session_id,
                 device_name=self.session.device_name,
-                ip=self.session.ip,
+                ip=self.session.ip or None,
             ),
             # A created event names its own device as `by`: that is no news to the user.
             reason=self.reason if revoked else None,  # type: ignore[arg-type]

@@ -161,7 +161,7 @@ class SessionStore:
             idle_ms=self.idle_ms,
             max_age_ms=self.max_age_ms,
             max_sessions=self.max_sessions,
-            by=Actor(session_id=session_id, device_name=device_name, ip=ip),
+            by=Actor(session_id=session_id, device_name=device_name, ip=ip or None),
         )
         first_deadline = deadline_ms(now, self.idle_ms, now + self.max_age_ms)
         member = keys.due_member(username, session_id)

@@ -43,7 +43,7 @@ class Session(Base):
     device_id: str | None
     device_name: str
     user_agent: str
-    ip: str
+    ip: str | None  # null when unknown (a session the admin API opened without one)
     created_at: datetime
     last_seen_at: datetime
     expires_at: datetime
@@ -82,7 +82,7 @@ class Actor(Base):
 
     session_id: str
     device_name: str
-    ip: str
+    ip: str | None  # null when unknown (a session the admin API opened without one)
 
 
 class Revocation(Base):
@@ -161,7 +161,7 @@ class ActivitySession(Base):
 
     session_id: str
     device_name: str
-    ip: str
+    ip: str | None  # null when unknown (a session the admin API opened without one)
 
 
 class FailureSource(Base):
