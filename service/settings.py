@@ -72,6 +72,16 @@ class Settings:
     # Processes sharing PORT (the API) and GATEWAY_PORT (the worker), with SO_REUSEPORT.
     web_concurrency: int = 1
     gateway_concurrency: int = 1
+    # argon2id parameters of new hashes; a stored hash with others is upgraded at sign-in.
+    # argon2-cffi's defaults (RFC 9106's low-memory profile), above OWASP's minimum.
+    password_hash_time_cost: int = 3
+    password_hash_memory_cost: int = 65536  # KiB
+    password_hash_parallelism: int = 4
+    # "text" for people, "json" (one object per line) for log shippers.
+    log_format: str = "text"
+    # Metrics on a port of their own (and off the public one): the API's and the worker's.
+    metrics_port: int | None = None
+    gateway_metrics_port: int | None = None
 
     @property
     def effective_redis_url(self) -> str:
@@ -143,10 +153,22 @@ class Settings:
             cors_origins=read("CORS_ORIGINS", _origins),
             web_concurrency=read("WEB_CONCURRENCY", int, minimum=1, maximum=MAX_PROCESSES),
             gateway_concurrency=read("GATEWAY_CONCURRENCY", int, minimum=1, maximum=MAX_PROCESSES),
+            **_password_hashing(read),
+            log_format=read("LOG_FORMAT", str.lower, choices=("text", "json")),
+            **_metrics_ports(read),
         )
 
     def warn_about_defaults(self) -> None:
         """Log what a developer should know about the values in force."""
+        if self.app_env != "test" and not _owasp_enough(  # tests hash cheaply on purpose
+            self.password_hash_time_cost,
+            self.password_hash_memory_cost,
+            self.password_hash_parallelism,
+        ):
+            log.warning(
+                "PASSWORD_HASH_* are below OWASP's minimum for argon2id (19 MiB with t=2, or "
+                "an equivalent of its table): stolen hashes would be cheap to crack"
+            )
         if self.jwt_secret_generated:
             log.warning(
                 "JWT_SECRET is not set: using a generated development secret from "
@@ -205,6 +227,48 @@ def _require_explicit(env: Mapping[str, str]) -> None:
             f"{names} {verb} required when APP_ENV=production "
             "(no embedded Redis, generated secret or demo users there)"
         )
+
+
+# OWASP's argon2id configurations (Password Storage Cheat Sheet), each as strong as the
+# next: (memory in KiB, time cost), all with p=1. More parallelism never makes them weaker.
+OWASP_ARGON2ID = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+
+
+def _owasp_enough(time_cost: int, memory_kib: int, parallelism: int) -> bool:
+    return any(memory_kib >= m and time_cost >= t for m, t in OWASP_ARGON2ID)
+
+
+def _password_hashing(read: _Reader) -> dict[str, int]:
+    """PASSWORD_HASH_*: what argon2 itself accepts (memory at least 8 KiB per lane)."""
+    values = {
+        "password_hash_time_cost": read("PASSWORD_HASH_TIME_COST", int, minimum=1, maximum=100),
+        "password_hash_memory_cost": read(
+            "PASSWORD_HASH_MEMORY_COST", int, minimum=8, maximum=4 * 1024 * 1024
+        ),
+        "password_hash_parallelism": read("PASSWORD_HASH_PARALLELISM", int, minimum=1, maximum=64),
+    }
+    if values["password_hash_memory_cost"] < 8 * values["password_hash_parallelism"]:
+        raise ConfigError("PASSWORD_HASH_MEMORY_COST must be at least 8 KiB per lane (parallelism)")
+    return values
+
+
+def _metrics_ports(read: _Reader) -> dict[str, int | None]:
+    """METRICS_PORT (the API's) and GATEWAY_METRICS_PORT (the worker's), each off the port
+    it serves the public on, and apart from each other (both processes may share a host)."""
+    ports = {
+        "metrics_port": read("METRICS_PORT", int, minimum=1, maximum=65535),
+        "gateway_metrics_port": read("GATEWAY_METRICS_PORT", int, minimum=1, maximum=65535),
+    }
+    public = {
+        "METRICS_PORT": read("PORT", int, minimum=1, maximum=65535),
+        "GATEWAY_METRICS_PORT": read("GATEWAY_PORT", int, minimum=1, maximum=65535),
+    }
+    for name, value in zip(public, ports.values(), strict=True):
+        if value is not None and value in public.values():
+            raise ConfigError(f"{name}={value} must differ from PORT and GATEWAY_PORT")
+    if ports["metrics_port"] is not None and ports["metrics_port"] == ports["gateway_metrics_port"]:
+        raise ConfigError("METRICS_PORT and GATEWAY_METRICS_PORT must differ")
+    return ports
 
 
 def _csv(raw: str) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from argon2 import PasswordHasher
 
 from service.api.app import create_app
 from service.clock import SYSTEM_CLOCK, Clock
@@ -185,15 +186,19 @@ def clock() -> ManualClock:
 
 PASSWORD = "correct horse"
 TEST_USERS = ("alice", "bob", "carol")
+# Cheap to verify, so tests can sign in hundreds of times; the test settings hash with
+# them too (PASSWORD_HASH_*), so no sign-in "upgrades" the shared test users file.
+TEST_HASHING = {
+    "password_hash_time_cost": 1,
+    "password_hash_memory_cost": 8,
+    "password_hash_parallelism": 1,
+}
+TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 def write_users(users: list[dict[str, Any]], password: str) -> Path:
-    """A users file whose hashes (all of `password`) are cheap to verify, so tests can sign
-    in hundreds of times."""
-    from argon2 import PasswordHasher
-
-    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    hashed = [{**user, "password_hash": cheap.hash(password)} for user in users]
+    """A users file whose hashes (all of `password`) are TEST_HASHER's."""
+    hashed = [{**user, "password_hash": TEST_HASHER.hash(password)} for user in users]
     path = Path(tempfile.mkdtemp(prefix="sw-users-")) / "users.json"
     path.write_text(json.dumps({"users": hashed}))
     return path
@@ -217,6 +222,7 @@ def make_settings(redis_url: str, **overrides: object) -> Settings:
         "app_env": "test",
         "users_file": str(TEST_USERS_FILE),
         "session_touch_interval": 0,
+        **TEST_HASHING,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -264,8 +270,9 @@ def make_api(
 @pytest.fixture
 def roomy_passwords() -> Iterator[PasswordChecker]:
     """A hashing queue long enough for every concurrent sign-in of a test that races
-    something else (the store, Redis's connections): pass it to make_api as `passwords`."""
-    checker = PasswordChecker(max_queued=1000, max_per_client=1000)
+    something else (the store, Redis's connections): pass it to make_api as `passwords`.
+    Its hashes are TEST_HASHER's."""
+    checker = PasswordChecker(TEST_HASHER, max_waiting=1000, max_waiting_per_client=1000)
     yield checker
     checker.close()
 

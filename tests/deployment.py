@@ -152,6 +152,8 @@ def deployed(redis_url: str, tmp: Path, users_file: Path = TEST_USERS_FILE) -> I
             USERS_FILE=str(users_file),
             PORT=str(api_port),
             GATEWAY_PORT=str(gateway_port),
+            METRICS_PORT=str(free_port()),
+            GATEWAY_METRICS_PORT=str(free_port()),
         )
         processes = []
         for module, port in (("service", api_port), ("workers", gateway_port)):

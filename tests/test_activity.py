@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
+from service.sessions import keys
 from service.wire.schemas import ActivityResponse
-from tests.conftest import ENGINES, ManualClock, bearer, login, on_engine
+from tests.conftest import ENGINES, EventWatch, ManualClock, bearer, login, on_engine
 from tests.test_admin_api import ADMIN, ADMIN_TOKEN
 from tests.test_api_input import problem
+from tests.test_api_limits import attempt
 
 
 @pytest.fixture(params=ENGINES)
@@ -126,3 +130,89 @@ async def test_the_admin_api_shows_the_same_activity(make_api: MakeApi) -> None:
     for limit in ("0", "101", "x"):
         resp = await api.get(f"/admin/users/alice/activity?limit={limit}", headers=ADMIN)
         assert (await problem(resp, 422, "validation_error"))["errors"][0]["field"] == "limit"
+
+
+# --- failed sign-ins: the owner sees attacks on their account ---
+
+PROXY = (ipaddress.ip_network("127.0.0.1/32"),)
+
+
+async def guess(api: TestClient, ip: str, username: str = "alice") -> int:
+    """A wrong password from `ip`; the answer's status."""
+    return (await attempt(api, username, "wrong", xff=ip))[0]
+
+
+async def test_failed_sign_ins_are_one_entry_per_window_with_the_addresses(
+    make_api: MakeApi, clock: ManualClock
+) -> None:
+    api = await make_api(
+        clock=clock, trusted_proxies=PROXY, login_max_failures=3, login_failure_window=300
+    )
+    assert [await guess(api, "203.0.113.9") for _ in range(2)] == [401, 401]
+    clock.advance(10)
+    assert await guess(api, "2001:db8::7") == 401  # the third: alice is locked out
+    clock.advance(10)
+    assert [await guess(api, "203.0.113.9") for _ in range(4)] == [429] * 4
+    clock.advance(290)  # the window has passed
+    signed_in = await login(api)  # from 127.0.0.1
+
+    created, failed = await activity(api, signed_in["token"])
+    assert created["type"] == "session.created"
+    assert failed["type"] == "login.failed"
+    assert failed["session"] is None and failed["reason"] is None and failed["by"] is None
+    first = datetime.fromisoformat(failed["failures"]["first_at"])
+    assert datetime.fromisoformat(failed["at"]) - first == timedelta(seconds=20)
+    assert failed["failures"] == {
+        "first_at": failed["failures"]["first_at"],
+        "attempts": 3,
+        "refused": 4,
+        "locked_until": (first + timedelta(seconds=300)).isoformat().replace("+00:00", "Z"),
+        "ips": [{"ip": "203.0.113.9", "attempts": 6}, {"ip": "2001:db8::7", "attempts": 1}],
+        "other_ips": 0,
+    }
+
+    # The next window is an entry of its own; a success in between changes nothing there.
+    clock.advance(1)
+    assert await guess(api, "198.51.100.1") == 401
+    newest = (await activity(api, signed_in["token"], "?limit=1"))[0]
+    assert newest["type"] == "login.failed"
+    assert newest["failures"]["attempts"] == 1 and newest["failures"]["locked_until"] is None
+    assert newest["failures"]["ips"] == [{"ip": "198.51.100.1", "attempts": 1}]
+    assert newest["id"] != failed["id"]
+
+
+async def test_guesses_never_push_session_events_out_of_the_log(
+    make_api: MakeApi, watch_events: Callable[[str], EventWatch], rdb: aioredis.Redis
+) -> None:
+    api = await make_api(trusted_proxies=PROXY, max_sessions_per_user=100)
+    signed_in = await login(api)
+    async with watch_events("alice") as events:
+        # Many addresses, many guesses: five are checked, the rest refused.
+        statuses = [await guess(api, f"198.51.100.{i % 200}") for i in range(300)]
+        assert statuses.count(401) == 5 and statuses.count(429) == 295
+        # Nothing reached the event log or the channel: the gateway has nothing to decode.
+        assert await events.take() == []
+    failed, created = await activity(api, signed_in["token"])
+    assert created["type"] == "session.created"
+    assert failed["failures"]["attempts"] + failed["failures"]["refused"] == 300
+    assert len(failed["failures"]["ips"]) == 5
+    assert (
+        sum(source["attempts"] for source in failed["failures"]["ips"])
+        + failed["failures"]["other_ips"]
+        == 300
+    )
+    assert await rdb.llen(keys.signin_failures("alice")) == 1
+
+
+async def test_failures_of_names_nobody_has_are_not_recorded(
+    make_api: MakeApi, rdb: aioredis.Redis
+) -> None:
+    api = await make_api(admin_token=ADMIN_TOKEN)
+    assert await guess(api, "127.0.0.1", "nobody") == 401
+    assert await rdb.exists(keys.signin_failures("nobody")) == 0
+    # A known device's wrong password is shown too (a stolen device token, say).
+    device_token = (await login(api))["device_token"]
+    await login(api, password="wrong", device_token=device_token, status=401)
+    resp = await api.get("/admin/users/alice/activity", headers=ADMIN)
+    failed = (await resp.json())["events"][0]
+    assert failed["type"] == "login.failed" and failed["failures"]["attempts"] == 1

@@ -20,7 +20,16 @@ from argon2 import PasswordHasher
 from service.sessions import keys
 from service.users.directory import UserDirectory
 from service.users.passwords import PasswordChecker
-from tests.conftest import ENGINES, PASSWORD, EventWatch, ManualClock, bearer, login, on_engine
+from tests.conftest import (
+    ENGINES,
+    PASSWORD,
+    TEST_HASHER,
+    EventWatch,
+    ManualClock,
+    bearer,
+    login,
+    on_engine,
+)
 
 
 @pytest.fixture(params=ENGINES)
@@ -365,3 +374,70 @@ async def device_attempt(
         json={"username": "alice", "password": password, "device_token": device_token},
     )
     return resp.status, await resp.json(content_type=None), resp.headers
+
+
+async def rate_limit_keys(rdb: aioredis.Redis) -> list[str]:
+    return [key async for key in rdb.scan_iter(match="sw:*rl*", count=1000)]
+
+
+async def test_a_busy_burst_of_new_names_leaves_no_keys_for_free(
+    make_api: MakeApi, rdb: aioredis.Redis
+) -> None:
+    # A hashing queue that turns most of the burst away: those attempts test nothing, so
+    # they must leave nothing in Redis (they left one username counter each: 300 attempts
+    # made 308 keys, none of which spent the address's budget).
+    checker = PasswordChecker(TEST_HASHER, threads=1, max_waiting=2, max_waiting_per_client=2)
+    api = await make_api(passwords=checker)  # 5 per username, 25 per address
+    try:
+        results = await asyncio.gather(*(attempt(api, f"new-{i}") for i in range(300)))
+    finally:
+        checker.close()
+    statuses = [status for status, _, _ in results]
+    assert set(statuses) <= {401, 429, 503} and 503 in statuses
+    # What is left: the address's counter, and one per name that really failed (each
+    # spent the address's budget, so at most 25 of them per window).
+    left = await rate_limit_keys(rdb)
+    assert len(left) <= 1 + min(statuses.count(401), 25), left
+    assert len(left) == 1 + statuses.count(401)
+
+
+async def test_successes_and_refusals_leave_no_counters(
+    make_api: MakeApi, rdb: aioredis.Redis
+) -> None:
+    api = await make_api(login_max_failures=2)
+    for _ in range(3):
+        await login(api)
+    assert await rate_limit_keys(rdb) == []
+    for _ in range(2):
+        assert (await attempt(api, "bob"))[0] == 401
+    assert (await attempt(api, "bob"))[0] == 429
+    assert (await attempt(api, "alice", PASSWORD))[0] == 200
+    assert sorted(await rate_limit_keys(rdb)) == sorted(
+        [keys.login_failures_by_ip("127.0.0.1"), keys.login_failures_by_user("bob")]
+    )
+
+
+async def test_an_ipv6_slash_64_is_one_client(make_api: MakeApi, rdb: aioredis.Redis) -> None:
+    api = await make_api(login_max_failures=1, trusted_proxies=proxies("127.0.0.1/32"))
+    for i in range(5):  # five addresses of one /64, five names: the /64's budget is spent
+        assert (await attempt(api, f"name{i}", xff=f"2001:db8:1:2::{i + 1}"))[0] == 401
+    assert (await attempt(api, "other", xff="2001:db8:1:2:ffff:ffff:ffff:ffff"))[0] == 429
+    assert (await attempt(api, "other", xff="2001:db8:1:3::1"))[0] == 401  # the next /64
+    assert (await attempt(api, "more", xff="::ffff:203.0.113.9"))[0] == 401  # IPv4, mapped
+    ip_keys = sorted(k for k in await rate_limit_keys(rdb) if k.startswith("sw:rl:ip:"))
+    assert ip_keys == [
+        "sw:rl:ip:2001:db8:1:2::/64",
+        "sw:rl:ip:2001:db8:1:3::/64",
+        "sw:rl:ip:203.0.113.9",
+    ]
+
+
+async def test_known_devices_failures_are_bounded_per_client(make_api: MakeApi) -> None:
+    # Each success mints a device token, and a device's budget is its own; yet all the
+    # devices of one client share one budget for their failures (5 x the user limit).
+    api = await make_api(login_max_failures=1, max_sessions_per_user=50)
+    tokens = [(await login(api))["device_token"] for _ in range(6)]
+    for token in tokens[:5]:
+        assert (await device_attempt(api, "wrong", token))[0] == 401
+    assert (await device_attempt(api, "wrong", tokens[5]))[0] == 429
+    assert (await attempt(api, "bob", PASSWORD))[0] == 200  # other sign-ins are not held up

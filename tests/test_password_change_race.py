@@ -25,7 +25,7 @@ from argon2 import PasswordHasher
 from service.users import file as usersfile
 from service.users.directory import User, UserDirectory
 from service.users.passwords import PasswordChecker
-from tests.conftest import ENGINES, bearer, on_engine
+from tests.conftest import ENGINES, TEST_HASHER, bearer, on_engine
 from tests.processes import running
 from tests.test_users import command, write_users
 
@@ -55,13 +55,14 @@ class SlowHash(PasswordChecker):
     """The first check of `password` takes as long as the test wants."""
 
     def __init__(self, password: str) -> None:
-        super().__init__(max_queued=100, max_per_client=100)
+        # Two turns at once: a held check must not keep the next sign-in waiting.
+        super().__init__(TEST_HASHER, threads=2, max_waiting=100, max_waiting_per_client=100)
         self.password, self.gate = password, Gate()
 
-    async def verify(self, stored_hash: str, password: str, client: str = "") -> bool:
+    async def verify(self, stored_hash: str, password: str) -> bool:
         if password == self.password:
             await self.gate.hold()
-        return await super().verify(stored_hash, password, client)
+        return await super().verify(stored_hash, password)
 
 
 class PauseAfterCheck(UserDirectory):
@@ -71,9 +72,9 @@ class PauseAfterCheck(UserDirectory):
     gate: Gate
 
     async def authenticate(
-        self, username: str, password: str, checker: PasswordChecker, client: str = ""
+        self, username: str, password: str, checker: PasswordChecker
     ) -> User | None:
-        user = await super().authenticate(username, password, checker, client)
+        user = await super().authenticate(username, password, checker)
         if user is not None and password == self.password:
             await self.gate.hold()
         return user

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,64 @@ def test_the_default_touch_interval_is_inside_the_idle_timeout(
     tmp_path: Path, idle: str, touch: int
 ) -> None:
     assert from_env(tmp_path, SESSION_IDLE_TIMEOUT=idle).session_touch_interval == touch
+
+
+def test_hashing_logs_and_metrics_ports(tmp_path: Path) -> None:
+    default = from_env(tmp_path)
+    assert (
+        default.password_hash_time_cost,
+        default.password_hash_memory_cost,
+        default.password_hash_parallelism,
+    ) == (3, 65536, 4)  # argon2-cffi's own, above OWASP's minimum
+    assert default.log_format == "text"
+    assert (default.metrics_port, default.gateway_metrics_port) == (None, None)
+    chosen = from_env(
+        tmp_path,
+        PASSWORD_HASH_TIME_COST="2",
+        PASSWORD_HASH_MEMORY_COST="19456",
+        PASSWORD_HASH_PARALLELISM="1",
+        LOG_FORMAT="JSON",
+        METRICS_PORT="9100",
+        GATEWAY_METRICS_PORT="9101",
+    )
+    assert (chosen.password_hash_time_cost, chosen.password_hash_memory_cost) == (2, 19456)
+    assert chosen.log_format == "json"
+    assert (chosen.metrics_port, chosen.gateway_metrics_port) == (9100, 9101)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"PASSWORD_HASH_TIME_COST": "0"}, "PASSWORD_HASH_TIME_COST='0' must be at least 1"),
+        (
+            {"PASSWORD_HASH_MEMORY_COST": "16", "PASSWORD_HASH_PARALLELISM": "4"},
+            "PASSWORD_HASH_MEMORY_COST must be at least 8 KiB per lane (parallelism)",
+        ),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' must be one of text, json"),
+        ({"METRICS_PORT": "8000"}, "METRICS_PORT=8000 must differ from PORT and GATEWAY_PORT"),
+        (
+            {"GATEWAY_METRICS_PORT": "9000", "PORT": "9000"},
+            "GATEWAY_METRICS_PORT=9000 must differ from PORT and GATEWAY_PORT",
+        ),
+        (
+            {"METRICS_PORT": "9100", "GATEWAY_METRICS_PORT": "9100"},
+            "METRICS_PORT and GATEWAY_METRICS_PORT must differ",
+        ),
+    ],
+)
+def test_bad_hashing_logs_and_metrics_settings(
+    tmp_path: Path, env: dict[str, str], says: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^{re.escape(says)}$"):
+        from_env(tmp_path, **env)
+
+
+def test_weak_hashing_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    weak = from_env(tmp_path, PASSWORD_HASH_TIME_COST="1", PASSWORD_HASH_MEMORY_COST="8192")
+    weak.warn_about_defaults()
+    assert "below OWASP's minimum" in caplog.text
+    caplog.clear()
+    from_env(
+        tmp_path, PASSWORD_HASH_TIME_COST="1", PASSWORD_HASH_MEMORY_COST="47104"
+    ).warn_about_defaults()
+    assert "OWASP" not in caplog.text

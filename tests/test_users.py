@@ -50,22 +50,25 @@ def write_users(path: Path, **passwords: str) -> None:
 
 
 def command_env(redis_url: str) -> dict[str, str]:
-    """The command's environment; with no `redis_url`, development with no Redis running."""
+    """The command's environment; with no `redis_url`, development with no Redis running.
+    Its PASSWORD_HASH_* are the defaults (the tests' cheap ones are the API's)."""
     environment = process_env(redis_url, DEV_REDIS_PORT=str(free_port()))
+    environment = {k: v for k, v in environment.items() if not k.startswith("PASSWORD_HASH_")}
     if not redis_url:
         del environment["REDIS_URL"]
     return environment
 
 
 def command(
-    path: Path, *args: str, typed: str = "", redis_url: str = ""
+    path: Path, *args: str, typed: str = "", redis_url: str = "", **extra: str
 ) -> subprocess.CompletedProcess[str]:
     """Run the command with no terminal, so it reads the password from stdin; with no
-    `redis_url`, as in development with no Redis running."""
+    `redis_url`, as in development with no Redis running; with the default PASSWORD_HASH_*
+    unless `extra` says otherwise."""
     return subprocess.run(
         [sys.executable, "-m", "service.users", *args, "--file", str(path)],
         cwd=ROOT,
-        env=command_env(redis_url),
+        env={**command_env(redis_url), **extra},
         input=typed,
         capture_output=True,
         text=True,
@@ -144,11 +147,11 @@ class ChangingChecker(PasswordChecker):
         super().__init__()
         self.path, self.calls = path, 0
 
-    async def verify(self, stored_hash: str, password: str, client: str = "") -> bool:
+    async def verify(self, stored_hash: str, password: str) -> bool:
         self.calls += 1
         if self.calls == 1:
             write_users(self.path, dana="new-password")
-        return await super().verify(stored_hash, password, client)
+        return await super().verify(stored_hash, password)
 
 
 async def test_a_password_changed_during_its_check_is_checked_again(tmp_path: Path) -> None:
@@ -168,6 +171,21 @@ def test_hashes_are_argon2id_at_least_owasps_minimum(tmp_path: Path) -> None:
     assert found.type is Type.ID
     assert found.memory_cost >= 19 * 1024
     assert found.time_cost >= 2
+
+
+def test_the_command_hashes_with_password_hash_settings(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    chosen = {
+        "PASSWORD_HASH_TIME_COST": "2",
+        "PASSWORD_HASH_MEMORY_COST": "19456",
+        "PASSWORD_HASH_PARALLELISM": "1",
+    }
+    assert command(path, "add", "dana", typed="pass-word\n", **chosen).returncode == 0
+    found = extract_parameters(stored(path, "dana")["password_hash"])  # type: ignore[index]
+    assert (found.time_cost, found.memory_cost, found.parallelism) == (2, 19456, 1)
+    refused = command(path, "passwd", "dana", typed="pass-word\n", PASSWORD_HASH_TIME_COST="0")
+    assert refused.returncode == 2
+    assert "PASSWORD_HASH_TIME_COST='0' must be at least 1" in refused.stderr
 
 
 def test_the_demo_users_are_argon2id() -> None:
@@ -430,6 +448,7 @@ async def test_a_running_system_follows_the_users_file(tmp_path: Path, redis_url
             )
             assert changed.returncode == 0, changed.stderr
             assert "signed out 2 session(s)" in changed.stdout
+            assert changed.stderr.count(" of alice ended: password_changed, by -") == 2
             for device in (phone, laptop):
                 notice = await device.until("session.revoked")
                 assert (notice["reason"], notice["by"]) == ("password_changed", None)
@@ -439,6 +458,7 @@ async def test_a_running_system_follows_the_users_file(tmp_path: Path, redis_url
 
             removed = await asyncio.to_thread(command, path, "remove", "bob", redis_url=redis_url)
             assert removed.returncode == 0, removed.stderr
+            assert removed.stderr.count(" of bob ended: admin, by -") == 1
             notice = await bob.until("session.revoked")
             assert (notice["reason"], notice["by"]) == ("admin", None)
             await login(http, "bob", "bob-password", url=api.url, status=401)

@@ -11,7 +11,15 @@ from service.clock import SYSTEM_CLOCK, Clock
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
 from service.engine.factory import engine_for
-from service.runtime.appkeys import ENGINE, EVENTS, REDIS, SETTINGS, STORE, TOKENS
+from service.runtime.appkeys import (
+    ENGINE,
+    EVENTS,
+    METRICS_REGISTRY,
+    REDIS,
+    SETTINGS,
+    STORE,
+    TOKENS,
+)
 from service.runtime.contexts import redis_ctx
 from service.runtime.health import health_routes
 from service.sessions.eventlog import EventLog
@@ -47,6 +55,7 @@ def create_gateway_app(
     app[SETTINGS] = settings
     app[TOKENS] = TokenCodec(settings, clock)
     app[METRICS] = metrics = Metrics()
+    app[METRICS_REGISTRY] = metrics.registry
     app[HUB] = Hub(metrics, clock, queue_size=queue_size)
     app[HEARTBEAT_INTERVAL] = heartbeat
     app[REFUSED_ORIGINS] = RefusedOrigins(clock, settings.origins)
@@ -66,7 +75,9 @@ def create_gateway_app(
     app.router.add_get("/ws", gateway.websocket)
     # Ready also needs every master's pub/sub connection up.
     app.add_routes(
-        health_routes(lambda app: app[METRICS].registry, lambda app: app[LISTENER].ready)
+        health_routes(
+            lambda app: app[LISTENER].ready, metrics=settings.gateway_metrics_port is None
+        )
     )
     return app
 

@@ -14,12 +14,16 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.sockets = Gauge(
-            "sessionwire_gateway_sockets", "Connected WebSocket devices", registry=self.registry
+            "sessionwire_gateway_sockets",
+            "Connected WebSocket devices",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # several processes: the sum over the live ones
         )
         self.syncing = Gauge(
             "sessionwire_gateway_sockets_syncing",
             "Connected devices not yet subscribed and caught up on their user's log",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         notices = Counter(
             "sessionwire_gateway_notices",

@@ -76,7 +76,6 @@ class Sweeper:
             await self.store.reschedule(due, self.store.clock.now_ms() + BAD_ENTRY_RETRY_MS)
             return 0
         await self.store.reschedule(due, deadline)
-        if revoked:
-            log.info("expired %d session(s) of %s", len(revoked), due.username)
+        if revoked:  # each logged by the store
             self.metrics.expired.inc(len(revoked))
         return len(revoked)

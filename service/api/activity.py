@@ -1,4 +1,5 @@
-"""The activity log: a user's recent session events, newest first, from their capped log."""
+"""The activity log: a user's recent session events and failed sign-ins, newest first, from
+their capped log and their record of failures."""
 
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ async def activity(request: web.Request) -> web.Response:
 
 async def activity_of(request: web.Request, username: str) -> web.Response:
     """The answer to `/activity` for `username`, as many events as `?limit=` asks."""
-    events = await request.app[EVENTS].recent(username, _limit(request))
-    return json_response(ActivityResponse(events=[event.to_activity() for event in events]))
+    limit, log = _limit(request), request.app[EVENTS]
+    events = [event.to_activity() for event in await log.recent(username, limit)]
+    events += [window.to_activity() for window in await log.failures(username, limit)]
+    events.sort(key=lambda event: event.at, reverse=True)
+    return json_response(ActivityResponse(events=events[:limit]))
 
 
 def _limit(request: web.Request) -> int:

@@ -12,7 +12,16 @@ from importlib.resources.abc import Traversable
 from aiohttp import web
 
 from service.api import activity, admin, forward_auth
-from service.api.appkeys import AUTH, DEVICE_TOKENS, LIMITER, METRICS, PASSWORDS, SIGN_IN, USERS
+from service.api.appkeys import (
+    AUTH,
+    DEVICE_TOKENS,
+    HASH_UPGRADES,
+    LIMITER,
+    METRICS,
+    PASSWORDS,
+    SIGN_IN,
+    USERS,
+)
 from service.api.cors import cors_middleware
 from service.api.errors import Handler, problem_middleware
 from service.api.inputs import MAX_BODY, device_name_from
@@ -26,7 +35,15 @@ from service.clock import SYSTEM_CLOCK, Clock
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
 from service.engine.factory import engine_for
-from service.runtime.appkeys import ENGINE, EVENTS, REDIS, SETTINGS, STORE, TOKENS
+from service.runtime.appkeys import (
+    ENGINE,
+    EVENTS,
+    METRICS_REGISTRY,
+    REDIS,
+    SETTINGS,
+    STORE,
+    TOKENS,
+)
 from service.runtime.contexts import redis_ctx
 from service.runtime.health import health_routes
 from service.sessions.callers import Authenticator
@@ -37,7 +54,8 @@ from service.settings import Settings
 from service.users.devicetokens import DeviceTokens
 from service.users.directory import UserDirectory
 from service.users.limiter import LoginLimiter
-from service.users.passwords import PasswordChecker
+from service.users.passwords import PasswordChecker, password_hasher
+from service.users.upgrade import HashUpgrades
 
 log = logging.getLogger(__name__)
 STATIC = files("service.api") / "static"
@@ -59,6 +77,7 @@ def create_app(
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics()
+    app[METRICS_REGISTRY] = app[METRICS].registry
     app[TOKENS] = TokenCodec(settings, clock)
     app[DEVICE_TOKENS] = DeviceTokens(settings, clock)
 
@@ -85,9 +104,9 @@ def create_app(
         app.cleanup_ctx.append(follow_users_file)
     app.cleanup_ctx.append(redis_ctx(settings, redis_client, attach))
     app.cleanup_ctx.append(_warm_user_agent_parser)
-    app.cleanup_ctx.append(_password_checker(passwords))
+    app.cleanup_ctx.append(_password_checker(settings, passwords))
     app.add_routes(routes)
-    app.add_routes(health_routes(lambda app: app[METRICS].registry))
+    app.add_routes(health_routes(metrics=settings.metrics_port is None))
     app.add_routes(activity.routes)
     app.add_routes(forward_auth.routes)
     if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path
@@ -108,10 +127,13 @@ async def _warm_user_agent_parser(app: web.Application) -> AsyncIterator[None]:
 
 
 def _password_checker(
-    given: PasswordChecker | None,
+    settings: Settings, given: PasswordChecker | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The hashing threads, with PASSWORD_HASH_* (a given checker has its own)."""
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        checker = app[PASSWORDS] = given or PasswordChecker()
+        checker = app[PASSWORDS] = given or PasswordChecker(password_hasher(settings))
+        app[HASH_UPGRADES] = HashUpgrades(app[USERS], checker)
         yield
         if given is None:
             checker.close()

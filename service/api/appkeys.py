@@ -11,6 +11,7 @@ from service.users.devicetokens import DeviceTokens
 from service.users.directory import UserDirectory
 from service.users.limiter import LoginLimiter
 from service.users.passwords import PasswordChecker
+from service.users.upgrade import HashUpgrades
 
 LIMITER = web.AppKey("limiter", LoginLimiter)
 USERS = web.AppKey("users", UserDirectory)
@@ -19,3 +20,4 @@ METRICS = web.AppKey("metrics", ApiMetrics)
 DEVICE_TOKENS = web.AppKey("device_tokens", DeviceTokens)
 AUTH = web.AppKey("auth", Authenticator)
 SIGN_IN = web.AppKey("sign_in", SignIn)
+HASH_UPGRADES = web.AppKey("hash_upgrades", HashUpgrades)

@@ -61,8 +61,10 @@ def _to_problem(exc: Exception) -> web.Response | None:
             )
             response.force_close()  # the rest of a slow body is not waited for
             return response
-        case HashingBusy():
-            return busy("Too many sign-ins are being checked; retry in a second.")
+        case HashingBusy(retry_after=seconds):
+            return busy(
+                f"Too many sign-ins are waiting to be checked; retry in {seconds} s.", seconds
+            )
         case web.HTTPException():
             code = _HTTP_CODES.get(exc.status, "http_error")
             detail = (

@@ -94,7 +94,7 @@ PRODUCT_OPERATIONS: list[Operation] = [
     (
         "get",
         "/activity",
-        "The user's recent session events, newest first",
+        "The user's recent session events and failed sign-ins, newest first",
         None,
         ActivityResponse,
         True,
@@ -153,7 +153,7 @@ ADMIN_OPERATIONS: list[Operation] = [
     (
         "get",
         "/admin/users/{username}/activity",
-        "A user's recent session events, as GET /activity",
+        "A user's recent session events and failed sign-ins, as GET /activity",
         None,
         ActivityResponse,
         True,

@@ -8,7 +8,16 @@ import logging
 import msgspec
 from aiohttp import web
 
-from service.api.appkeys import AUTH, DEVICE_TOKENS, LIMITER, METRICS, PASSWORDS, SIGN_IN, USERS
+from service.api.appkeys import (
+    AUTH,
+    DEVICE_TOKENS,
+    HASH_UPGRADES,
+    LIMITER,
+    METRICS,
+    PASSWORDS,
+    SIGN_IN,
+    USERS,
+)
 from service.api.inputs import (
     MAX_USER_AGENT,
     client_ip,
@@ -25,6 +34,7 @@ from service.runtime.responses import json_response
 from service.sessions.callers import Caller
 from service.sessions.records import StoredSession
 from service.sessions.store import CredentialsRevoked, RevokeMode
+from service.users.clients import client_of
 from service.users.directory import User
 from service.wire.names import SESSION_ID, is_valid_username
 from service.wire.schemas import (
@@ -61,35 +71,40 @@ async def _sign_in(
 ) -> LoginResponse:
     """The new session, or ApiError 401, RateLimited, SignInBusy or HashingBusy.
 
-    The attempt is counted before the password is hashed, so a burst of guesses gets no
-    more hashes (or answers) than the limit allows; at the limit even the right password
-    is refused, or the limit would tell a guesser when it guessed right. A known device
-    (from its device token) has a budget of its own. The session is opened before the
-    attempt is settled: one refused because the password changed meanwhile is a failure.
+    The attempt waits for its turn at the hashing threads (fair between clients), then is
+    counted before the password is hashed, so a burst of guesses gets no more hashes (or
+    answers) than the limit allows, and an attempt that never gets its turn is counted
+    nowhere; at the limit even the right password is refused, or the limit would tell a
+    guesser when it guessed right. A known device (from its device token) has a budget of
+    its own. The session is opened before the attempt is settled: one refused because the
+    password changed meanwhile is a failure.
     """
     limiter, users, checker, ip = app[LIMITER], app[USERS], app[PASSWORDS], device.ip
-    reservation = await limiter.reserve(body.username, ip, known_device)
     # A name that can't exist costs what a real check costs, so timing tells nothing.
     name = body.username if is_valid_username(body.username) else ""
-    try:
-        user = await users.authenticate(name, body.password, checker, ip)
-        response = await _open(app, user, device) if user else None
-    except BaseException:
-        await asyncio.shield(limiter.cancel(reservation))
-        raise
-    if response is None:
-        await limiter.failed(reservation)
-        app[METRICS].logins.labels("failure").inc()
-        log.info("failed sign-in for %r from %s", body.username[:64], ip)
-        raise ApiError(
-            401,
-            "invalid_credentials",
-            "Invalid credentials",
-            "The username or password is wrong.",
-            headers={"WWW-Authenticate": 'Bearer realm="sessionwire"'},  # a 401 must challenge
-        )
-    await limiter.succeeded(reservation)
-    return response
+    async with checker.turn(client_of(ip)):
+        known = users.get(name) is not None  # whose failures its owner is shown
+        reservation = await limiter.reserve(body.username, ip, known_device, known_user=known)
+        try:
+            user = await users.authenticate(name, body.password, checker)
+            response = await _open(app, user, device) if user else None
+        except BaseException:
+            await asyncio.shield(limiter.cancel(reservation))
+            raise
+        if user is not None and response is not None:
+            await limiter.succeeded(reservation)
+            await app[HASH_UPGRADES].after_sign_in(user, body.password)
+            return response
+        await limiter.failed(reservation)  # before the next turn, which may be at the limit
+    app[METRICS].logins.labels("failure").inc()
+    log.info("failed sign-in for %r from %s", body.username[:64], ip)
+    raise ApiError(
+        401,
+        "invalid_credentials",
+        "Invalid credentials",
+        "The username or password is wrong.",
+        headers={"WWW-Authenticate": 'Bearer realm="sessionwire"'},  # a 401 must challenge
+    )
 
 
 async def _open(app: web.Application, user: User, device: NewDevice) -> LoginResponse | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -18,3 +19,5 @@ ENGINE = web.AppKey("engine", Engine)
 STORE = web.AppKey("store", SessionStore)
 TOKENS = web.AppKey("tokens", TokenCodec)
 EVENTS = web.AppKey("events", EventLog)
+# The app's own metrics, served at /metrics (or on METRICS_PORT, GATEWAY_METRICS_PORT).
+METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)

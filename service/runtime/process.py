@@ -9,6 +9,7 @@ starts, and "listening" is said only once the socket listens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import logging
@@ -22,7 +23,10 @@ from aiohttp import web
 from aiohttp.web_runner import GracefulExit
 
 from service.engine.devredis import embedded_redis_if_needed
+from service.runtime.health import metrics_site
 from service.runtime.limits import harden_process, quiet_accept_errors, server_options
+from service.runtime.logformat import JsonFormatter
+from service.runtime.sharedmetrics import process_ended, shared_between_processes
 from service.runtime.supervisor import Supervisor
 from service.settings import ConfigError, Settings
 
@@ -36,12 +40,16 @@ EXIT_LISTEN = 3  # the port is taken or may not be used
 LISTEN_BACKLOG = 4096
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """Lines for people, or (LOG_FORMAT=json) one JSON object per line for shippers."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+        )
+    logging.basicConfig(level=level, handlers=[handler])
     # The access log would print request lines only; tokens travel in headers, never URLs.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
@@ -75,16 +83,32 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 @dataclass(frozen=True, slots=True)
 class Role:
-    """What kind of process this is: its name in messages, its port and how many copies."""
+    """What kind of process this is: its name in messages, its ports and how many copies."""
 
     name: str
     port_variable: str
     port: Callable[[Settings], int]
     processes: Callable[[Settings], int]
+    metrics_variable: str
+    metrics_port: Callable[[Settings], int | None]
 
 
-API = Role("API", "PORT", lambda s: s.port, lambda s: s.web_concurrency)
-WORKER = Role("worker", "GATEWAY_PORT", lambda s: s.gateway_port, lambda s: s.gateway_concurrency)
+API = Role(
+    "API",
+    "PORT",
+    lambda s: s.port,
+    lambda s: s.web_concurrency,
+    "METRICS_PORT",
+    lambda s: s.metrics_port,
+)
+WORKER = Role(
+    "worker",
+    "GATEWAY_PORT",
+    lambda s: s.gateway_port,
+    lambda s: s.gateway_concurrency,
+    "GATEWAY_METRICS_PORT",
+    lambda s: s.gateway_metrics_port,
+)
 
 
 def serve(
@@ -93,12 +117,31 @@ def serve(
     """Read the settings, build the app and serve it until signalled; the exit status.
 
     A bad setting is one line on stderr and exit status 2, a port that can't be had one
-    line and status 3, before anything starts.
+    line and status 3, before anything starts. Several processes keep their metrics in
+    one directory for the run (service/runtime/sharedmetrics.py), made before the app is.
     """
     what = role.name
     try:
         settings = Settings.from_env()
-        setup_logging(settings.log_level)  # before the build, which may have news
+    except ConfigError as exc:
+        return _refuse(what, f"configuration error: {exc}", EXIT_CONFIG)
+    processes = role.processes(settings)
+    with contextlib.ExitStack() as shared:
+        if processes > 1:
+            shared.enter_context(shared_between_processes(what))
+        return _build_and_serve(role, build, settings, processes, run_app_options)
+
+
+def _build_and_serve(
+    role: Role,
+    build: Callable[[Settings], web.Application],
+    settings: Settings,
+    processes: int,
+    run_app_options: dict[str, object],
+) -> int:
+    what = role.name
+    try:
+        setup_logging(settings.log_level, settings.log_format)  # before the build: its news
         app = build(settings)
     except ConfigError as exc:
         return _refuse(what, f"configuration error: {exc}", EXIT_CONFIG)
@@ -109,7 +152,11 @@ def serve(
     listen = Listen(settings.host, role.port(settings), role.port_variable)
     if problem := listen.problem():
         return _refuse(what, problem, EXIT_LISTEN)
-    processes = role.processes(settings)
+    if (metrics_port := role.metrics_port(settings)) is not None:
+        metrics = Listen(settings.host, metrics_port, role.metrics_variable)
+        if problem := metrics.problem():
+            return _refuse(what, problem, EXIT_LISTEN)
+        app.cleanup_ctx.append(metrics_site(settings.host, metrics_port, shared=processes > 1))
     try:
         with embedded_redis_if_needed(settings):
             if processes == 1:
@@ -123,7 +170,8 @@ def serve(
                 return _run(what, app, settings, listen, ready, run_app_options, shared=True)
 
             fatal = frozenset({EXIT_CONFIG, EXIT_LISTEN})
-            return Supervisor(what, processes, child, fatal=fatal).run(listen.address)
+            supervisor = Supervisor(what, processes, child, fatal=fatal, on_exit=process_ended)
+            return supervisor.run(listen.address)
     except ConfigError as exc:  # e.g. an embedded Redis needed, but none can be had
         return _refuse(what, f"configuration error: {exc}", EXIT_CONFIG)
 

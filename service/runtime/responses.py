@@ -59,8 +59,13 @@ def redis_unavailable(
     )
 
 
-def busy(detail: str) -> web.Response:
+def busy(detail: str, retry_after: int = 1) -> web.Response:
     """503 for work the server sheds to stay responsive; the client retries shortly."""
     return problem_response(
-        503, "busy", "Busy", detail, headers={"Retry-After": "1"}, retry_after=1
+        503,
+        "busy",
+        "Busy",
+        detail,
+        headers={"Retry-After": str(retry_after)},
+        retry_after=retry_after,
     )

@@ -65,8 +65,10 @@ class Supervisor:
         *,
         fatal: frozenset[int] = frozenset(),
         clock: Callable[[], float] = time.monotonic,
+        on_exit: Callable[[int], None] = lambda pid: None,
     ) -> None:
         self.what, self.child, self.fatal, self.clock = what, child, fatal, clock
+        self.on_exit = on_exit  # told each child's pid once it has ended
         self.slots = [Slot() for _ in range(count)]
         self.ready: set[int] = set()
         self.announced = False
@@ -156,6 +158,7 @@ class Supervisor:
         pid, lived = slot.pid, self.clock() - slot.started
         slot.pid = 0
         self.ready.discard(pid)
+        self.on_exit(pid)
         if self.stop_by is not None:
             return
         how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with status {code}"

@@ -16,7 +16,14 @@ from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
 from service.engine.factory import engine_for
 from service.sessions import keys
-from service.sessions.records import Event, Tombstone, decode_tombstone, event_decoder
+from service.sessions.records import (
+    Event,
+    FailureWindow,
+    Tombstone,
+    decode_tombstone,
+    event_decoder,
+    failure_decoder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,18 @@ class EventLog:
         """The user's latest `limit` events, newest first (what the log still holds)."""
         entries = await self.redis.xrevrange(keys.event_log(username), "+", "-", count=limit)
         return _decode_entries(username, entries)
+
+    async def failures(self, username: str, limit: int) -> list[FailureWindow]:
+        """The user's latest `limit` windows of failed sign-ins, newest first (a record of
+        its own, beside the log: guesses never push session events out)."""
+        entries = await self.redis.lrange(keys.signin_failures(username), 0, limit - 1)
+        windows = []
+        for raw in entries:
+            try:
+                windows.append(failure_decoder.decode(raw))
+            except msgspec.DecodeError as exc:
+                log.error("skipping a failed sign-in entry of %s: %s", username, exc)
+        return windows
 
     async def replay(self, queries: list[ReplayQuery]) -> list[Replay]:
         """Each query's events after its cursor and its re-checks, in one pipelined read."""

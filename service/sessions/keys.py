@@ -79,16 +79,30 @@ def username_from_channel(name: str) -> str | None:
 
 
 def login_failures_by_user(username: str) -> str:
-    return f"{PREFIX}:rl:u:{username}"
+    """Failed sign-ins for one (valid) username, on the user's slot: the script that counts
+    a failure also records it for the owner to see (`signin_failures`)."""
+    return user_prefix(username) + "rl"
 
 
-def login_failures_by_ip(ip: str) -> str:
-    return f"{PREFIX}:rl:ip:{ip}"
+def signin_failures(username: str) -> str:
+    """Capped LIST of the user's failed sign-ins, one JSON entry per window, newest first."""
+    return user_prefix(username) + "fails"
 
 
-def admin_failures_by_ip(ip: str) -> str:
-    """Wrong admin tokens from one client IP (a budget apart from sign-ins)."""
-    return f"{PREFIX}:rl:admin:{ip}"
+def login_failures_by_ip(client: str) -> str:
+    """Failed sign-ins from one client (an address, or an IPv6 /64: users/clients.py)."""
+    return f"{PREFIX}:rl:ip:{client}"
+
+
+def device_failures_by_ip(client: str) -> str:
+    """Failed sign-ins of known devices from one client: their budget is apart from the
+    client's other sign-ins (so guessers can't lock them out), yet bounded per client."""
+    return f"{PREFIX}:rl:ipd:{client}"
+
+
+def admin_failures_by_ip(client: str) -> str:
+    """Wrong admin tokens from one client (a budget apart from sign-ins)."""
+    return f"{PREFIX}:rl:admin:{client}"
 
 
 def due_bucket(username: str) -> int:
@@ -105,8 +119,8 @@ def due_index_of(username: str) -> str:
 
 
 def login_failures_by_device(username: str, device_id: str) -> str:
-    """Failed sign-ins of one known device (see service/devicetokens.py)."""
-    return f"{PREFIX}:rl:d:{username}:{device_id}"
+    """Failed sign-ins of one known device (see users/devicetokens.py), on the user's slot."""
+    return user_prefix(username) + "rl:d:" + device_id
 
 
 def due_member(username: str, session_id: str) -> str:

@@ -11,6 +11,8 @@ from service.wire.schemas import (
     ActivityEvent,
     ActivitySession,
     Actor,
+    FailureSource,
+    LoginFailures,
     Revocation,
     Session,
     from_ms,
@@ -98,7 +100,38 @@ class Event(msgspec.Struct, kw_only=True):
         )
 
 
+class FailureWindow(msgspec.Struct, kw_only=True):
+    """One entry of a user's failed sign-ins, as attempts.lua aggregates them (times in ms)."""
+
+    first: int
+    last: int
+    failed: int = 0
+    refused: int = 0
+    locked_until: int = 0
+    ips: list[FailureSource] = []
+    other_ips: int = 0
+
+    def to_activity(self) -> ActivityEvent:
+        return ActivityEvent(
+            id=f"{self.first}-failures",
+            type="login.failed",
+            at=from_ms(self.last),
+            session=None,
+            reason=None,
+            by=None,
+            failures=LoginFailures(
+                first_at=from_ms(self.first),
+                attempts=self.failed,
+                refused=self.refused,
+                locked_until=from_ms(self.locked_until) if self.locked_until else None,
+                ips=self.ips,
+                other_ips=self.other_ips,
+            ),
+        )
+
+
 session_decoder = msgspec.json.Decoder(StoredSession)
+failure_decoder = msgspec.json.Decoder(FailureWindow)
 event_decoder = msgspec.json.Decoder(Event)
 _tombstone_decoder = msgspec.json.Decoder(Tombstone)
 

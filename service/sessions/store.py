@@ -6,6 +6,7 @@ clock, and raises its own errors.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,6 +32,8 @@ from service.sessions.records import (
 from service.sessions.scripts import session_script
 from service.settings import Settings
 from service.wire.schemas import Actor
+
+log = logging.getLogger(__name__)
 
 EVENT_LOG_LENGTH = 500
 # Records and tombstones outlive their deadline a little, so a sweeper that runs late
@@ -180,11 +183,14 @@ class SessionStore:
         first_deadline = deadline_ms(now, self.idle_ms, now + self.max_age_ms)
         member = keys.due_member(username, session_id)
         await self.redis.zadd(keys.due_index_of(username), {member: first_deadline})
-        raw, revoked = await self._acknowledged.run(self._create, **call)
+        raw, revoked, reasons = await self._acknowledged.run(self._create, **call)
         if raw is None:
             await self._forget_due(username, [session_id])
             raise CredentialsRevoked()
         await self._forget_due(username, revoked)
+        by = Actor(session_id=session_id, device_name=device_name, ip=ip or None)
+        for ended, reason in zip(revoked, reasons, strict=True):
+            _log_end(username, ended, reason, by if reason != "expired" else None)
         return session_decoder.decode(raw), list(revoked)
 
     async def check(self, username: str, session_id: str) -> StoredSession:
@@ -241,6 +247,8 @@ class SessionStore:
         )
         revoked = list(await self._acknowledged.run(self._revoke, **call))
         await self._forget_due(username, revoked)
+        for ended in revoked:
+            _log_end(username, ended, reason, by)
         return revoked
 
     async def expire(self, username: str, session_id: str) -> tuple[list[str], int | None]:
@@ -252,6 +260,8 @@ class SessionStore:
         call = self._call_args(username, self.clock.now_ms(), session_id=session_id)
         revoked, deadline = await self._expire(**call)
         await self._forget_due(username, revoked)
+        for ended in revoked:
+            _log_end(username, ended, "expired", None)
         return list(revoked), (None if deadline < 0 else int(deadline))
 
     async def tombstone(self, username: str, session_id: str) -> Tombstone | None:
@@ -279,3 +289,17 @@ class SessionStore:
         if session_ids:
             members = [keys.due_member(username, sid) for sid in session_ids]
             await self.redis.zrem(keys.due_index_of(username), *members)
+
+
+def _log_end(username: str, session_id: str, reason: str, by: Actor | None) -> None:
+    """One line per session that ended, whoever ended it: the API, the admin API, the
+    sweeper or the users command (sign-ins have theirs in api/signin.py)."""
+    who = f"session {by.session_id} ({by.device_name!r}, {by.ip or 'no address'})" if by else "-"
+    log.info(
+        "session %s of %s ended: %s, by %s",
+        session_id,
+        username,
+        reason,
+        who,
+        extra={"session_id": session_id, "username": username, "reason": reason, "by": who},
+    )

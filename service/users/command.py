@@ -46,8 +46,15 @@ from service.envfile import EnvFileError, environment_with
 from service.sessions.store import SessionStore
 from service.settings import DEFAULT_REDIS_HOST, ConfigError, Settings, redacted_url
 from service.users.directory import credentials_of
-from service.users.file import Entry, UsersFileError, find, read_entries, write_entries
-from service.users.passwords import hasher
+from service.users.file import (
+    Entry,
+    UsersFileError,
+    find,
+    locked,
+    read_entries,
+    write_entries,
+)
+from service.users.passwords import password_hasher
 from service.wire.names import is_printable, is_valid_username
 
 PROG = "python -m service.users"
@@ -70,6 +77,7 @@ class BadInput(Exception):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # Redis's retries, if any
+    logging.getLogger("service.sessions.store").setLevel(logging.INFO)  # each sign-out
     try:
         if not is_valid_username(args.username):
             raise BadInput("a username is 1-64 of letters, digits and . _ @ -")
@@ -129,10 +137,17 @@ async def _change(
     settings: Settings, path: Path, command: str, username: str, email: str = ""
 ) -> str:
     """Make the change, then its sign-outs; the line that reports them."""
+    with locked(path):  # no hash upgrade by an API process writes the file meanwhile
+        return await _change_locked(settings, path, command, username, email)
+
+
+async def _change_locked(
+    settings: Settings, path: Path, command: str, username: str, email: str
+) -> str:
     entries = read_entries(path)
     entry = find(entries, username)
     old_hash = str(entry["password_hash"]) if entry else ""  # before _edit replaces it
-    done = _edit(entries, command, username, path, email)
+    done = _edit(entries, command, username, path, settings, email)
     reason = REASONS.get(command)
     if reason is None:
         write_entries(path, entries)
@@ -155,7 +170,14 @@ def _where(settings: Settings) -> str:
     return f"{url}, the development default (REDIS_URL is not set: see --env-file)"
 
 
-def _edit(entries: list[Entry], command: str, username: str, path: Path, email: str) -> str:
+def _edit(
+    entries: list[Entry],
+    command: str,
+    username: str,
+    path: Path,
+    settings: Settings,
+    email: str = "",
+) -> str:
     """Change `entries` as asked (asking for the password); the words for what was done."""
     entry = find(entries, username)
     if command == "add":
@@ -168,7 +190,7 @@ def _edit(entries: list[Entry], command: str, username: str, path: Path, email: 
     if command == "remove":
         entries.remove(entry)
         return f"removed {username} from {path}"
-    entry["password_hash"] = hasher.hash(_read_password())
+    entry["password_hash"] = password_hasher(settings).hash(_read_password())  # PASSWORD_HASH_*
     return f"{'added' if command == 'add' else 'changed the password of'} {username} in {path}"
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
 import msgspec
 
 from service.settings import ConfigError
-from service.users.passwords import PasswordChecker, hasher
+from service.users.passwords import PasswordChecker
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,6 @@ class UserDirectory:
         self._users = {user.username: user for user in users}
         self.path = Path(path) if path is not None else None
         self._seen: tuple[int, ...] | None = None  # the file as last read
-        # Unknown users are checked against this, so they cost what a wrong password costs.
-        self._dummy_hash = hasher.hash(os.urandom(16).hex())
 
     @classmethod
     def load(cls, path: str | Path) -> UserDirectory:
@@ -88,23 +85,23 @@ class UserDirectory:
         return True
 
     async def authenticate(
-        self, username: str, password: str, checker: PasswordChecker, client: str = ""
+        self, username: str, password: str, checker: PasswordChecker
     ) -> User | None:
         """The user if the password is right, else None; same cost either way.
 
-        `client` (the caller's IP) is whose share of the hashing queue the check uses. A
-        password changed while the hash was being checked is checked again, whoever reread
-        the file first, so a sign-in with the old one fails once the new file is read. (A
-        sign-in checked just before the change is refused by the session core: the user's
-        `credentials` are revoked with their sessions, see service/users/command.py.)
+        Call it during one of the checker's turns. A password changed while the hash was
+        being checked is checked again, whoever reread the file first, so a sign-in with the
+        old one fails once the new file is read. (A sign-in checked just before the change
+        is refused by the session core: the user's `credentials` are revoked with their
+        sessions, see service/users/command.py.)
         """
         self.refresh()
         user = self._users.get(username)
-        stored = user.password_hash if user else self._dummy_hash
-        ok = await checker.verify(stored, password, client)
+        stored = user.password_hash if user else checker.dummy_hash
+        ok = await checker.verify(stored, password)
         self.refresh()
         if _hash_of(self._users.get(username)) != _hash_of(user):
-            return await self.authenticate(username, password, checker, client)
+            return await self.authenticate(username, password, checker)
         return user if ok and user else None
 
 

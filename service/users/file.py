@@ -4,14 +4,20 @@ A new version is written to a temporary file beside the old one, given the old o
 and owner, flushed to disk (fsync), then renamed over it: a reader sees the old file or
 the new one, and a crash at any point leaves one of the two whole. A link is followed, so
 the file it points at is replaced and the link kept.
+
+Whoever reads, changes and writes the file back holds its lock (`locked`, an flock on a
+file beside it) meanwhile: the users command, and an API process upgrading a hash. So an
+upgrade can never write back a password that `passwd` replaced a moment before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,26 @@ def read_entries(path: Path) -> list[Entry]:
 
 def find(entries: list[Entry], username: str) -> Entry | None:
     return next((entry for entry in entries if entry["username"] == username), None)
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the users file's lock for the block; without `wait`, True only if it was free."""
+    target = Path(os.path.realpath(path))
+    lock_path = target.parent / f".{target.name}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise UsersFileError(f"can't lock {target} ({lock_path}): {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # and with it the lock
 
 
 def write_entries(path: Path, entries: list[Entry]) -> None:

@@ -176,13 +176,33 @@ class ActivitySession(Base):
     ip: str | None  # null when unknown (a session the admin API opened without one)
 
 
+class FailureSource(Base):
+    """An address failed sign-ins came from, and how many."""
+
+    ip: str
+    attempts: int
+
+
+class LoginFailures(Base):
+    """Failed sign-ins for the user in one window (LOGIN_FAILURE_WINDOW from the first),
+    aggregated: one entry however many guesses."""
+
+    first_at: datetime
+    attempts: int  # wrong passwords checked
+    refused: int  # attempts refused unchecked while sign-ins were locked (429)
+    locked_until: datetime | None  # the username was locked out until then
+    ips: list[FailureSource]  # up to 5 addresses, in the order they first tried
+    other_ips: int  # attempts from further addresses
+
+
 class ActivityEvent(Base):
     id: str
-    type: Literal["session.created", "session.revoked"]
-    at: datetime
-    session: ActivitySession
+    type: Literal["session.created", "session.revoked", "login.failed"]
+    at: datetime  # for login.failed, the latest attempt
+    session: ActivitySession | None  # null for login.failed
     reason: RevokeReason | None
     by: Actor | None
+    failures: LoginFailures | None = None  # login.failed only
 
 
 class ActivityResponse(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -131,3 +132,27 @@ def test_an_administrator_signs_devices_out_in_words(
     sign_in(laptop)
     signed_in(laptop, LAPTOP)
     expect_entry(activity(laptop).nth(1), "Signed out: password changed", LAPTOP, "127.0.0.1")
+
+
+def test_someone_trying_your_password_is_shown(
+    stack: Stack, open_device: OpenDevice, screenshot: Screenshot
+) -> None:
+    laptop = laptop_alone(stack, open_device)
+    for _ in range(3):  # a guesser, from this machine's address
+        request = urllib.request.Request(
+            stack.api.url + "/login",
+            data=json.dumps({"username": USER, "password": "guess"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 401
+    laptop.reload()
+    signed_in(laptop, LAPTOP)
+    failed = activity(laptop).first
+    expect(failed.locator(".what")).to_have_text(
+        "Someone tried your password 3 times from 127.0.0.1"
+    )
+    expect(failed).to_contain_text("127.0.0.1 · just now")
+    expect(activity(laptop).nth(1).locator(".what")).to_have_text("Signed in")
+    screenshot(laptop, "failed-sign-ins")

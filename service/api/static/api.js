@@ -55,7 +55,7 @@ export function errorInWords(error) {
     case "redis_unavailable":
       return "The service is unavailable right now. Try again in a moment.";
     case "busy":
-      return "Many sign-ins are being checked right now. Try again in a second.";
+      return `Many sign-ins are being checked right now. Try again in ${waitInWords(error.retryAfter || 1)}.`;
     case "session_not_found":
       return "That device was already signed out.";
   }

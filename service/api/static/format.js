@@ -59,10 +59,27 @@ export function reasonInWords(reason) {
 /** What an activity event says happened: "Signed in", "Signed out by an administrator"… */
 export function eventInWords(event) {
   if (event.type === "session.created") return "Signed in";
+  if (event.type === "login.failed") return failuresInWords(event.failures);
   const words = SIGNED_OUT[event.reason] ?? SIGNED_OUT.logout;
   return words(event.by?.device_name || "another device");
 }
 
-function plural(count, unit) {
-  return `${count} ${unit}${count === 1 ? "" : "s"}`;
+/** "Someone tried your password 4 times from 203.0.113.9 and 2 other addresses". */
+export function failuresInWords(failures) {
+  const tries = failures.attempts + failures.refused;
+  const [first, ...others] = failures.ips;
+  const more = others.length + (failures.other_ips > 0 ? 1 : 0);
+  const elsewhere = failures.other_ips > 0 ? "more addresses" : plural(more, "other address", "other addresses");
+  return `Someone tried your password ${plural(tries, "time")} from ${first?.ip || "an unknown address"}` +
+    (more ? ` and ${elsewhere}` : "");
+}
+
+/** "Sign-ins were paused until 10:05:30 AM", for a lockout; else "". */
+export function lockoutInWords(failures) {
+  if (!failures.locked_until) return "";
+  return `Sign-ins were paused until ${clockTime(new Date(failures.locked_until))}`;
+}
+
+function plural(count, unit, units = `${unit}s`) {
+  return `${count} ${count === 1 ? unit : units}`;
 }

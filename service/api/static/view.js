@@ -1,6 +1,6 @@
 // Drawing the page: screens, device cards, notices. Text only ever goes in as textContent.
 
-import { clockTime, eventInWords, reasonInWords, relativeTime } from "./format.js";
+import { clockTime, eventInWords, lockoutInWords, reasonInWords, relativeTime } from "./format.js";
 
 const SCREENS = ["loading", "sign-in", "devices", "signed-out"];
 const LIVE_WORDS = {
@@ -77,8 +77,14 @@ export function renderActivity(events) {
 function activityItem(event) {
   const item = $("activity-template").content.firstElementChild.cloneNode(true);
   item.querySelector(".what").textContent = eventInWords(event);
-  item.querySelector(".device").textContent = event.session.device_name || "Unknown device";
-  item.querySelector(".ip").textContent = event.session.ip || "unknown address";
+  if (event.type === "login.failed") {
+    item.classList.add("failed");
+    item.querySelector(".device").textContent = lockoutInWords(event.failures);
+    item.querySelector(".ip").textContent = event.failures.ips.map((s) => s.ip).join(", ");
+  } else {
+    item.querySelector(".device").textContent = event.session.device_name || "Unknown device";
+    item.querySelector(".ip").textContent = event.session.ip || "unknown address";
+  }
   setTime(item.querySelector(".when"), event.at);
   return item;
 }
