@@ -71,6 +71,11 @@ class Settings:
     # Processes sharing PORT (the API) and GATEWAY_PORT (the worker), with SO_REUSEPORT.
     web_concurrency: int = 1
     gateway_concurrency: int = 1
+    # Browser sign-ins keep the session in an HttpOnly cookie: "auto" (when the request comes
+    # from a browser page), "always" (every /login; no token leaves by it) or "never".
+    auth_cookie: str = "auto"
+    # A session younger than this many seconds may not end the user's older ones (0: off).
+    fresh_session_guard: int = 0
 
     @property
     def effective_redis_url(self) -> str:
@@ -142,6 +147,8 @@ class Settings:
             cors_origins=read("CORS_ORIGINS", _origins),
             web_concurrency=read("WEB_CONCURRENCY", int, minimum=1, maximum=MAX_PROCESSES),
             gateway_concurrency=read("GATEWAY_CONCURRENCY", int, minimum=1, maximum=MAX_PROCESSES),
+            auth_cookie=read("AUTH_COOKIE", str.lower, choices=("auto", "always", "never")),
+            fresh_session_guard=read("FRESH_SESSION_GUARD", int, minimum=0),
         )
 
     def warn_about_defaults(self) -> None:

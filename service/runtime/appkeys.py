@@ -9,6 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 from service.engine.base import Engine
 from service.sessions.eventlog import EventLog
 from service.sessions.store import SessionStore
+from service.sessions.tickets import SocketTickets
 from service.sessions.tokens import TokenCodec
 from service.settings import Settings
 
@@ -18,3 +19,4 @@ ENGINE = web.AppKey("engine", Engine)
 STORE = web.AppKey("store", SessionStore)
 TOKENS = web.AppKey("tokens", TokenCodec)
 EVENTS = web.AppKey("events", EventLog)
+TICKETS = web.AppKey("tickets", SocketTickets)
