@@ -18,6 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import ENGINES, FIREFOX_UA, PASSWORD, ManualClock, bearer, login, on_engine
+from tests.raw import raw_request
 from tests.test_admin_api import ADMIN, ADMIN_TOKEN
 
 MakeApi = Callable[..., Awaitable[TestClient]]
@@ -357,3 +358,28 @@ async def test_the_admin_api_hands_a_cookie_when_asked(make_api: MakeApi) -> Non
     never = Browser(await make_api(admin_token=ADMIN_TOKEN, auth_cookie="never"), origin=None)
     resp = await never.send("POST", "/admin/sessions", json={**body, "cookie": True}, headers=ADMIN)  # type: ignore[arg-type]
     assert "token" in await resp.json() and never.last == {}
+
+
+@pytest.mark.parametrize(
+    ("cookie", "code"),
+    [
+        (b"__Host-sessionwire=ab\xffc", "invalid_token"),  # not UTF-8
+        (b'__Host-sessionwire="quoted"; ;; =x; a', "invalid_token"),
+        (b";;; =; __Host-sessionwire", "missing_token"),
+    ],
+)
+async def test_a_strange_cookie_is_a_401(
+    api: TestClient, caplog: pytest.LogCaptureFixture, cookie: bytes, code: str
+) -> None:
+    port = api.server.port
+    assert port is not None
+    resp = await raw_request(port, "GET", "/me", {"Cookie": cookie})
+    assert (resp.status, resp.json()["code"]) == (401, code)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_a_strange_device_cookie_counts_as_none(api: TestClient) -> None:
+    browser = Browser(api, jar={DEVICE: "a~~" + "x" * 3000 + "~not.a.token"})
+    body = await browser.sign_in()
+    assert body["session"]["device_id"]
+    assert len(browser.jar[DEVICE].split("~")) == 1  # the garbage is not kept

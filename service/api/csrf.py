@@ -34,8 +34,11 @@ def allowed_origins(settings: Settings) -> frozenset[str]:
     return settings.origins | frozenset(settings.cors_origins)
 
 
-def check(request: web.Request) -> None:
-    """Return if the request comes from an allowed page; raise 403 `csrf_refused` if not."""
+def check(request: web.Request, *, signing_in: bool = False) -> None:
+    """Return if the request comes from an allowed page; raise 403 `csrf_refused` if not.
+
+    `signing_in`: the request is a sign-in that would set the cookie (login CSRF).
+    """
     origin = request.headers.get(hdrs.ORIGIN)
     if origin is not None:
         if origin in allowed_origins(request.app[SETTINGS]):
@@ -46,10 +49,14 @@ def check(request: web.Request) -> None:
     else:
         refused = f"with no Origin (Sec-Fetch-Site {request.headers.get('Sec-Fetch-Site')!r})"
     log.info("refused %s %s %s: not an allowed page", request.method, request.path[:100], refused)
+    what = (
+        "This sign-in would set the browser's session cookie"
+        if signing_in
+        else "This request uses the browser's session cookie"
+    )
     raise ApiError(
         403,
         "csrf_refused",
         "Forbidden",
-        "This request uses the browser's session cookie but does not come from an allowed "
-        "page (ALLOWED_ORIGINS, CORS_ORIGINS); send the token as a bearer instead.",
+        f"{what} but does not come from an allowed page (ALLOWED_ORIGINS, CORS_ORIGINS).",
     )

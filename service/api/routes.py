@@ -44,7 +44,7 @@ async def login(request: web.Request) -> web.Response:
     body = await decode_body(request, LoginRequest, settings.request_timeout, forms=True)
     in_cookie = browsers.wants_cookie(request, body.cookie)
     if in_cookie:  # login CSRF: another site's page signing this browser in as someone else
-        csrf.check(request)
+        csrf.check(request, signing_in=True)
     ip = client_ip(request, settings.trusted_proxies)
     known_device = browsers.known_device(request, body.device_token, body.username)
     user = await _check_credentials(request.app, body, ip, known_device)
