@@ -385,11 +385,12 @@ export class Sessionwire {
       this.#leaving = false;
       if (error.status !== 401) throw error; // already signed out is what was asked
     }
-    this.#leave();
     if (own) {
+      // Told before this tab lets the socket go, so no other tab takes it up meanwhile.
       const by = { session_id: own.session_id, device_name: own.device_name, ip: own.ip };
       this.#toTabs({ kind: "signedOut", sessionId: own.session_id, revocation: { reason, by } });
     }
+    this.#leave();
     return revoked;
   }
 
@@ -415,11 +416,10 @@ export class Sessionwire {
   #announceEnd(revocation, { own = this.#session, fromTab = false } = {}) {
     if (this.#leaving) return;
     const ownId = own?.session_id ?? null;
+    if (ownId && !fromTab) this.#toTabs({ kind: "signedOut", sessionId: ownId, revocation });
     this.#leave();
     const { reason = "invalid", at = null, by = null } = revocation;
-    const text = this.reasonText(reason, by, ownId);
-    this.#emit("signedOut", { reason, at, by, text });
-    if (ownId && !fromTab) this.#toTabs({ kind: "signedOut", sessionId: ownId, revocation });
+    this.#emit("signedOut", { reason, at, by, text: this.reasonText(reason, by, ownId) });
   }
 
   #receive(message, fromTab = false) {
@@ -592,17 +592,17 @@ class Connection {
     try {
       socket = await this.#hooks.open();
     } catch (error) {
-      if (error instanceof SyntaxError) return this.#giveUp(); // a malformed gateway URL
-      return this.#retryLater(); // the API (config, ticket) is away: try again
+      if (error instanceof SyntaxError) this.#giveUp(); // a malformed gateway URL
+      else this.#retryLater(); // the API (config, ticket) is away: try again
+      return;
     }
     if (this.#stopped) {
       socket.close(1000);
-      return undefined;
+      return;
     }
     socket.onmessage = (event) => this.#receive(event.data);
     socket.onclose = (event) => this.#closed(socket, event);
     this.#socket = socket;
-    return undefined;
   }
 
   #receive(data) {

@@ -12,6 +12,7 @@ import logging
 from aiohttp import web
 
 from service.api.appkeys import DEVICE_TOKENS, METRICS
+from service.engine.errors import REDIS_DOWN
 from service.runtime import cookies
 from service.runtime.appkeys import SETTINGS, STORE, TOKENS
 from service.runtime.credentials import via_cookie
@@ -81,17 +82,22 @@ async def _end_previous(request: web.Request, new_session_id: str) -> None:
         claims = request.app[TOKENS].verify(old)
     except TokenError:
         return
-    if claims.session_id != new_session_id:
+    if claims.session_id == new_session_id:
+        return
+    try:
         ended = await request.app[STORE].revoke(
             claims.username, "one", claims.session_id, "logout", None
         )
-        request.app[METRICS].revocations.labels("logout").inc(len(ended))
-        if ended:
-            log.info(
-                "signed %s out of session %s: the browser signed in again",
-                claims.username,
-                claims.session_id,
-            )
+    except REDIS_DOWN as exc:  # the sign-in itself went through: hand it over
+        log.warning("could not end the session %s the browser held: %s", claims.session_id, exc)
+        return
+    request.app[METRICS].revocations.labels("logout").inc(len(ended))
+    if ended:
+        log.info(
+            "signed %s out of session %s: the browser signed in again",
+            claims.username,
+            claims.session_id,
+        )
 
 
 def forget_session(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
