@@ -82,6 +82,11 @@ class Settings:
     # Metrics on a port of their own (and off the public one): the API's and the worker's.
     metrics_port: int | None = None
     gateway_metrics_port: int | None = None
+    # Browser sign-ins keep the session in an HttpOnly cookie: "auto" (when the request comes
+    # from a browser page), "always" (every /login; no token leaves by it) or "never".
+    auth_cookie: str = "auto"
+    # A session younger than this many seconds may not end the user's older ones (0: off).
+    fresh_session_guard: int = 0
 
     @property
     def effective_redis_url(self) -> str:
@@ -156,6 +161,8 @@ class Settings:
             **_password_hashing(read),
             log_format=read("LOG_FORMAT", str.lower, choices=("text", "json")),
             **_metrics_ports(read),
+            auth_cookie=read("AUTH_COOKIE", str.lower, choices=("auto", "always", "never")),
+            fresh_session_guard=read("FRESH_SESSION_GUARD", int, minimum=0),
         )
 
     def warn_about_defaults(self) -> None:

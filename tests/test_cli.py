@@ -355,3 +355,11 @@ async def test_cli_keeps_its_device_token_and_signs_in_through_a_lockout(
         code, out = await cli.run("login", "-u", "alice", "--password", PASSWORD, "--profile", "x")
         assert code == 1 and "429" in out
         await cli.login("laptop", "laptop")  # the known device still gets in
+
+
+async def test_cli_says_so_when_the_server_signs_in_browsers_only(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with terminals(redis_url, tmp_path, AUTH_COOKIE="always") as cli:
+        code, out = await cli.run("login", "-u", "alice", "--password", PASSWORD)
+        assert code == 1 and "AUTH_COOKIE=always" in out and "Traceback" not in out

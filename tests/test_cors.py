@@ -1,4 +1,5 @@
-"""CORS for CORS_ORIGINS: preflights, the headers of every answer, and nothing for others."""
+"""CORS for CORS_ORIGINS: preflights, the headers of every answer (credentials allowed, for
+the browser's cookie), and nothing for others."""
 
 from __future__ import annotations
 
@@ -42,11 +43,12 @@ async def test_a_preflight_from_a_listed_origin(api: TestClient, path: str, orig
     assert await resp.read() == b""
     assert resp.headers["Access-Control-Allow-Origin"] == origin
     methods = {m.strip() for m in resp.headers["Access-Control-Allow-Methods"].split(",")}
-    assert {"GET", "POST", "DELETE"} <= methods
+    assert {"GET", "POST", "PUT", "PATCH", "DELETE"} <= methods
     assert resp.headers["Access-Control-Allow-Headers"] == "Authorization, Content-Type"
     assert int(resp.headers["Access-Control-Max-Age"]) > 0
     assert resp.headers["Vary"] == "Origin"
-    assert "Access-Control-Allow-Credentials" not in resp.headers
+    # Listed pages may send the browser's cookie; a credentialed answer names its origin.
+    assert resp.headers["Access-Control-Allow-Credentials"] == "true"
 
 
 @pytest.mark.parametrize("origin", [EVIL, "null", APP + "/", "https://APP.example", "*"])
@@ -75,6 +77,7 @@ async def test_answers_to_a_listed_origin_say_so_errors_too(api: TestClient) -> 
     assert [resp.status for resp in answers] == [200, 401, 404, 405, 422, 422, 401, 200]
     for resp in answers:
         assert resp.headers["Access-Control-Allow-Origin"] == APP
+        assert resp.headers["Access-Control-Allow-Credentials"] == "true"
         assert resp.headers["Vary"] == "Origin"
         exposed = {h.strip() for h in resp.headers["Access-Control-Expose-Headers"].split(",")}
         assert exposed == {"Retry-After", "WWW-Authenticate"}

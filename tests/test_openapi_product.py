@@ -49,8 +49,9 @@ async def test_every_product_endpoint_with_its_errors(api: TestClient) -> None:
         op = doc["paths"][path][method]
         assert errors <= {int(status) for status in op["responses"] if status != "200"}, path
         assert "200" in op["responses"], path
-        scheme = "admin" if path.startswith("/admin/") else "bearer"
-        assert op["security"] == [{scheme: []}], path
+        # A device signs its calls with a bearer token, or (a browser page) the cookie.
+        device = [{"bearer": []}, {"cookie": []}]
+        assert op["security"] == ([{"admin": []}] if path.startswith("/admin/") else device), path
     schemes = doc["components"]["securitySchemes"]
     assert (
         schemes["admin"]["scheme"] == "bearer" and "ADMIN_TOKEN" in schemes["admin"]["description"]
@@ -104,7 +105,7 @@ async def test_answers_match_their_published_schemas(make_api: Any) -> None:
 async def test_the_admin_api_is_documented_only_when_it_is_on(make_api: Any) -> None:
     doc = await document(await make_api())  # no ADMIN_TOKEN: every /admin path is a 404
     assert not [path for path in doc["paths"] if path.startswith("/admin/")]
-    assert set(doc["components"]["securitySchemes"]) == {"bearer"}
+    assert set(doc["components"]["securitySchemes"]) == {"bearer", "cookie"}
     form = "application/x-www-form-urlencoded"
     assert form in doc["paths"]["/login"]["post"]["requestBody"]["content"]
 
@@ -112,3 +113,41 @@ async def test_the_admin_api_is_documented_only_when_it_is_on(make_api: Any) -> 
 async def test_the_document_has_the_packages_version(api: TestClient) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert (await document(api))["info"]["version"] == project["version"]
+
+
+async def test_browser_sessions_are_documented(api: TestClient) -> None:
+    doc = await document(api)
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    cookie = doc["components"]["securitySchemes"]["cookie"]
+    assert (cookie["type"], cookie["in"], cookie["name"]) == (
+        "apiKey",
+        "cookie",
+        "__Host-sessionwire",
+    )
+    assert "csrf_refused" in cookie["description"]
+    login = paths["/login"]["post"]
+    assert "Set-Cookie" in login["responses"]["200"]["headers"]
+    assert "csrf_refused" in login["responses"]["403"]["description"]
+    assert schemas["LoginRequest"]["properties"]["cookie"]["anyOf"] == [
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+    assert "token" not in schemas["LoginResponse"]["required"]  # absent in cookie mode
+    for method, path in [
+        ("delete", "/sessions/{session_id}"),
+        ("post", "/sessions/revoke-others"),
+        ("post", "/logout-all"),
+    ]:
+        words = paths[path][method]["responses"]["403"]["description"]
+        assert "session_too_new" in words and "csrf_refused" in words, path
+    ticket = paths["/socket-ticket"]["post"]
+    assert ticket["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/SocketTicket"
+    )
+    assert set(schemas["SocketTicket"]["required"]) == {"ticket", "expires_at"}
+    assert schemas["ClientConfig"]["properties"]["socket_ticket"]["type"] == "boolean"
+    for name, media in [
+        ("sessionwire.js", "text/javascript"),
+        ("sessionwire.d.ts", "application/typescript"),
+    ]:
+        assert media in paths[f"/sdk/{name}"]["get"]["responses"]["200"]["content"]

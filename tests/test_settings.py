@@ -36,6 +36,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.log_level == "INFO"
     assert settings.trusted_proxies == ()
     assert (settings.web_concurrency, settings.gateway_concurrency) == (1, 1)
+    assert (settings.auth_cookie, settings.fresh_session_guard) == ("auto", 0)
 
 
 def test_values_are_parsed(tmp_path: Path) -> None:
@@ -65,6 +66,8 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         MAX_SOCKETS_PER_SESSION="2",
         WEB_CONCURRENCY="4",
         GATEWAY_CONCURRENCY="2",
+        AUTH_COOKIE="Always",
+        FRESH_SESSION_GUARD="86400",
     )
     assert settings.redis_url == "redis://:pw@redis.example:6380/2"
     assert settings.jwt_secret == SECRET
@@ -90,6 +93,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
     assert settings.cors_origins == ("https://app.example", "http://localhost:5173")
     assert (settings.request_timeout, settings.max_sockets_per_session) == (5, 2)
     assert (settings.web_concurrency, settings.gateway_concurrency) == (4, 2)
+    assert (settings.auth_cookie, settings.fresh_session_guard) == ("always", 86400)
     assert SECRET not in repr(settings)
     assert ADMIN_TOKEN not in repr(settings)
 
@@ -141,6 +145,9 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         ("REDIS_URL", "redis:10.0.0.5:6379"),
         ("REDIS_URL", "redis://host:port/0"),
         ("REDIS_URL", "redis://host:99999"),
+        ("AUTH_COOKIE", "sometimes"),
+        ("FRESH_SESSION_GUARD", "-1"),
+        ("FRESH_SESSION_GUARD", "24h"),
     ],
 )
 def test_a_bad_value_is_one_clear_line(tmp_path: Path, name: str, value: str) -> None:

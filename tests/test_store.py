@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from service.sessions import eventlog, keys, store
 from service.sessions.records import StoredSession, event_decoder
-from service.sessions.store import GRACE_MS, SessionGone, SessionStore
+from service.sessions.store import GRACE_MS, SessionGone, SessionStore, SessionTooNew
 from service.wire.schemas import Actor
 from tests.conftest import ManualClock as Clock
 from tests.conftest import make_settings
@@ -317,3 +317,23 @@ async def test_a_users_keys_expire_once_nothing_lives(
     for key in (keys.event_log("alice"), keys.tombstone_index("alice")):
         assert 0 < await client.pttl(key) <= (600 + GRACE_MS // 1000) * 1000
     assert not await client.exists(keys.session_index("alice"), keys.device_index("alice"))
+
+
+async def test_the_fresh_session_guard_is_judged_by_the_revoke_itself(
+    make_store: Callable[..., SessionStore], clock: Clock
+) -> None:
+    s = make_store(fresh_session_guard=60)
+    await create(s, "old")
+    clock.advance(10)
+    new = await create(s, "new")
+    by_new = new.as_actor()
+    with pytest.raises(SessionTooNew) as held:
+        await s.revoke("alice", "others", "new", "revoke_others", by_new)
+    assert held.value.retry_after == 60
+    assert await s.revoke("alice", "one", "new", "logout", by_new) == ["new"]
+    # A device asking under the guard must still be signed in: its age is what is judged.
+    with pytest.raises(SessionGone):
+        await s.revoke("alice", "all", "new", "logout_all", by_new)
+    assert [x.session_id for x in await s.list("alice")] == ["old"]
+    # Without a device asking (the admin API, a password change) nothing is held back.
+    assert await s.revoke("alice", "all", "", "admin", None) == ["old"]

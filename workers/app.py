@@ -18,6 +18,7 @@ from service.runtime.appkeys import (
     REDIS,
     SETTINGS,
     STORE,
+    TICKETS,
     TOKENS,
 )
 from service.runtime.contexts import redis_ctx
@@ -25,6 +26,7 @@ from service.runtime.health import health_routes
 from service.sessions.eventlog import EventLog
 from service.sessions.lease import sweeper_lease
 from service.sessions.store import SessionStore
+from service.sessions.tickets import SocketTickets
 from service.sessions.tokens import TokenCodec
 from service.settings import Settings
 from workers import gateway
@@ -66,6 +68,7 @@ def create_gateway_app(
         app[REDIS] = client
         app[STORE] = SessionStore(client, settings, clock, engine=engine, reads=reads)
         app[EVENTS] = EventLog(client, reads)
+        app[TICKETS] = SocketTickets(client, clock)
 
     app.cleanup_ctx.append(redis_ctx(settings, redis, attach))
     app.cleanup_ctx.append(listener_ctx)

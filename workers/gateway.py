@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 
 from service.clock import Clock
 from service.engine.errors import REDIS_DOWN
-from service.runtime.appkeys import EVENTS, SETTINGS, STORE, TOKENS
-from service.runtime.credentials import bearer_token
+from service.runtime.appkeys import EVENTS, SETTINGS, STORE, TICKETS, TOKENS
+from service.runtime.credentials import Credential, Via, presented_on_upgrade
 from service.runtime.responses import (
     problem_response,
     redis_unavailable,
@@ -26,6 +26,7 @@ from service.runtime.responses import (
 )
 from service.sessions.eventlog import StreamId
 from service.sessions.store import SessionGone
+from service.sessions.tickets import is_ticket
 from service.sessions.tokens import TokenError
 from service.wire import disconnect, messages
 from service.wire.disconnect import Disconnect
@@ -36,7 +37,6 @@ from workers.conn import Conn
 log = logging.getLogger(__name__)
 
 PROTOCOL = "sessionwire.v1"
-BEARER_PROTOCOL_PREFIX = "bearer."
 HEARTBEAT = 25.0  # below the ~60 s idle cut of common proxies
 CLOSE_TIMEOUT = 1.0  # wait for the peer's close frame this long, then drop it
 QUICK_CLOSE = 0.1  # for a client cut for misbehaving
@@ -57,14 +57,6 @@ class Admission:
 def offered_protocols(request: web.Request) -> list[str]:
     header = request.headers.get("Sec-WebSocket-Protocol", "")
     return [part.strip() for part in header.split(",")] if header else []
-
-
-def token_of(offered: list[str], request: web.Request) -> str:
-    """The token from the `bearer.<jwt>` subprotocol, else from `Authorization: Bearer`."""
-    for proto in offered:
-        if proto.startswith(BEARER_PROTOCOL_PREFIX) and len(proto) > len(BEARER_PROTOCOL_PREFIX):
-            return proto[len(BEARER_PROTOCOL_PREFIX) :]
-    return bearer_token(request.headers.get("Authorization"))
 
 
 def new_socket() -> web.WebSocketResponse:
@@ -130,17 +122,19 @@ def too_many_connections(limit: int) -> web.Response:
 
 
 async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | web.Response:
-    """Everything checked before the upgrade; a refusal is an HTTP problem response."""
+    """Everything checked before the upgrade; a refusal is an HTTP problem response.
+
+    The device presents a token or a socket ticket (the `bearer.` subprotocol, or
+    `Authorization: Bearer`), or the browser's session cookie. No CORS guards a socket: a
+    browser opens one from any page, with the user's cookie, so the `Origin` check is what
+    keeps another site's page from it, and a cookie without an `Origin` (no browser page
+    at all) opens nothing.
+    """
     app = request.app
     origin = request.headers.get("Origin")
     if origin is not None and origin.rstrip("/") not in app[SETTINGS].origins:
         app[REFUSED_ORIGINS].refused(origin)
-        return problem_response(
-            403,
-            "origin_not_allowed",
-            "Forbidden",
-            "This page's origin may not open the device socket.",
-        )
+        return origin_not_allowed("This page's origin may not open the device socket.")
     offered = offered_protocols(request)
     # Subprotocols offered without ours: no browser would accept the answer, and aiohttp
     # would log the whole offer, twice per request, for anyone to fill the log with.
@@ -152,9 +146,15 @@ async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | 
             f"Offer the {PROTOCOL} subprotocol (with bearer.<token>), or none.",
         )
     try:
-        claims = app[TOKENS].verify(token_of(offered, request))
+        credential = presented_on_upgrade(request, offered)
+        ticket = is_ticket(credential.token)
+        claims = None if ticket else app[TOKENS].verify(credential.token)
     except TokenError as exc:
         return unauthorized(exc.code, exc.detail)
+    if credential.via is Via.COOKIE and origin is None:
+        return origin_not_allowed(
+            "A socket signed in by the browser's cookie needs its page's Origin."
+        )
     if not ws.can_prepare(request).ok:
         return problem_response(
             426,
@@ -163,18 +163,34 @@ async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | 
             "Open this URL as a WebSocket.",
             headers={"Upgrade": "websocket"},
         )
-    user, sid = claims.username, claims.session_id
-    # The log position is read before the check, so whatever happens after the check is
-    # replayed from the log even if it is published before the subscription is live.
     try:
+        user, sid = (
+            (claims.username, claims.session_id) if claims else await redeem(app, credential)
+        )
+        # The log position is read before the check, so whatever happens after the check is
+        # replayed from the log even if it is published before the subscription is live.
         cursor = await app[EVENTS].last_id(user)
         await app[STORE].check(user, sid)
+    except TokenError as exc:
+        return unauthorized(exc.code, exc.detail)
     except SessionGone as gone:
         return Admission(user, sid, cursor, gone)
     except (RedisError, *REDIS_DOWN) as exc:
         log.warning("GET /ws: Redis unavailable: %s", exc)
         return redis_unavailable()
     return Admission(user, sid, cursor, None)
+
+
+async def redeem(app: web.Application, credential: Credential) -> tuple[str, str]:
+    """(username, session id) of a socket ticket, which opens nothing after this one."""
+    found = await app[TICKETS].redeem(credential.token)
+    if found is None:
+        raise TokenError("invalid_token", "The socket ticket is used, expired or unknown.")
+    return found
+
+
+def origin_not_allowed(detail: str) -> web.Response:
+    return problem_response(403, "origin_not_allowed", "Forbidden", detail)
 
 
 async def send_revoked(

@@ -46,8 +46,18 @@ def say(text: object, file: TextIO | None = None) -> None:
     print(escaped(str(text)), file=file or sys.stdout, flush=True)
 
 
+BROWSERS_ONLY = (
+    "this server signs in browsers only (AUTH_COOKIE=always): the terminal client needs "
+    "AUTH_COOKIE=auto or never"
+)
+
+
 class CliError(Exception):
-    """Something to tell the user in one line; exit status 1."""
+    """Something to tell the user in one line; exit status 1. `code`: the problem's, if any."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SessionEnded(CliError):
@@ -83,16 +93,31 @@ def problem_error(status: int, reason: str | None, payload: Any) -> CliError:
             return SessionEnded(signed_out_in_words(revoked))
         why = "the session expired" if problem["code"] == "token_expired" else "the session ended"
         return SessionEnded(f"this device was signed out: {why}")
-    return CliError(f"{status}: {problem.get('detail') or reason}")
+    return CliError(f"{status}: {problem.get('detail') or reason}", str(problem.get("code", "")))
 
 
 async def login(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
     username = args.username
-    body = {"username": username, "password": args.password, "device_name": args.device_name}
+    # A terminal keeps its token itself (its profile): no browser cookie for it.
+    body = {
+        "username": username,
+        "password": args.password,
+        "device_name": args.device_name,
+        "cookie": False,
+    }
     known = load_device_tokens(args.profile)
     if username in known:  # this device's own failure budget: guessers can't lock us out
         body["device_token"] = known[username]
-    answer = await call(http, "POST", f"{args.api}/login", body=body)
+    try:
+        answer = await call(http, "POST", f"{args.api}/login", body=body)
+    except CliError as error:
+        # Only a sign-in that sets a cookie is judged by its page: the server sets one for
+        # every sign-in, which a terminal can't take.
+        if error.code == "csrf_refused":
+            raise CliError(BROWSERS_ONLY) from None
+        raise
+    if "token" not in answer:
+        raise CliError(BROWSERS_ONLY)
     if answer.get("device_token"):
         save_device_token(args.profile, username, answer["device_token"])
     session = answer["session"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.api.appkeys import AUTH
+from service.api.auth import caller_of
 from service.api.problems import validation_error
 from service.runtime.appkeys import EVENTS
-from service.runtime.credentials import presented
 from service.runtime.responses import json_response
 from service.wire.schemas import ACTIVITY_LIMIT_DEFAULT, ACTIVITY_LIMIT_MAX, ActivityResponse
 
@@ -17,7 +16,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/activity")
 async def activity(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].check(presented(request))
+    caller = await caller_of(request)
     return await activity_of(request, caller.username)
 
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from service.api.activity import activity_of
 from service.api.appkeys import LIMITER, METRICS, SIGN_IN
+from service.api.browsers import in_cookie
 from service.api.inputs import client_ip, decode_body, given_device_name, ip_address
 from service.api.problems import ApiError, validation_error
 from service.api.signin import NewDevice
@@ -87,6 +88,8 @@ async def create_session(request: web.Request) -> web.Response:
     device = NewDevice(body.device_id or "", name, body.user_agent or "", _ip(body.ip))
     response = await request.app[SIGN_IN].open(_checked(body.username), device)
     log.info("admin API opened session %s for %s", response.session.session_id, body.username)
+    if body.cookie and request.app[SETTINGS].auth_cookie != "never":
+        return in_cookie(request, response)
     return json_response(response)
 
 

@@ -27,7 +27,7 @@ from service.api.errors import Handler, problem_middleware
 from service.api.inputs import MAX_BODY, device_name_from
 from service.api.metrics import ApiMetrics
 from service.api.openapi import build_openapi
-from service.api.page import page_headers
+from service.api.page import SDK_FILES, page_headers
 from service.api.routes import routes
 from service.api.signin import SignIn
 from service.api.userwatch import follow_users_file
@@ -42,6 +42,7 @@ from service.runtime.appkeys import (
     REDIS,
     SETTINGS,
     STORE,
+    TICKETS,
     TOKENS,
 )
 from service.runtime.contexts import redis_ctx
@@ -49,6 +50,7 @@ from service.runtime.health import health_routes
 from service.sessions.callers import Authenticator
 from service.sessions.eventlog import EventLog
 from service.sessions.store import SessionStore
+from service.sessions.tickets import SocketTickets
 from service.sessions.tokens import TokenCodec
 from service.settings import Settings
 from service.users.devicetokens import DeviceTokens
@@ -59,6 +61,9 @@ from service.users.upgrade import HashUpgrades
 
 log = logging.getLogger(__name__)
 STATIC = files("service.api") / "static"
+# The client library, kept as an npm-style package in clients/web/ and shipped as package
+# data of `clients` (read as files: the API never imports client code).
+SDK = files("clients") / "web"
 
 
 def create_app(
@@ -96,6 +101,7 @@ def create_app(
         )
         app[LIMITER] = LoginLimiter(client, settings, clock)
         app[EVENTS] = EventLog(client, reads)
+        app[TICKETS] = SocketTickets(client, clock)
         app[AUTH] = Authenticator(app[TOKENS], app[STORE])
         app[SIGN_IN] = SignIn(app[STORE], app[TOKENS])
 
@@ -117,6 +123,8 @@ def create_app(
     page, asset = _page_files(page_headers(settings))
     app.router.add_get("/", page)
     app.router.add_get("/static/{name}", asset)
+    for name, media in SDK_FILES.items():
+        app.router.add_get(f"/sdk/{name}", _sdk_file(name, f"{media}; charset=utf-8"))
     return app
 
 
@@ -162,6 +170,19 @@ def _page_files(headers: dict[str, str]) -> tuple[Handler, Handler]:
         return web.FileResponse(STATIC / name, headers=headers)
 
     return page, asset
+
+
+def _sdk_file(name: str, content_type: str) -> Handler:
+    headers = {
+        "Content-Type": content_type,
+        "Cache-Control": "no-cache",  # revalidated (ETag), so an upgrade reaches pages at once
+        "X-Content-Type-Options": "nosniff",
+    }
+
+    async def sdk(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(SDK / name, headers=headers)
+
+    return sdk
 
 
 def _is_file(path: Traversable) -> bool:

@@ -5,7 +5,13 @@ A listed origin gets itself back in `Access-Control-Allow-Origin` (never `*`); a
 origin gets no CORS header at all, so its browser refuses to let the page read the answer.
 Every answer carries `Vary: Origin`, because whether it has the CORS headers depends on it:
 a cache must not hand one origin's answer to another (Fetch standard, "CORS protocol and
-HTTP caches"). Tokens travel in `Authorization`, not cookies, so credentials are not allowed.
+HTTP caches"). Listed pages may send the browser's session cookie (`credentials:
+"include"`), so their answers say `Access-Control-Allow-Credentials: true`, which browsers
+accept only with the exact origin, never `*`. That serves front ends on another origin of
+the same site; SameSite=Lax keeps the cookie from third-party sites anyway. What a listed
+page may do with the cookie is still judged per request (service/api/csrf.py). The module
+file of the client library (/sdk/sessionwire.js) gets these headers too: a page imports an
+ES module from another origin only if its answer allows it.
 
 Own middleware rather than aiohttp-cors: that library is configured route by route, and it
 sends no `Vary: Origin` (aio-libs/aiohttp-cors#351, open).
@@ -21,7 +27,7 @@ from multidict import CIMultiDict
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
-ALLOW_METHODS = "GET, HEAD, POST, DELETE"
+ALLOW_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
 ALLOW_HEADERS = "Authorization, Content-Type"
 # What a page may read beyond the simple headers: when to retry, and why a token failed.
 EXPOSE_HEADERS = "Retry-After, WWW-Authenticate"
@@ -60,6 +66,7 @@ def _preflight_headers(origin: str) -> dict[str, str]:
         hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: origin,
         hdrs.ACCESS_CONTROL_ALLOW_METHODS: ALLOW_METHODS,
         hdrs.ACCESS_CONTROL_ALLOW_HEADERS: ALLOW_HEADERS,
+        hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS: "true",
         hdrs.ACCESS_CONTROL_MAX_AGE: MAX_AGE,
         hdrs.VARY: hdrs.ORIGIN,
     }
@@ -70,4 +77,5 @@ def _label(headers: CIMultiDict[str], origin: str | None) -> None:
     headers[hdrs.VARY] = f"{vary}, {hdrs.ORIGIN}" if vary else hdrs.ORIGIN
     if origin:
         headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
+        headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] = "true"
         headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = EXPOSE_HEADERS

@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from service.api.appkeys import METRICS
+from service.api.browsers import forget_session
 from service.api.problems import ApiError
 from service.engine.errors import REDIS_DOWN
 from service.runtime.limits import RequestTimedOut
 from service.runtime.responses import busy, problem_response, redis_unavailable, unauthorized
-from service.sessions.store import SessionGone
+from service.sessions.store import SessionGone, SessionTooNew
 from service.sessions.tokens import TokenError
 from service.users.limiter import RateLimited, SignInBusy
 from service.users.passwords import HashingBusy
@@ -44,6 +45,16 @@ def _to_problem(exc: Exception) -> web.Response | None:
         case SessionGone(tombstone=tomb):
             detail = "This session has ended" + (f" ({tomb.reason})." if tomb else ".")
             return unauthorized("session_revoked", detail, tomb.to_wire() if tomb else None)
+        case SessionTooNew(retry_after=wait):
+            return problem_response(
+                403,
+                "session_too_new",
+                "Session too new",
+                "This device signed in too recently to sign out the account's older devices; "
+                f"it may in {wait} s.",
+                headers={"Retry-After": str(wait)},
+                retry_after=wait,
+            )
         case RateLimited():
             return problem_response(
                 429,
@@ -90,6 +101,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if isinstance(exc, web.HTTPException) and exc.status < 400:
             raise  # a redirect is an answer, not a failure
         response = _to_problem(exc) or _unexpected(request)
+        if isinstance(exc, TokenError | SessionGone):  # a dead cookie is of no more use
+            forget_session(request, response)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     metrics.observe_request(route, request.method, response.status, time.perf_counter() - started)

@@ -48,7 +48,8 @@ async def _decode_body(request: web.Request, schema: type[T], forms: bool) -> T:
                 400, "malformed_body", "Malformed body", "The form body could not be parsed."
             ) from None
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        return _convert(lambda: msgspec.convert(fields, schema))
+        # A form has only strings: "true" must be able to mean a bool.
+        return _convert(lambda: msgspec.convert(fields, schema, strict=False))
     if request.content_type != "application/json":
         accepted = "application/json" + (" or a form" if forms else "")
         raise ApiError(415, "unsupported_media_type", "Unsupported media type", f"Send {accepted}.")

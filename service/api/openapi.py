@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from service.api.forward_auth import VERIFY_METHODS
+from service.api.page import SDK_FILES
 from service.wire.names import SESSION_ID
 from service.wire.schemas import (
     ACTIVITY_LIMIT_DEFAULT,
@@ -24,14 +25,27 @@ from service.wire.schemas import (
     Problem,
     RevokedResponse,
     SessionsResponse,
+    SocketTicket,
     Username,
     UserSessionsResponse,
 )
 
 REF = "#/components/schemas/{name}"
 SESSION_ID_PATTERN = f"^{SESSION_ID}$"
-BEARER = [{"bearer": []}]
+# A signed-in device: a bearer token, or (browser pages) the session cookie.
+BEARER = [{"bearer": []}, {"cookie": []}]
 ADMIN = [{"admin": []}]
+# What each error status means, where the bare word "Problem" would not say enough.
+CSRF_REFUSED = (
+    "`csrf_refused`: authenticated by the session cookie, but not from an allowed page "
+    "(ALLOWED_ORIGINS, CORS_ORIGINS)"
+)
+TOO_NEW = "`session_too_new` (with `retry_after`): the fresh-session guard; or " + CSRF_REFUSED
+ERROR_TEXTS = {
+    401: "`missing_token`, `invalid_token`, `token_expired` or `session_revoked` (with "
+    "`revoked`); a cookie that fails is cleared",
+    403: CSRF_REFUSED,
+}
 
 # (method, path, summary, request schema, response schema, auth, error statuses)
 Operation = tuple[str, str, str, type | None, type | None, bool, tuple[int, ...]]
@@ -43,9 +57,9 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tuple[int,
         LoginRequest,
         LoginResponse,
         False,
-        (400, 401, 408, 413, 415, 422, 429, 503),
+        (400, 401, 403, 408, 413, 415, 422, 429, 503),
     ),
-    ("post", "/logout", "Sign out this device", None, RevokedResponse, True, (401, 503)),
+    ("post", "/logout", "Sign out this device", None, RevokedResponse, True, (401, 403, 503)),
     ("get", "/me", "The signed-in user and this session", None, MeResponse, True, (401, 503)),
     (
         "get",
@@ -63,7 +77,7 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tuple[int,
         None,
         RevokedResponse,
         True,
-        (401, 404, 503),
+        (401, 403, 404, 503),
     ),
     (
         "post",
@@ -72,7 +86,7 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tuple[int,
         None,
         RevokedResponse,
         True,
-        (401, 503),
+        (401, 403, 503),
     ),
     (
         "post",
@@ -81,7 +95,16 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, bool, tuple[int,
         None,
         RevokedResponse,
         True,
-        (401, 503),
+        (401, 403, 503),
+    ),
+    (
+        "post",
+        "/socket-ticket",
+        "A ticket that opens one socket once within 30 s (a gateway the cookie can't reach)",
+        None,
+        SocketTicket,
+        True,
+        (401, 403, 503),
     ),
     ("get", "/healthz", "Liveness", None, Health, False, ()),
     ("get", "/readyz", "Readiness: Redis answers", None, Health, False, (503,)),
@@ -103,11 +126,11 @@ PRODUCT_OPERATIONS: list[Operation] = [
     (
         "get",
         "/auth/verify",
-        "Forward auth for reverse proxies: is this bearer token a live session?",
+        "Forward auth for reverse proxies: is this bearer token (or cookie) a live session?",
         None,
         None,
         True,
-        (401, 503),
+        (401, 403, 503),
     ),
 ]
 
@@ -186,7 +209,7 @@ def _operation(
         op["responses"]["200"] = {"description": "OK", "content": _content(response)}
     for status in errors:
         op["responses"][str(status)] = {
-            "description": "Problem",
+            "description": ERROR_TEXTS.get(status, "Problem") if security else "Problem",
             "content": _content(Problem, media="application/problem+json"),
         }
     if request is not None:
@@ -251,6 +274,45 @@ def _product_details(paths: dict[str, dict[str, Any]]) -> None:
     for method in VERIFY_METHODS:
         if method != "GET":
             paths["/auth/verify"][method.lower()] = {**verify, "summary": "As GET /auth/verify"}
+    _browser_details(paths)
+
+
+def _browser_details(paths: dict[str, dict[str, Any]]) -> None:
+    """Cookie mode and the fresh-session guard, which the table cannot say."""
+    login = paths["/login"]["post"]
+    login["description"] = (
+        "A browser page (Sec-Fetch-Mode sent, or `cookie: true`; AUTH_COOKIE) gets the "
+        "session in the HttpOnly cookie `__Host-sessionwire` and its device token in "
+        "`__Host-sessionwire-device`: the answer then has no `token` or `device_token`. "
+        "Such a sign-in must come from an allowed page (login CSRF)."
+    )
+    login["responses"]["200"]["headers"] = {
+        "Set-Cookie": {
+            "description": "In cookie mode: `__Host-sessionwire` (Secure; HttpOnly; Path=/; "
+            "SameSite=Lax) and `__Host-sessionwire-device` (SameSite=Strict, 180 days)",
+            "schema": {"type": "string"},
+        }
+    }
+    login["responses"]["403"]["description"] = CSRF_REFUSED
+    for method, path in (
+        ("delete", "/sessions/{session_id}"),
+        ("post", "/sessions/revoke-others"),
+        ("post", "/logout-all"),
+    ):
+        paths[path][method]["responses"]["403"]["description"] = TOO_NEW
+    for name, media in SDK_FILES.items():
+        paths[f"/sdk/{name}"] = {
+            "get": {
+                "summary": "The browser client library"
+                + (" (ES module)" if name.endswith(".js") else " (TypeScript types)"),
+                "responses": {
+                    "200": {
+                        "description": "CORS-readable by CORS_ORIGINS pages",
+                        "content": {media: {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        }
 
 
 def build_openapi(*, admin: bool) -> dict[str, Any]:
@@ -270,7 +332,15 @@ def build_openapi(*, admin: bool) -> dict[str, Any]:
         )
     _product_details(paths)
     schemes: dict[str, Any] = {
-        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+        "cookie": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "__Host-sessionwire",
+            "description": "Browser pages: set by /login, HttpOnly. Unsafe methods must come "
+            "from an allowed page (Origin, else Sec-Fetch-Site), or get 403 `csrf_refused`. "
+            "Over plain http on a host other than localhost its name is `sessionwire`.",
+        },
     }
     if admin:
         schemes["admin"] = {

@@ -1,4 +1,5 @@
-"""Where the page finds the gateway, and the headers that keep the page to its own."""
+"""Where the page finds the gateway, the headers that keep the page to its own, and the
+client library's files."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from urllib.parse import urlsplit
 from service.settings import Settings
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+# The client library's files at /sdk/ (clients/web/), with their media types.
+SDK_FILES = {"sessionwire.js": "text/javascript", "sessionwire.d.ts": "application/typescript"}
 
 
 def page_hosts(settings: Settings) -> list[str]:
@@ -35,6 +38,21 @@ def gateway_url(settings: Settings, host_header: str) -> str:
         asked = ""
     host = asked if asked in hosts else hosts[0]
     return f"ws://{_bracketed(host)}:{settings.gateway_port}/ws"
+
+
+def reaches_gateway(settings: Settings, host_header: str) -> bool:
+    """Whether the API's cookie, set for this Host, is sent to the gateway too.
+
+    Cookies are kept per host name, whatever the port: the gateway on GATEWAY_PORT of the
+    page's host gets it, one on another host (GATEWAY_PUBLIC_URL) does not.
+    """
+    if not settings.gateway_public_url:
+        return True
+    try:
+        asked = urlsplit(f"//{host_header}").hostname or ""
+    except ValueError:
+        return False
+    return urlsplit(settings.gateway_public_url).hostname == asked
 
 
 def gateway_origins(settings: Settings) -> list[str]:

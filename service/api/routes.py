@@ -8,8 +8,8 @@ import logging
 import msgspec
 from aiohttp import web
 
+from service.api import browsers, csrf
 from service.api.appkeys import (
-    AUTH,
     DEVICE_TOKENS,
     HASH_UPGRADES,
     LIMITER,
@@ -18,6 +18,7 @@ from service.api.appkeys import (
     SIGN_IN,
     USERS,
 )
+from service.api.auth import caller_of
 from service.api.inputs import (
     MAX_USER_AGENT,
     client_ip,
@@ -25,16 +26,16 @@ from service.api.inputs import (
     given_device_name,
     header_text,
 )
-from service.api.page import gateway_url
+from service.api.page import gateway_url, reaches_gateway
 from service.api.problems import ApiError
 from service.api.signin import NewDevice
-from service.runtime.appkeys import SETTINGS, STORE
-from service.runtime.credentials import presented
+from service.runtime.appkeys import SETTINGS, STORE, TICKETS
 from service.runtime.responses import json_response
 from service.sessions.callers import Caller
 from service.sessions.records import StoredSession
 from service.sessions.store import CredentialsRevoked, RevokeMode
 from service.users.clients import client_of
+from service.users.devicetokens import new_device_id
 from service.users.directory import User
 from service.wire.names import SESSION_ID, is_valid_username
 from service.wire.schemas import (
@@ -45,6 +46,8 @@ from service.wire.schemas import (
     RevokedResponse,
     SessionsResponse,
     SessionView,
+    SocketTicket,
+    from_ms,
 )
 
 log = logging.getLogger(__name__)
@@ -55,14 +58,22 @@ routes = web.RouteTableDef()
 async def login(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     body = await decode_body(request, LoginRequest, settings.request_timeout, forms=True)
+    in_cookie = browsers.wants_cookie(request, body.cookie)
+    if in_cookie:  # login CSRF: another site's page signing this browser in as someone else
+        csrf.check(request, signing_in=True)
     ip = client_ip(request, settings.trusted_proxies)
-    device_tokens = request.app[DEVICE_TOKENS]
-    known_device = device_tokens.device_of(body.device_token, body.username)
+    known_device = browsers.known_device(request, body.device_token, body.username)
     user_agent = header_text(request.headers.get("User-Agent", ""))[:MAX_USER_AGENT]
-    device = NewDevice(body.device_id or "", given_device_name(body.device_name), user_agent, ip)
+    device_id = known_device or new_device_id()
+    # A browser is one device whatever its tabs: its session takes the browser's own id.
+    session_device = body.device_id or (device_id if in_cookie else "")
+    device = NewDevice(session_device, given_device_name(body.device_name), user_agent, ip)
     response = await _sign_in(request.app, body, device, known_device)
-    response.device_token = device_tokens.issue(body.username, known_device)
+    device_token = request.app[DEVICE_TOKENS].issue(body.username, device_id)
     request.app[METRICS].logins.labels("success").inc()
+    if in_cookie:
+        return await browsers.hand_over(request, response, device_token, body.username)
+    response.device_token = device_token
     return json_response(response)
 
 
@@ -124,6 +135,7 @@ async def _open(app: web.Application, user: User, device: NewDevice) -> LoginRes
 async def _revoke(
     request: web.Request, caller: Caller, mode: RevokeMode, target: str, reason: str
 ) -> web.Response:
+    """Revoke as the caller's device; SessionTooNew (the fresh-session guard) may refuse."""
     revoked = await request.app[STORE].revoke(
         caller.username, mode, target, reason, caller.session.as_actor()
     )
@@ -132,19 +144,22 @@ async def _revoke(
             404, "session_not_found", "Session not found", "You have no session with that id."
         )
     request.app[METRICS].revocations.labels(reason).inc(len(revoked))
-    return json_response(RevokedResponse(revoked=revoked))
+    response = json_response(RevokedResponse(revoked=revoked))
+    if caller.session.session_id in revoked:
+        browsers.forget_session(request, response)
+    return response
 
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].check(presented(request))
+    caller = await caller_of(request)
     return await _revoke(request, caller, "one", caller.session.session_id, "logout")
 
 
 # Not "revoke-others": that path allows POST only (and its 405 must say so).
 @routes.delete(f"/sessions/{{session_id:(?!revoke-others$){SESSION_ID}}}")
 async def revoke_session(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].check(presented(request))
+    caller = await caller_of(request)
     target = request.match_info["session_id"]
     reason = "logout" if target == caller.session.session_id else "revoked"
     return await _revoke(request, caller, "one", target, reason)
@@ -152,19 +167,27 @@ async def revoke_session(request: web.Request) -> web.Response:
 
 @routes.post("/sessions/revoke-others")
 async def revoke_others(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].check(presented(request))
+    caller = await caller_of(request)
     return await _revoke(request, caller, "others", caller.session.session_id, "revoke_others")
 
 
 @routes.post("/logout-all")
 async def logout_all(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].check(presented(request))
+    caller = await caller_of(request)
     return await _revoke(request, caller, "all", caller.session.session_id, "logout_all")
+
+
+@routes.post("/socket-ticket")
+async def socket_ticket(request: web.Request) -> web.Response:
+    """A ticket for one socket, for a browser whose gateway its cookie does not reach."""
+    caller = await caller_of(request)
+    ticket, expires = await request.app[TICKETS].issue(caller.username, caller.session.session_id)
+    return json_response(SocketTicket(ticket=ticket, expires_at=from_ms(expires)))
 
 
 @routes.get("/me")
 async def me(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].check(presented(request))
+    caller = await caller_of(request)
     # Absent from the users file: signed in by the product (admin API), or removed since.
     user = request.app[USERS].get(caller.username)
     return json_response(
@@ -185,7 +208,7 @@ def _view(session: StoredSession, current_id: str) -> SessionView:
 
 @routes.get("/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
-    caller = await request.app[AUTH].check(presented(request))
+    caller = await caller_of(request)
     sessions = await request.app[STORE].list(caller.username)
     current = caller.session.session_id
     return json_response(SessionsResponse(sessions=[_view(s, current) for s in sessions]))
@@ -193,6 +216,8 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 @routes.get("/config")
 async def config(request: web.Request) -> web.Response:
-    """Where the page's WebSocket should connect."""
-    url = gateway_url(request.app[SETTINGS], request.host)
-    return json_response(ClientConfig(gateway_url=url))
+    """Where the page's WebSocket should connect, and whether it needs a ticket to."""
+    settings = request.app[SETTINGS]
+    url = gateway_url(settings, request.host)
+    ticket = not reaches_gateway(settings, request.host)
+    return json_response(ClientConfig(gateway_url=url, socket_ticket=ticket))

@@ -54,5 +54,8 @@ class SignIn:
         )
         token = self.tokens.issue(username, session.session_id, session.created_ms, session.max_ms)
         return LoginResponse(
-            token=token, expires_at=from_ms(session.max_ms), session=session.to_wire()
+            token=token,
+            token_type="Bearer",
+            expires_at=from_ms(session.max_ms),
+            session=session.to_wire(),
         )

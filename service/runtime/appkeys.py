@@ -10,6 +10,7 @@ from redis.asyncio.cluster import RedisCluster
 from service.engine.base import Engine
 from service.sessions.eventlog import EventLog
 from service.sessions.store import SessionStore
+from service.sessions.tickets import SocketTickets
 from service.sessions.tokens import TokenCodec
 from service.settings import Settings
 
@@ -21,3 +22,4 @@ TOKENS = web.AppKey("tokens", TokenCodec)
 EVENTS = web.AppKey("events", EventLog)
 # The app's own metrics, served at /metrics (or on METRICS_PORT, GATEWAY_METRICS_PORT).
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+TICKETS = web.AppKey("tickets", SocketTickets)

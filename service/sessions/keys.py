@@ -123,6 +123,12 @@ def login_failures_by_device(username: str, device_id: str) -> str:
     return user_prefix(username) + "rl:d:" + device_id
 
 
+def socket_ticket(digest: str) -> str:
+    """A socket ticket (service/sessions/tickets.py), by the digest of the ticket: each is
+    its own slot, so tickets spread over a cluster."""
+    return f"{PREFIX}:tk:{digest}"
+
+
 def due_member(username: str, session_id: str) -> str:
     return f"{username} {session_id}"
 

@@ -7,6 +7,7 @@ clock, and raises its own errors.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -59,6 +60,14 @@ class Touch(StrEnum):
 
 class CredentialsRevoked(Exception):
     """The password hash a sign-in checked was replaced or removed since: no session."""
+
+
+class SessionTooNew(Exception):
+    """The fresh-session guard: this session may end the user's older ones only later."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"this session may end older ones in {retry_after} s")
+        self.retry_after = retry_after
 
 
 class SessionGone(Exception):
@@ -116,6 +125,7 @@ class SessionStore:
         self.touch_ms = settings.session_touch_interval * 1000
         self.max_sessions = settings.max_sessions_per_user
         self.max_tombstones = settings.max_tombstones_per_user
+        self.guard_ms = settings.fresh_session_guard * 1000
         self._acknowledged = AcknowledgedWrites(engine, on_unacknowledged)
         self._create = client.register_script(session_script("create"))
         self._touch = client.register_script(session_script("touch"))
@@ -233,6 +243,10 @@ class SessionStore:
 
         With `credentials` (the digest of a password hash just replaced or removed), in the
         same step no sign-in checked against that hash can open a session any more.
+
+        `by` is the device asking, or None (the admin API, a password change). A device
+        must still be signed in (else SessionGone), and the fresh-session guard holds for
+        it (else SessionTooNew); both are judged in the revoke's own script.
         """
         call = self._call_args(
             username,
@@ -244,8 +258,14 @@ class SessionStore:
             credentials=credentials,
             max_credentials=MAX_REVOKED_CREDENTIALS,
             credentials_ms=REVOKED_CREDENTIALS_MS,
+            guard_ms=self.guard_ms,
         )
-        revoked = list(await self._acknowledged.run(self._revoke, **call))
+        outcome, *found = await self._acknowledged.run(self._revoke, **call)
+        if outcome == "too_new":
+            raise SessionTooNew(max(1, math.ceil(int(found[0]) / 1000)))
+        if outcome == "gone" and by is not None:
+            raise SessionGone(await self.tombstone(username, by.session_id))
+        revoked = list(found[0])
         await self._forget_due(username, revoked)
         for ended in revoked:
             _log_end(username, ended, reason, by)

@@ -40,7 +40,7 @@ class DeviceTokens:
         now = self.clock.now_ms() // 1000
         claims = {
             "sub": username,
-            "did": device_id or secrets.token_urlsafe(16),
+            "did": device_id or new_device_id(),
             "iat": now,
             "exp": now + LIFETIME_S,
             "iss": self._issuer,
@@ -50,6 +50,16 @@ class DeviceTokens:
 
     def device_of(self, token: str | None, username: str) -> str | None:
         """The device id of a valid, unexpired token of `username`; None for anything else."""
+        claims = self._claims(token)
+        return claims[1] if claims and claims[0] == username else None
+
+    def user_of(self, token: str | None) -> str | None:
+        """Whose valid, unexpired token this is; None for anything else."""
+        claims = self._claims(token)
+        return claims[0] if claims else None
+
+    def _claims(self, token: str | None) -> tuple[str, str] | None:
+        """(username, device id) of a valid, unexpired token."""
         if not token or not token.isascii():
             return None
         try:
@@ -63,9 +73,16 @@ class DeviceTokens:
             )
         except jwt.InvalidTokenError:
             return None
-        device, expires = claims["did"], claims["exp"]
-        if claims["sub"] != username or not isinstance(device, str) or not DEVICE_ID.match(device):
+        username, device, expires = claims["sub"], claims["did"], claims["exp"]
+        if not isinstance(username, str) or not isinstance(device, str):
+            return None
+        if not DEVICE_ID.match(device):
             return None
         if not isinstance(expires, int) or expires * 1000 <= self.clock.now_ms():
             return None
-        return device
+        return username, device
+
+
+def new_device_id() -> str:
+    """A random id for a device seen for the first time (it fits DEVICE_ID)."""
+    return secrets.token_urlsafe(16)

@@ -48,6 +48,8 @@ class LoginRequest(Base):
     device_id: DeviceId | None = None
     # From an earlier sign-in of this device: its own failure budget (see devicetokens.py).
     device_token: Annotated[str, Meta(max_length=2048)] | None = None
+    # The session in an HttpOnly cookie rather than the answer; unset: browser pages get it.
+    cookie: bool | None = None
 
 
 class Session(Base):
@@ -65,9 +67,12 @@ class SessionView(Session):
     current: bool
 
 
-class LoginResponse(Base, kw_only=True):
-    token: str
-    token_type: Literal["Bearer"] = "Bearer"
+class LoginResponse(Base, kw_only=True, omit_defaults=True):
+    """A new session. In cookie mode (a browser page) the token and the device token are in
+    HttpOnly cookies, and absent here."""
+
+    token: str | None = None
+    token_type: Literal["Bearer"] | None = None
     expires_at: datetime
     session: Session
     # Keep it (past sign-out) and send it with this user's next sign-ins from this device.
@@ -131,6 +136,16 @@ class ClientConfig(Base):
     """What the page needs to find the gateway."""
 
     gateway_url: str
+    # The gateway is on another host, which the API's cookie does not reach: a browser
+    # signed in by cookie opens its socket with a ticket (POST /socket-ticket).
+    socket_ticket: bool = False
+
+
+class SocketTicket(Base):
+    """Opens one socket, once, until `expires_at`: offer it as the `bearer.` subprotocol."""
+
+    ticket: str
+    expires_at: datetime
 
 
 # --- Your product on Sessionwire: the admin API and the activity log ---
@@ -144,6 +159,9 @@ class AdminSessionRequest(Base):
     """A session for a user the product signed in itself (SSO, passkey, MFA)."""
 
     username: Username
+    # The session in an HttpOnly cookie of the answer, for a back end that passes the
+    # answer's Set-Cookie on to the browser (from the API's own host).
+    cookie: bool = False
     device_name: DeviceName | None = None
     device_id: DeviceId | None = None
     user_agent: Annotated[str, Meta(max_length=512)] | None = None

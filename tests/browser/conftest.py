@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -71,13 +73,19 @@ def api_only(redis_url: str, tmp_path: Path) -> Iterator[Process]:
 
 
 @contextmanager
-def running_stack(redis_url: str, tmp: Path, **env: str) -> Iterator[Stack]:
-    """API and worker with the same extra `env`, the demo users; the worker's port first."""
+def running_stack(
+    redis_url: str, tmp: Path, *, socket_origins: tuple[str, ...] = (), **env: str
+) -> Iterator[Stack]:
+    """API and worker with the same extra `env`, the demo users; the worker's port first.
+
+    The worker allows sockets from the API's page, and from `socket_origins` too.
+    """
     gateway_port = free_port()
     env = {"USERS_FILE": str(DEMO_USERS), **env}
     with running("service", redis_url, tmp, GATEWAY_PORT=str(gateway_port), **env) as api:
+        origins = ",".join((api.url, *socket_origins))
         worker_env = process_env(
-            redis_url, GATEWAY_PORT=str(gateway_port), ALLOWED_ORIGINS=api.url, **env
+            redis_url, GATEWAY_PORT=str(gateway_port), ALLOWED_ORIGINS=origins, **env
         )
         worker = Process("workers", gateway_port, worker_env, tmp / "workers.log").start()
         try:
@@ -128,3 +136,43 @@ def screenshot(tmp_path: Path) -> Callable[[Page, str], None]:
         page.screenshot(path=target / f"{name}.png", full_page=True)
 
     return save
+
+
+class StaticSite:
+    """Pages of another origin (a product's front end, or an attacker's), on loopback."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, str] = {}
+        pages = self.pages
+
+        class Pages(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = pages.get(self.path.split("?")[0], "").encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                """Quiet."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return self.origin + path
+
+
+@pytest.fixture
+def static_site() -> Iterator[StaticSite]:
+    site = StaticSite()
+    site.thread.start()
+    yield site
+    site.server.shutdown()
+    site.server.server_close()
+    site.thread.join()

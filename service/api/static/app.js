@@ -1,7 +1,9 @@
 // "Your devices": sign in, see every signed-in device, sign them out, hear about it live.
+// Everything that talks to Sessionwire goes through its client library, the very module a
+// product's own page imports: the session is in an HttpOnly cookie this script never sees,
+// shared by every tab of the browser (one browser, one device).
 
-import { ApiError, call, errorInWords } from "./api.js";
-import { Gateway } from "./gateway.js";
+import { Sessionwire } from "/sdk/sessionwire.js";
 import {
   $,
   refreshRelativeTimes,
@@ -14,10 +16,6 @@ import {
   showScreen,
 } from "./view.js";
 
-const TOKEN_KEY = "sessionwire.token";
-const DEVICE_KEY = "sessionwire.device_id";
-// Per username, in localStorage: it must outlive the tab and the session (see signIn).
-const DEVICE_TOKEN_KEY = "sessionwire.device_token.";
 const CLOCK_MS = 15_000;
 const RESYNC_MS = 60_000;
 const ACTIVITY_LIMIT = 20;
@@ -25,46 +23,39 @@ const ACTIVITY_SETTLE_MS = 100; // one re-read for a burst of changes (say, "sig
 const SIGN_OUT_EVERYWHERE_QUESTION =
   "Sign out everywhere? Every device signed in to your account will be signed out, this one too.";
 
-// One tab is one device: the token and device id live in this tab's sessionStorage only.
-const state = {
-  username: "",
-  sessionId: "",
-  sessions: [],
-  gateway: null,
-  resync: null,
-  activityTimer: null,
-  leaving: false,
-};
+const sw = new Sessionwire();
+const state = { username: "", sessions: [], resync: null, activityTimer: null };
 
-const token = () => sessionStorage.getItem(TOKEN_KEY);
+const signedIn = () => sw.session !== null;
 
-function deviceId() {
-  let id = sessionStorage.getItem(DEVICE_KEY);
-  if (!id) {
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
-    id = `tab-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
-    sessionStorage.setItem(DEVICE_KEY, id);
+// ---- what the library hears --------------------------------------------------------------
+
+sw.on("status", ({ status }) => showLive(signedIn() ? status : null));
+
+/** This device's session ended elsewhere (another device, an administrator, expiry...). */
+sw.on("signedOut", (signedOut) => {
+  leave();
+  renderSignedOut(signedOut);
+  showScreen("signed-out");
+});
+
+/** Another tab of this browser signed in: so is this one. */
+sw.on("signedIn", (me) => enterOrExplain(me));
+
+sw.on("sessionsChanged", ({ event, session }) => {
+  if (event === "resync") {
+    resync().catch(() => {});
+    return;
   }
-  return id;
-}
+  state.sessions = state.sessions.filter((s) => s.session_id !== session.session_id);
+  if (event === "created") state.sessions.unshift(session);
+  draw();
+  loadActivitySoon();
+});
 
-/** An authenticated call; a 401 means this device is signed out, whatever the call was. */
-async function authed(method, path) {
-  try {
-    return await call(method, path, { token: token() });
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 401) signedOut(revocationFrom(error));
-    throw error;
-  }
-}
+sw.on("newSignIn", ({ text }) => showNotice(text));
 
-function revocationFrom(error) {
-  if (error.problem.revoked) return error.problem.revoked;
-  const reason = error.code === "token_expired" ? "expired" : "invalid";
-  return { reason, at: null, by: null };
-}
-
-// ---- screens ---------------------------------------------------------------
+// ---- screens ---------------------------------------------------------------------------
 
 function showSignIn(note = "") {
   leave();
@@ -75,19 +66,8 @@ function showSignIn(note = "") {
   ($("username").value ? $("password") : $("username")).focus();
 }
 
-/** This device's session ended elsewhere: drop the token and say why, who, and when. */
-function signedOut(revocation) {
-  if (!token() || state.leaving) return;
-  leave();
-  renderSignedOut(revocation);
-  showScreen("signed-out");
-}
-
-/** Forget the token and stop everything that used it. */
+/** Stop what the signed-in screen keeps running. */
 function leave() {
-  sessionStorage.removeItem(TOKEN_KEY);
-  state.gateway?.stop();
-  state.gateway = null;
   clearInterval(state.resync);
   clearTimeout(state.activityTimer);
   state.sessions = [];
@@ -95,20 +75,29 @@ function leave() {
   showLive(null);
 }
 
-// ---- signed in -----------------------------------------------------------------
+// ---- signed in ---------------------------------------------------------------------------
 
-/** Load who we are and the device list, then go live. */
-async function enter() {
-  const me = await authed("GET", "/me");
+/** Load the device list and the activity log, then show them (the library is live). */
+async function enter(me) {
+  clearInterval(state.resync);
   state.username = me.username;
-  state.sessionId = me.session.session_id;
-  state.leaving = false;
   $("who").textContent = me.username;
   await Promise.all([loadSessions(), loadActivity()]);
   showMessage("action-error", "");
   showScreen("devices");
+  showLive(sw.status);
   state.resync = setInterval(() => resync().catch(() => {}), RESYNC_MS);
-  await goLive();
+}
+
+/** Enter the device list; if the API fails (other than a sign-out), say so on the form. */
+async function enterOrExplain(me) {
+  try {
+    await enter(me);
+  } catch (error) {
+    if (!signedIn()) return; // a 401: the signed-out screen is up
+    showMessage("sign-in-error", sw.errorText(error));
+    showScreen("sign-in", { focus: false });
+  }
 }
 
 /** Re-read the device list and the activity log (after a reconnect, or once a minute). */
@@ -117,18 +106,17 @@ function resync() {
 }
 
 async function loadSessions() {
-  const { sessions } = await authed("GET", "/sessions");
-  state.sessions = sessions;
+  state.sessions = await sw.sessions();
   draw();
 }
 
 function draw() {
-  renderDevices(state.sessions, state.sessionId, signOutDevice);
+  renderDevices(state.sessions, sw.session?.session_id, signOutDevice);
 }
 
 async function loadActivity() {
-  const { events } = await authed("GET", `/activity?limit=${ACTIVITY_LIMIT}`);
-  if (token()) renderActivity(events);
+  const events = await sw.activity({ limit: ACTIVITY_LIMIT });
+  if (signedIn()) renderActivity(events);
 }
 
 function loadActivitySoon() {
@@ -136,52 +124,7 @@ function loadActivitySoon() {
   state.activityTimer = setTimeout(() => loadActivity().catch(() => {}), ACTIVITY_SETTLE_MS);
 }
 
-async function goLive() {
-  let config;
-  try {
-    config = await call("GET", "/config");
-  } catch {
-    showLive("off");
-    return;
-  }
-  if (!token()) return;
-  state.gateway = new Gateway(config.gateway_url, token(), {
-    onMessage: receive,
-    onStatus: showLive,
-    onFinalClose: () => resync().catch(() => {}),
-    beforeRetry: resync,
-  });
-  state.gateway.start();
-}
-
-function receive(message) {
-  switch (message.type) {
-    case "ready":
-      // Whatever happened while we were away is in the API; catch up.
-      resync().catch(() => {});
-      break;
-    case "session.revoked":
-      signedOut(message);
-      break;
-    case "sessions.changed":
-      sessionsChanged(message.event, message.session);
-      loadActivitySoon();
-      break;
-  }
-}
-
-function sessionsChanged(event, session) {
-  if (!session?.session_id || session.session_id === state.sessionId) return;
-  state.sessions = state.sessions.filter((s) => s.session_id !== session.session_id);
-  if (event === "created") {
-    state.sessions.unshift(session);
-    const from = session.ip ? ` (${session.ip})` : "";
-    showNotice(`New sign-in on ${session.device_name || "an unknown device"}${from}`);
-  }
-  draw();
-}
-
-// ---- actions -------------------------------------------------------------------
+// ---- actions -----------------------------------------------------------------------------
 
 async function signIn(event) {
   event.preventDefault();
@@ -190,70 +133,50 @@ async function signIn(event) {
   const button = form.querySelector("button");
   button.disabled = true;
   showMessage("sign-in-error", "");
-  const username = fields.username.trim();
+  let me;
   try {
-    const result = await call("POST", "/login", {
-      body: {
-        username,
-        password: fields.password,
-        device_name: fields.device_name.trim() || undefined,
-        device_id: deviceId(),
-        // A browser that signed in as this user before has a failure budget of its own:
-        // guesses from elsewhere can't lock its owner out of it.
-        device_token: localStorage.getItem(DEVICE_TOKEN_KEY + username) || undefined,
-      },
+    me = await sw.signIn({
+      username: fields.username.trim(),
+      password: fields.password,
+      deviceName: fields.device_name.trim(),
     });
-    sessionStorage.setItem(TOKEN_KEY, result.token);
-    if (result.device_token) {
-      localStorage.setItem(DEVICE_TOKEN_KEY + username, result.device_token);
-    }
   } catch (error) {
-    showMessage("sign-in-error", errorInWords(error));
+    showMessage("sign-in-error", sw.errorText(error));
     return;
   } finally {
     button.disabled = false;
   }
   form.password.value = "";
   showMessage("sign-in-note", "");
-  await enterOrExplain();
+  await enterOrExplain(me);
 }
 
-/** Enter the device list; if the API fails (other than a 401), say so on the sign-in form. */
-async function enterOrExplain() {
-  try {
-    await enter();
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 401) return; // signed-out screen is up
-    showMessage("sign-in-error", errorInWords(error));
-    showScreen("sign-in", { focus: false });
-  }
-}
-
-/** Run an action from a button; its errors are shown under the device list. */
+/** Run an action from a button; its errors are shown, in words, under the device list. */
 async function act(button, action) {
   button.disabled = true;
   showMessage("action-error", "");
   try {
     await action();
   } catch (error) {
-    if (token()) showMessage("action-error", errorInWords(error));
+    if (signedIn()) showMessage("action-error", sw.errorText(error));
   } finally {
     button.disabled = false;
-    if (token()) draw(); // some buttons' state follows the list
+    if (signedIn()) draw(); // some buttons' state follows the list
   }
 }
 
 function signOutDevice(session, button) {
-  if (session.session_id === state.sessionId) {
-    return signOutSelf(button, "POST", "/logout", "You signed out of this device.");
+  if (session.session_id === sw.session?.session_id) {
+    return signOutSelf(button, () => sw.signOut(), "You signed out of this device.");
   }
   return act(button, async () => {
     try {
-      await authed("DELETE", `/sessions/${encodeURIComponent(session.session_id)}`);
+      await sw.revoke(session.session_id);
     } catch (error) {
       if (error.code !== "session_not_found") throw error; // already gone is fine
     }
-    sessionsChanged("revoked", session);
+    state.sessions = state.sessions.filter((s) => s.session_id !== session.session_id);
+    draw();
     showNotice(`Signed out ${session.device_name}.`);
     $("other-devices-title").focus(); // its button is gone; keep keyboard users in place
   });
@@ -261,7 +184,7 @@ function signOutDevice(session, button) {
 
 function signOutOthers(button) {
   return act(button, async () => {
-    const { revoked } = await authed("POST", "/sessions/revoke-others");
+    const revoked = await sw.revokeOthers();
     state.sessions = state.sessions.filter((s) => !revoked.includes(s.session_id));
     draw();
     const count = revoked.length;
@@ -272,25 +195,18 @@ function signOutOthers(button) {
 /** Every device, this one too: one click too many would be costly, so ask first. */
 function signOutEverywhere(button) {
   if (!confirm(SIGN_OUT_EVERYWHERE_QUESTION)) return;
-  return signOutSelf(button, "POST", "/logout-all", "You signed out on every device.");
+  return signOutSelf(button, () => sw.signOutEverywhere(), "You signed out on every device.");
 }
 
 /** Sign this device out ourselves: back to the form, not the "you were signed out" screen. */
-function signOutSelf(button, method, path, note) {
+function signOutSelf(button, action, note) {
   return act(button, async () => {
-    state.leaving = true; // the gateway's own notice of this is expected; ignore it
-    try {
-      await authed(method, path);
-    } catch (error) {
-      state.leaving = false;
-      // Already signed out (401): that is what we wanted.
-      if (!(error instanceof ApiError && error.status === 401)) throw error;
-    }
+    await action();
     showSignIn(note);
   });
 }
 
-// ---- start -----------------------------------------------------------------------
+// ---- start -------------------------------------------------------------------------------
 
 async function start() {
   $("sign-in-form").addEventListener("submit", signIn);
@@ -298,8 +214,16 @@ async function start() {
   $("revoke-others").addEventListener("click", (e) => signOutOthers(e.currentTarget));
   $("logout-all").addEventListener("click", (e) => signOutEverywhere(e.currentTarget));
   setInterval(refreshRelativeTimes, CLOCK_MS);
-  if (token()) await enterOrExplain();
-  else showSignIn();
+  let me;
+  try {
+    me = await sw.resume(); // this browser's cookie, if it has one
+  } catch (error) {
+    showSignIn();
+    showMessage("sign-in-error", sw.errorText(error));
+    return;
+  }
+  if (me) await enterOrExplain(me);
+  else if ($("signed-out").hidden) showSignIn(); // else it says why this device was signed out
 }
 
 start();

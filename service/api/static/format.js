@@ -1,22 +1,10 @@
-// Words for times, waits and reasons, in the page's language.
+// Words for times and for the activity log, in the page's language (the reasons a device
+// was signed out, and errors, are the client library's words).
 
 const LANG = document.documentElement.lang || "en";
 const relativeFormat = new Intl.RelativeTimeFormat(LANG, { numeric: "auto" });
 const clockFormat = new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "medium" });
 const UNITS = [["day", 86400], ["hour", 3600], ["minute", 60]];
-
-const REASONS = {
-  logout: "This device was signed out.",
-  revoked: "Another of your devices signed this one out.",
-  revoke_others: "Another of your devices signed out all other devices.",
-  logout_all: "Someone signed out everywhere, from another of your devices.",
-  expired: "Your session expired.",
-  evicted: "You were signed in on too many devices, so this one, the least recently used, was signed out.",
-  replaced: "You signed in again on this device, which ended this earlier sign-in.",
-  admin: "An administrator signed this device out.",
-  password_changed: "Your password was changed, so this device was signed out.",
-  invalid: "Your sign-in is no longer valid.",
-};
 
 // The activity log's line for a session that ended; `by` names the device that did it.
 const SIGNED_OUT = {
@@ -44,16 +32,6 @@ export function relativeTime(date, now = Date.now()) {
 /** "Nov 27, 2026, 7:31:05 AM": the exact time, for tooltips and sentences. */
 export function clockTime(date) {
   return clockFormat.format(date);
-}
-
-/** A wait in words, rounded up: "40 seconds", "5 minutes". */
-export function waitInWords(seconds) {
-  if (seconds < 60) return plural(Math.max(1, Math.ceil(seconds)), "second");
-  return plural(Math.ceil(seconds / 60), "minute");
-}
-
-export function reasonInWords(reason) {
-  return REASONS[reason] ?? "This device was signed out.";
 }
 
 /** What an activity event says happened: "Signed in", "Signed out by an administrator"… */

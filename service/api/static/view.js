@@ -1,6 +1,6 @@
 // Drawing the page: screens, device cards, notices. Text only ever goes in as textContent.
 
-import { clockTime, eventInWords, lockoutInWords, reasonInWords, relativeTime } from "./format.js";
+import { clockTime, eventInWords, lockoutInWords, relativeTime } from "./format.js";
 
 const SCREENS = ["loading", "sign-in", "devices", "signed-out"];
 const LIVE_WORDS = {
@@ -107,9 +107,9 @@ export function refreshRelativeTimes() {
   }
 }
 
-/** The "You were signed out" screen: the reason, and who did it and when. */
+/** The "You were signed out" screen: the reason in words, and who did it and when. */
 export function renderSignedOut(revocation) {
-  $("signed-out-reason").textContent = reasonInWords(revocation.reason);
+  $("signed-out-reason").textContent = revocation.text;
   const by = $("signed-out-by");
   by.replaceChildren();
   if (revocation.by) {
