@@ -71,6 +71,16 @@ class Settings:
     # Processes sharing PORT (the API) and GATEWAY_PORT (the worker), with SO_REUSEPORT.
     web_concurrency: int = 1
     gateway_concurrency: int = 1
+    # Events out (docs/EVENTS.md): how long the outbox keeps an event, whatever receivers do.
+    events_retention: int = 7 * 24 * 3600
+    # Webhook URLs may reach loopback, private and link-local addresses (tests, a LAN).
+    webhook_allow_private: bool = False
+    # An endpoint whose every message has failed for this long is disabled.
+    webhook_disable_after: int = 5 * 24 * 3600
+    # Seconds between a message's attempts (Standard Webhooks' schedule); jittered.
+    webhook_retry_schedule: tuple[float, ...] = (
+        0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400,
+    )  # fmt: skip
 
     @property
     def effective_redis_url(self) -> str:
@@ -142,6 +152,10 @@ class Settings:
             cors_origins=read("CORS_ORIGINS", _origins),
             web_concurrency=read("WEB_CONCURRENCY", int, minimum=1, maximum=MAX_PROCESSES),
             gateway_concurrency=read("GATEWAY_CONCURRENCY", int, minimum=1, maximum=MAX_PROCESSES),
+            events_retention=read("EVENTS_RETENTION", int, minimum=1),
+            webhook_allow_private=read("WEBHOOK_ALLOW_PRIVATE", _flag),
+            webhook_disable_after=read("WEBHOOK_DISABLE_AFTER", int, minimum=1),
+            webhook_retry_schedule=read("WEBHOOK_RETRY_SCHEDULE", _schedule),
         )
 
     def warn_about_defaults(self) -> None:
@@ -228,6 +242,20 @@ def _redis_url(raw: str) -> str:
         raise ValueError("it must be a redis://, rediss:// or unix:// URL")
     _ = url.port  # raises ValueError for a port that is not a number in range
     return raw
+
+
+def _flag(raw: str) -> bool:
+    if raw.lower() not in ("0", "1", "true", "false", "yes", "no"):
+        raise ValueError("it must be 1 or 0")
+    return raw.lower() in ("1", "true", "yes")
+
+
+def _schedule(raw: str) -> tuple[float, ...]:
+    """Delays in seconds before each attempt, the first one's included (`0,5,300`)."""
+    delays = tuple(float(part) for part in _csv(raw))
+    if not delays or any(not 0 <= d <= 7 * 24 * 3600 for d in delays):
+        raise ValueError("it must be comma-separated seconds, each from 0 to 604800")
+    return delays
 
 
 def _networks(raw: str) -> tuple[IpNetwork, ...]:

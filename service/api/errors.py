@@ -11,6 +11,7 @@ from aiohttp import web
 from service.api.appkeys import METRICS
 from service.api.problems import ApiError
 from service.engine.errors import REDIS_DOWN
+from service.events.endpoints import WebhookNotFound
 from service.runtime.limits import RequestTimedOut
 from service.runtime.responses import busy, problem_response, redis_unavailable, unauthorized
 from service.sessions.store import SessionGone
@@ -61,6 +62,10 @@ def _to_problem(exc: Exception) -> web.Response | None:
             )
             response.force_close()  # the rest of a slow body is not waited for
             return response
+        case WebhookNotFound():
+            return problem_response(
+                404, "webhook_not_found", "Webhook not found", "No webhook endpoint has this id."
+            )
         case HashingBusy():
             return busy("Too many sign-ins are being checked; retry in a second.")
         case web.HTTPException():
