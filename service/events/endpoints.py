@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -46,6 +47,11 @@ class Endpoint(msgspec.Struct, kw_only=True):
     @property
     def enabled(self) -> bool:
         return self.status == "enabled"
+
+    @property
+    def host(self) -> str:
+        """The URL's host, for logs (a URL's path or query may hold a token)."""
+        return urlsplit(self.url).hostname or "?"
 
     @property
     def subscriber(self) -> Subscriber:

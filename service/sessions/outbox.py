@@ -60,6 +60,10 @@ class Pending:
     def field(self) -> str:
         return _pending_field(self.endpoint, self.event_id)
 
+    def change(self, done: bool) -> tuple[int, str, str | None]:
+        """This delivery's state to write: forgotten when done, else its attempts and due."""
+        return self.slot, self.field, None if done else f"{self.attempts}:{self.due_ms}"
+
 
 @dataclass(slots=True)
 class SlotState:
@@ -134,15 +138,14 @@ class Outbox:
             intakes.append(Intake(slot, events, by_endpoint, bool(more)))
         return intakes
 
-    async def settle(self, done: Sequence[Pending], retry: Sequence[Pending]) -> None:
-        """Forget the deliveries that are done; keep the retried ones' attempts and due time."""
+    async def settle(self, changes: Sequence[tuple[int, str, str | None]]) -> None:
+        """Write deliveries' state, in order: (slot, field, value), where the value is
+        `<attempts>:<due ms>` for a retry and None for a delivery done (forgotten)."""
         commands: list[KeyedCommand] = []
-        for p in done:
-            state = keys.outbox_state(p.slot)
-            commands.append((state, ("HDEL", state, p.field)))
-        for p in retry:
-            state = keys.outbox_state(p.slot)
-            commands.append((state, ("HSET", state, p.field, f"{p.attempts}:{p.due_ms}")))
+        for slot, name, value in changes:
+            state = keys.outbox_state(slot)
+            command = ("HDEL", state, name) if value is None else ("HSET", state, name, value)
+            commands.append((state, command))
         await self._run(commands)
 
     async def forget(self, slot: int, fields: Sequence[str]) -> None:
@@ -182,7 +185,7 @@ class Outbox:
         commands: list[KeyedCommand] = []
         for slot in slots:
             outbox = keys.outbox(slot)
-            commands.append((outbox, ("XTRIM", outbox, "MINID", "~", oldest_ms)))
+            commands.append((outbox, ("XTRIM", outbox, "MINID", "=", oldest_ms)))
             commands.append((outbox, ("XLEN", outbox)))
         replies = await self._run(commands)
         return {slot: int(replies[2 * i + 1]) for i, slot in enumerate(slots)}
