@@ -212,3 +212,114 @@ async def test_every_event_reaches_the_endpoint_signed_and_in_order(
         deliveries = await api.admin("GET", f"/admin/webhooks/{endpoint['id']}/deliveries")
         states = {d["message_id"]: d["state"] for d in deliveries["deliveries"]}
         assert states == {r.id: "delivered" for r in got}
+
+
+def statuses(*answers: tuple[int, dict[str, str]]) -> Answer:
+    """Answer with these (status, headers) in turn, then 200 for ever."""
+    queue = list(answers)
+
+    async def answer(got: Received) -> web.StreamResponse:
+        status, headers = queue.pop(0) if queue else (200, {})
+        return web.Response(status=status, headers=headers)
+
+    return answer
+
+
+def first_seen(got: list[Received]) -> list[str]:
+    return list(dict.fromkeys(r.id for r in got))
+
+
+async def test_an_outage_with_retry_after_then_every_message_in_order(
+    redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    receiver.answers["flaky"] = statuses(
+        (500, {}),  # the schedule's next delay: 0.05 s
+        (429, {"Retry-After": "3600"}),  # capped at the schedule's longest: 1.2 s
+        (503, {"Retry-After": "1"}),  # replaces the schedule's 0.1 s
+    )
+    schedule = "0,0.05,1.2,0.1"
+    with services(redis_url, tmp_path, WEBHOOK_RETRY_SCHEDULE=schedule) as (api_proc, _):
+        api = Api(http, api_proc.url)
+        endpoint = await api.webhook(receiver.url("flaky"))
+        sessions = [(await api.open("dave", f"device-{i}"))["session"] for i in range(5)]
+        got = await receiver.until("flaky", lambda r: len(first_seen(r)) == 5 and len(r) >= 8)
+        deliveries = await api.admin("GET", f"/admin/webhooks/{endpoint['id']}/deliveries")
+    messages = {r.id: r.verified(endpoint["secret"]) for r in got}
+    order = [messages[i]["data"]["session"]["session_id"] for i in first_seen(got)]
+    assert order == [s["session_id"] for s in sessions]  # one user's events, in order
+    head = got[0].id
+    assert [r.id for r in got[:4]] == [head] * 4  # the first held the others back
+    assert len(got) == 8  # and each later one went once
+    gaps = [b.at - a.at for a, b in zip(got[:3], got[1:4], strict=True)]
+    assert gaps[1] < 5  # Retry-After 3600 was capped
+    assert gaps[2] >= 0.9  # Retry-After 1 replaced the schedule's 0.1 s
+    # Each attempt was signed afresh (its own timestamp), under the same id.
+    assert len({r.headers["webhook-timestamp"] for r in got[:4]}) >= 2
+    [first] = [d for d in deliveries["deliveries"] if d["message_id"] == head]
+    assert first["state"] == "delivered" and first["attempts"] == 4
+
+
+async def metric_sum(worker: Process, http: aiohttp.ClientSession, name: str) -> float:
+    async with http.get(worker.url + "/metrics") as resp:
+        text = await resp.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+async def until(read: Callable[[], Awaitable[Any]], done: Callable[[Any], bool]) -> Any:
+    deadline = time.monotonic() + WAIT
+    while not done(value := await read()):
+        assert time.monotonic() < deadline, f"still {value!r}"
+        await asyncio.sleep(0.05)
+    return value
+
+
+async def test_a_worker_killed_mid_delivery_loses_nothing(
+    redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    release = asyncio.Event()
+
+    async def hang(got: Received) -> web.StreamResponse:
+        await release.wait()
+        return web.Response(status=204)
+
+    receiver.answers["slow"] = hang
+    env = {"ADMIN_TOKEN": ADMIN_TOKEN, "WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_RETRY_SCHEDULE": FAST}
+    shards = "sessionwire_outbox_shards"
+    with services(redis_url, tmp_path) as (api_proc, first):
+        api = Api(http, api_proc.url)
+        endpoint = await api.webhook(receiver.url("slow"))
+        with running("workers", redis_url, tmp_path, **env) as second:
+            # The two processes share the shards, each holding a part.
+            await until(
+                lambda: asyncio.gather(*(metric_sum(w, http, shards) for w in (first, second))),
+                lambda held: sum(held) == 16 and min(held) > 0,
+            )
+            await api.open("erin", "one")
+            [stuck] = await receiver.until("slow", lambda r: len(r) == 1)
+            shard = keys.shard_of_slot(keys.slot_of_user("erin"))
+            busy, idle = (first, second) if shard in held_shards(first) else (second, first)
+            assert busy.proc is not None
+            busy.proc.send_signal(signal.SIGKILL)  # kill -9, with the message out
+            busy.proc.wait()
+            await api.open("erin", "two")  # while the duty moves to the other process
+            release.set()
+            got = await receiver.until("slow", lambda r: len(first_seen(r)) == 2)
+            await until(lambda: metric_sum(idle, http, shards), lambda held: held == 16)
+    assert got[1].id == stuck.id  # sent again, with its id
+    devices = [r.verified(endpoint["secret"])["data"]["session"]["device_name"] for r in got]
+    assert devices == ["one", "one", "two"]
+
+
+def held_shards(worker: Process) -> set[int]:
+    """The outbox shards a worker process says it holds (from its log)."""
+    held: set[int] = set()
+    for line in worker.log().splitlines():
+        if "outbox shards [" in line:
+            listed = line.split("[", 1)[1].split("]", 1)[0]
+            shards = {int(n) for n in listed.split(",") if n.strip()}
+            held = held | shards if line.rstrip().endswith("delivered here") else held - shards
+    return held
