@@ -6,24 +6,23 @@ with the Standard Webhooks reference library (`standardwebhooks`), never with ou
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from service.engine.connect import connected
 from service.sessions import keys
-from tests.conftest import ENGINES, PASSWORD, make_settings, on_engine
+from tests.conftest import ENGINES, PASSWORD, on_engine
 from tests.processes import Process, running
 
 ADMIN_TOKEN = "admin-" + "t" * 40
@@ -225,6 +224,16 @@ def statuses(*answers: tuple[int, dict[str, str]]) -> Answer:
     return answer
 
 
+def usernames(got: list[Received], *secrets: str) -> set[str]:
+    """Whose events these are, from the messages any of `secrets` verify."""
+    found = set()
+    for r in got:
+        for secret in secrets:
+            with suppress(WebhookVerificationError):
+                found.add(r.verified(secret)["data"]["username"])
+    return found
+
+
 def first_seen(got: list[Received]) -> list[str]:
     return list(dict.fromkeys(r.id for r in got))
 
@@ -323,3 +332,86 @@ def held_shards(worker: Process) -> set[int]:
             shards = {int(n) for n in listed.split(",") if n.strip()}
             held = held | shards if line.rstrip().endswith("delivered here") else held - shards
     return held
+
+
+async def test_a_hanging_endpoint_never_delays_a_healthy_one(
+    redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    release = asyncio.Event()
+
+    async def hang(got: Received) -> web.StreamResponse:
+        await release.wait()
+        return web.Response(status=204)
+
+    receiver.answers["hang"] = hang
+    with services(redis_url, tmp_path) as (api_proc, _):
+        api = Api(http, api_proc.url)
+        hanging = await api.webhook(receiver.url("hang"))
+        healthy = await api.webhook(receiver.url("ok"))
+        users = [f"user{i}" for i in range(40)]  # more users than one endpoint's 32 at once
+        for user in users:
+            await api.open(user)
+        got = await receiver.until("ok", lambda r: len(r) == len(users))
+        assert len(receiver.at("hang")) <= 32  # the hanging one holds only its own share
+        release.set()
+        late = await receiver.until("hang", lambda r: len(first_seen(r)) == len(users))
+    assert {r.verified(healthy["secret"])["data"]["username"] for r in got} == set(users)
+    assert {r.verified(hanging["secret"])["data"]["username"] for r in late} == set(users)
+
+
+async def test_410_disables_the_endpoint_and_enabling_resumes_where_it_stopped(
+    redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    receiver.answers["gone"] = statuses((410, {}))
+    with services(redis_url, tmp_path) as (api_proc, _):
+        api = Api(http, api_proc.url)
+        endpoint = await api.webhook(receiver.url("gone"))
+        path = f"/admin/webhooks/{endpoint['id']}"
+        await api.open("fay", "one")
+        [refused] = await receiver.until("gone", lambda r: len(r) == 1)
+        found = await until(lambda: api.admin("GET", path), lambda e: e["status"] == "disabled")
+        assert found["disabled_reason"] == "gone"
+        assert found["last_delivery"]["last_status"] == 410
+        await api.open("fay", "two")  # held while disabled
+        changed = await api.admin("PATCH", path, json={"status": "enabled"})
+        assert changed["status"] == "enabled" and changed["disabled_reason"] is None
+        got = await receiver.until("gone", lambda r: len(first_seen(r)) == 2)
+    assert got[1].id == refused.id  # the refused message first, then the held one
+    devices = [r.verified(endpoint["secret"])["data"]["session"]["device_name"] for r in got]
+    assert devices == ["one", "one", "two"]
+
+
+async def test_replay_and_a_rotated_secret(
+    redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    with services(redis_url, tmp_path) as (api_proc, _):
+        api = Api(http, api_proc.url)
+        endpoint = await api.webhook(receiver.url("hook"), events=["session.created"])
+        path = f"/admin/webhooks/{endpoint['id']}"
+        since = time.time() - 1
+        for user in ("gus", "hal", "ivy"):
+            await api.open(user)
+        await api.admin("POST", "/admin/users/gus/logout-all")  # not a type it takes
+        first = await receiver.until("hook", lambda r: len(r) == 3)
+        new = (await api.admin("POST", path + "/rotate-secret"))["secret"]
+        assert new.startswith("whsec_") and new != endpoint["secret"]
+        # Workers pick the new secret up within a second (they reload endpoints): sign in
+        # until a message carries it. Both secrets sign it, for a day.
+        for n in itertools.count():
+            await api.open(name := f"jay{n}")
+            old = endpoint["secret"]
+            found = await receiver.until("hook", lambda r, n=name: n in usernames(r, new, old))
+            [after] = [r for r in found if name in usernames([r], new, old)]
+            if len(after.headers["webhook-signature"].split(" ")) == 2:
+                break
+        assert after.verified(new) == after.verified(endpoint["secret"])
+        sent = len(receiver.at("hook"))
+        since_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+        queued = await api.admin("POST", path + "/replay", 202, json={"since": since_text})
+        assert queued == {"queued": sent}
+        again = (await receiver.until("hook", lambda r: len(r) == 2 * sent))[sent:]
+        assert not any(
+            "secret" in w for w in (await api.admin("GET", "/admin/webhooks"))["webhooks"]
+        )
+    assert sorted(r.id for r in again) == sorted(r.id for r in receiver.at("hook")[:sent])
+    assert {r.verified(new)["type"] for r in again} == {"session.created"}

@@ -261,10 +261,10 @@ class DeliveryDuty:
             except BaseException:
                 self._dirty.update(slots)
                 raise
-            bodies: dict[str, bytes] = {}
             for intake in intakes:
                 if intake.events:
                     self.nonempty.add(intake.slot)
+                bodies: dict[str, bytes] = {}  # one encoding per event for every endpoint
                 for queue in taking:
                     for event_id in intake.taken.get(queue.endpoint.id, ()):
                         event = intake.events.get(event_id)

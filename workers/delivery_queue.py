@@ -78,9 +78,11 @@ class EndpointQueue:
         return min((items[0].event.at for items in self.users.values() if items), default=None)
 
     def add(self, item: Item) -> None:
-        """Queue a message, unless it is here already or was done lately."""
-        if item.key in self.keys or item.key in self._done:
+        """Queue a message, unless it is here already or was done lately (and this is not
+        a replay of it)."""
+        if item.key in self.keys or (item.key in self._done and not item.pending.replayed):
             return
+        self._done.pop(item.key, None)
         self.keys.add(item.key)
         user = item.event.user
         items = self.users.setdefault(user, [])

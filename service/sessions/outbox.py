@@ -55,6 +55,7 @@ class Pending:
     event_id: str
     attempts: int = 0
     due_ms: int = 0
+    replayed: bool = False  # queued again by a replay: sent even if it was just delivered
 
     @property
     def field(self) -> str:
@@ -265,6 +266,11 @@ def _slot_state(slot: int, last_id: str, fields: dict[str, str], endpoints: set[
         elif kind == "c":
             state.cursors[endpoint] = value
         elif kind == "p":
-            attempts, _, due = value.partition(":")
-            state.pending.append(Pending(slot, endpoint, event_id, int(attempts), int(due or 0)))
+            attempts, due, *mark = [*value.split(":"), ""][:3]
+            replayed = mark == ["replay"]
+            with contextlib.suppress(ValueError):  # a corrupt one is sent as new
+                pending = Pending(slot, endpoint, event_id, int(attempts), int(due), replayed)
+                state.pending.append(pending)
+                continue
+            state.pending.append(Pending(slot, endpoint, event_id))
     return state

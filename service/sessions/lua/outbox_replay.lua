@@ -2,7 +2,7 @@
 -- KEYS: [1] the slot's outbox, [2] its delivery state (see outbox_intake.lua), [3] its wake
 -- channel. ARGV[1]: JSON {endpoint, start, from, count, types, now}: events after the
 -- endpoint's cursor (`start` where it has none) are left to intake, which takes them
--- anyway. A delivery already pending keeps its attempts. Returns {queued, the last id
+-- anyway. A delivery already pending keeps its attempts; a new one is marked ':replay'. Returns {queued, the last id
 -- read when there may be more (false otherwise)}.
 local OUTBOX, STATE, WAKE = KEYS[1], KEYS[2], KEYS[3]
 local A = cjson.decode(ARGV[1])
@@ -13,7 +13,7 @@ for _, t in ipairs(A.types) do wants[t] = true end
 local queued = 0
 for _, entry in ipairs(read) do
   if #A.types == 0 or wants[entry[2][2]] then
-    redis.call('HSETNX', STATE, 'p:' .. A.endpoint .. ':' .. entry[1], '0:' .. A.now)
+    redis.call('HSETNX', STATE, 'p:' .. A.endpoint .. ':' .. entry[1], '0:' .. A.now .. ':replay')
     queued = queued + 1
   end
 end
