@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -102,10 +103,8 @@ class Receiver:
             left = deadline - time.monotonic()
             assert left > 0, f"{path}: {len(found)} requests after {wait}s"
             self._arrived.clear()
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
-            except TimeoutError:
-                pass
         return found
 
 
@@ -259,7 +258,7 @@ async def test_an_outage_with_retry_after_then_every_message_in_order(
     head = got[0].id
     assert [r.id for r in got[:4]] == [head] * 4  # the first held the others back
     assert len(got) == 8  # and each later one went once
-    gaps = [b.at - a.at for a, b in zip(got[:3], got[1:4], strict=True)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(got[:4])]
     assert gaps[1] < 5  # Retry-After 3600 was capped
     assert gaps[2] >= 0.9  # Retry-After 1 replaced the schedule's 0.1 s
     # Each attempt was signed afresh (its own timestamp), under the same id.
@@ -392,14 +391,14 @@ async def test_replay_and_a_rotated_secret(
         for user in ("gus", "hal", "ivy"):
             await api.open(user)
         await api.admin("POST", "/admin/users/gus/logout-all")  # not a type it takes
-        first = await receiver.until("hook", lambda r: len(r) == 3)
+        await receiver.until("hook", lambda r: len(r) == 3)
         new = (await api.admin("POST", path + "/rotate-secret"))["secret"]
         assert new.startswith("whsec_") and new != endpoint["secret"]
         # Workers pick the new secret up within a second (they reload endpoints): sign in
         # until a message carries it. Both secrets sign it, for a day.
+        old = endpoint["secret"]
         for n in itertools.count():
             await api.open(name := f"jay{n}")
-            old = endpoint["secret"]
             found = await receiver.until("hook", lambda r, n=name: n in usernames(r, new, old))
             [after] = [r for r in found if name in usernames([r], new, old)]
             if len(after.headers["webhook-signature"].split(" ")) == 2:
@@ -415,3 +414,221 @@ async def test_replay_and_a_rotated_secret(
         )
     assert sorted(r.id for r in again) == sorted(r.id for r in receiver.at("hook")[:sent])
     assert {r.verified(new)["type"] for r in again} == {"session.created"}
+
+
+@pytest.fixture
+async def admin_api(make_api: Callable[..., Awaitable[Any]]) -> Any:
+    """The API in process, with the admin token on and private addresses refused."""
+    return await make_api(admin_token=ADMIN_TOKEN)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://localhost:9/hook",  # a name that resolves to loopback
+        "http://[::1]:9/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data",  # the cloud metadata service
+        "http://100.64.0.1/hook",  # CGNAT
+        "http://[fd00::1]/hook",  # unique local
+        "http://[::ffff:127.0.0.1]/hook",
+        "https://user:secret@example.com/hook",  # credentials
+        "ftp://example.com/hook",
+        "http:///nohost",
+        "not a url",
+        "https://no-such-host.invalid/hook",
+    ],
+)
+async def test_urls_into_the_network_are_refused(admin_api: Any, url: str) -> None:
+    resp = await admin_api.post("/admin/webhooks", json={"url": url}, headers=ADMIN)
+    body = await resp.json()
+    assert resp.status == 422 and body["code"] == "webhook_url_refused", body
+    assert (await (await admin_api.get("/admin/webhooks", headers=ADMIN)).json()) == {
+        "webhooks": []
+    }
+
+
+async def test_production_wants_https(make_api: Callable[..., Awaitable[Any]]) -> None:
+    api = await make_api(admin_token=ADMIN_TOKEN, app_env="production", webhook_allow_private=True)
+    resp = await api.post("/admin/webhooks", json={"url": "http://127.0.0.1/x"}, headers=ADMIN)
+    assert resp.status == 422 and (await resp.json())["code"] == "webhook_url_refused"
+    ok = await api.post("/admin/webhooks", json={"url": "https://127.0.0.1/x"}, headers=ADMIN)
+    assert ok.status == 201
+
+
+async def test_bad_input_to_every_admin_webhook_endpoint(admin_api: Any) -> None:
+    api = admin_api
+    path = "/admin/webhooks"
+    cases: list[tuple[str, str, Any]] = [
+        ("POST", path, {"url": 5}),
+        ("POST", path, {"url": ""}),
+        ("POST", path, {"url": "https://a.example/" + "x" * 3000}),
+        ("POST", path, {"url": "http://127.0.0.1/", "events": ["session.exploded"]}),
+        ("POST", path, {"url": "http://127.0.0.1/", "events": []}),
+        ("POST", path, {"url": "http://127.0.0.1/", "description": "d" * 501}),
+        ("POST", path, b"{not json"),
+        ("POST", path, b"\xff\xfe"),
+        ("POST", path, []),
+        ("GET", path + "/ep_0000000000000000", None),
+        ("GET", path + "/nonsense", None),
+        ("GET", path + "/" + "%ff" * 10, None),
+        ("PATCH", path + "/ep_0000000000000000", {"status": "enabled"}),
+        ("DELETE", path + "/ep_0000000000000000", None),
+        ("POST", path + "/ep_0000000000000000/rotate-secret", None),
+        ("GET", path + "/ep_0000000000000000/deliveries", None),
+        ("POST", path + "/ep_0000000000000000/replay", {"since": "2024-01-01T00:00:00Z"}),
+    ]
+    for method, url, body in cases:
+        kwargs: dict[str, Any] = {"data": body} if isinstance(body, bytes) else {"json": body}
+        resp = await api.request(method, url, headers=ADMIN, **kwargs)
+        assert 400 <= resp.status < 500, (method, url, body, resp.status)
+        assert resp.content_type == "application/problem+json", (method, url)
+    unauthorized = await api.get(path, headers={"Authorization": "Bearer nope"})
+    assert unauthorized.status == 401
+
+
+async def test_bad_input_to_an_existing_endpoint(
+    make_api: Callable[..., Awaitable[Any]],
+) -> None:
+    api = await make_api(admin_token=ADMIN_TOKEN, webhook_allow_private=True)
+    created = await api.post("/admin/webhooks", json={"url": "http://127.0.0.1:9/"}, headers=ADMIN)
+    assert created.status == 201
+    one = f"/admin/webhooks/{(await created.json())['id']}"
+    cases: list[tuple[str, str, Any]] = [
+        ("PATCH", one, {"status": "paused"}),
+        ("PATCH", one, {"url": "ftp://x/"}),
+        ("PATCH", one, {"events": "session.created"}),
+        ("PATCH", one, b"\x00"),
+        ("GET", one + "/deliveries?limit=0", None),
+        ("GET", one + "/deliveries?limit=101", None),
+        ("GET", one + "/deliveries?limit=%D9%A1", None),  # an Arabic-Indic digit
+        ("GET", one + "/deliveries?limit=9" * 5000, None),
+        ("POST", one + "/replay", {"since": "yesterday"}),
+        ("POST", one + "/replay", {"since": "2024-01-01T00:00:00"}),  # no offset
+        ("POST", one + "/replay", {}),
+        ("POST", one + "/replay", b"[[[[" * 3000),
+    ]
+    for method, url, body in cases:
+        kwargs: dict[str, Any] = {"data": body} if isinstance(body, bytes) else {"json": body}
+        resp = await api.request(method, url, headers=ADMIN, **kwargs)
+        assert 400 <= resp.status < 500, (method, url, resp.status, await resp.text())
+    assert (await api.get(one, headers=ADMIN)).status == 200  # nothing was changed
+    listed = await (await api.get("/admin/webhooks", headers=ADMIN)).json()
+    assert [w["status"] for w in listed["webhooks"]] == ["enabled"]
+    assert (await api.delete(one, headers=ADMIN)).status == 204
+    assert (await api.get(one, headers=ADMIN)).status == 404
+
+
+async def test_the_worker_refuses_a_private_address_at_delivery(
+    redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    """The API let the URL in (private allowed there); the worker checks the address it
+    connects to, and refuses: the receiver never hears a thing."""
+    off = {"WEBHOOK_ALLOW_PRIVATE": "0"}
+    with services(redis_url, tmp_path, worker_env=off) as (api_proc, worker):
+        api = Api(http, api_proc.url)
+        endpoint = await api.webhook(receiver.url("private", host="localhost"))
+        await api.open("kim")
+        path = f"/admin/webhooks/{endpoint['id']}/deliveries"
+        found = await until(
+            lambda: api.admin("GET", path),
+            lambda d: d["deliveries"] and d["deliveries"][0]["state"] == "failed",
+        )
+        log = worker.log()
+    assert found["deliveries"][0]["attempts"] == 4 and found["deliveries"][0]["last_status"] is None
+    assert receiver.at("private") == []
+    assert "is not a public address" in log
+    assert endpoint["secret"] not in log
+
+
+async def test_events_past_retention_are_trimmed_whatever_receivers_do(
+    single_redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    receiver.answers["down"] = statuses(*[(500, {})] * 100)
+    env = {"EVENTS_RETENTION": "3", "WEBHOOK_RETRY_SCHEDULE": "0,3600"}
+    async with aioredis.from_url(single_redis_url, decode_responses=True) as rdb:
+        with services(single_redis_url, tmp_path, **env) as (api_proc, worker):
+            api = Api(http, api_proc.url)
+            endpoint = await api.webhook(receiver.url("down"))
+            await api.open("lee")
+            await receiver.until("down", lambda r: len(r) == 1)
+            outbox = keys.outbox(keys.slot_of_user("lee"))
+            await until(lambda: rdb.xlen(outbox), lambda n: n == 0)  # trimmed after ~3 s
+            path = f"/admin/webhooks/{endpoint['id']}/replay"
+            replayed = await api.admin("POST", path, 202, json={"since": "2020-01-01T00:00:00Z"})
+            text = await (await http.get(worker.url + "/metrics")).text()
+    assert replayed == {"queued": 0}
+    assert "sessionwire_outbox_events 0.0" in text
+
+
+async def test_an_endpoint_that_keeps_failing_is_disabled(
+    single_redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    receiver.answers["broken"] = statuses(*[(500, {})] * 1000)
+    env = {"WEBHOOK_DISABLE_AFTER": "1", "WEBHOOK_RETRY_SCHEDULE": ",".join(["0.2"] * 20)}
+    with services(single_redis_url, tmp_path, **env) as (api_proc, _):
+        api = Api(http, api_proc.url)
+        endpoint = await api.webhook(receiver.url("broken"))
+        await api.open("max")
+        path = f"/admin/webhooks/{endpoint['id']}"
+        found = await until(lambda: api.admin("GET", path), lambda e: e["status"] == "disabled")
+    assert found["disabled_reason"] == "failing"
+    assert len(receiver.at("broken")) >= 5  # a second of failures, 0.2 s apart
+
+
+async def open_through(api: Api, username: str, device: str) -> str:
+    """Open a session, retrying the 503s of a failover; its id once the API said 200."""
+    body = {"username": username, "device_name": device}
+    deadline = time.monotonic() + 60
+    while True:
+        async with api.http.post(api.url + "/admin/sessions", json=body, headers=ADMIN) as resp:
+            if resp.status == 200:
+                return str((await resp.json())["session"]["session_id"])
+            assert resp.status == 503, await resp.text()
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+
+async def test_a_master_killed_mid_delivery_loses_no_event(
+    own_cluster: Any, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    victim, spared, _ = own_cluster.masters()
+    names = (f"user{i}" for i in range(5000))
+    doomed = [n for n in names if own_cluster.owner_of_slot(keys.slot_of_user(n)) == victim][:4]
+    url = f"redis://127.0.0.1:{spared}/0"
+    opened: dict[str, list[str]] = {name: [] for name in doomed}  # the API said 200
+    with services(url, tmp_path) as (api_proc, _):
+        api = Api(http, api_proc.url)
+        endpoint = await api.webhook(receiver.url("hook"))
+        for name in doomed:
+            opened[name].append(await open_through(api, name, "before"))
+        await receiver.until("hook", lambda r: len(r) >= len(doomed))
+        await asyncio.to_thread(own_cluster.kill, victim)  # kill -9
+
+        async def keep_signing_in(name: str) -> None:
+            for i in range(3):
+                opened[name].append(await open_through(api, name, f"during-{i}"))
+
+        signing_in = asyncio.gather(*(keep_signing_in(name) for name in doomed))
+        await asyncio.to_thread(own_cluster.wait_for_failover, victim)
+        await asyncio.wait_for(signing_in, 60)
+        every = {sid for sids in opened.values() for sid in sids}
+        got = await receiver.until("hook", lambda r: every <= session_ids(r, endpoint["secret"]))
+    by_user: dict[str, list[str]] = {}
+    for r in got:
+        data = r.verified(endpoint["secret"])["data"]
+        seen = by_user.setdefault(data["username"], [])
+        if data["session"]["session_id"] not in seen:
+            seen.append(data["session"]["session_id"])
+    assert by_user == opened  # none lost, each user's in order
+    ids_of: dict[str, set[str]] = {}
+    for r in got:  # a message sent twice kept its id
+        ids_of.setdefault(
+            r.verified(endpoint["secret"])["data"]["session"]["session_id"], set()
+        ).add(r.id)
+    assert all(len(ids) == 1 for ids in ids_of.values())
+
+
+def session_ids(got: list[Received], secret: str) -> set[str]:
+    return {r.verified(secret)["data"]["session"]["session_id"] for r in got}
