@@ -82,8 +82,8 @@ class SessionStore:
     replica before they return (service/replication.py): their events are in the outbox.
     The due index is another slot than the user's, so it is written around the script, in
     a crash-safe order: an entry is added before its session exists and removed after it
-    is gone; a stray entry only costs the
-    sweeper a look, while a session without one would never be swept.
+    is gone; a stray entry only costs the sweeper a look, while a session without one
+    would never be swept.
     """
 
     def __init__(
