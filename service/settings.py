@@ -87,6 +87,16 @@ class Settings:
     auth_cookie: str = "auto"
     # A session younger than this many seconds may not end the user's older ones (0: off).
     fresh_session_guard: int = 0
+    # Events out (docs/EVENTS.md): how long the outbox keeps an event, whatever receivers do.
+    events_retention: int = 7 * 24 * 3600
+    # Webhook URLs may reach loopback, private and link-local addresses (tests, a LAN).
+    webhook_allow_private: bool = False
+    # An endpoint whose every message has failed for this long is disabled.
+    webhook_disable_after: int = 5 * 24 * 3600
+    # Seconds between a message's attempts (Standard Webhooks' schedule); jittered.
+    webhook_retry_schedule: tuple[float, ...] = (
+        0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400,
+    )  # fmt: skip
 
     @property
     def effective_redis_url(self) -> str:
@@ -163,6 +173,10 @@ class Settings:
             **_metrics_ports(read),
             auth_cookie=read("AUTH_COOKIE", str.lower, choices=("auto", "always", "never")),
             fresh_session_guard=read("FRESH_SESSION_GUARD", int, minimum=0),
+            events_retention=read("EVENTS_RETENTION", int, minimum=1),
+            webhook_allow_private=read("WEBHOOK_ALLOW_PRIVATE", _flag),
+            webhook_disable_after=read("WEBHOOK_DISABLE_AFTER", int, minimum=1),
+            webhook_retry_schedule=read("WEBHOOK_RETRY_SCHEDULE", _schedule),
         )
 
     def warn_about_defaults(self) -> None:
@@ -327,6 +341,20 @@ def redacted_url(url: str) -> str:
     _, at, place = rest.rpartition("@")
     shown = f"{scheme}{sep}***@{place}" if at else url
     return _PASSWORD_PARAMETER.sub(r"\1***", shown)
+
+
+def _flag(raw: str) -> bool:
+    if raw.lower() not in ("0", "1", "true", "false", "yes", "no"):
+        raise ValueError("it must be 1 or 0")
+    return raw.lower() in ("1", "true", "yes")
+
+
+def _schedule(raw: str) -> tuple[float, ...]:
+    """Delays in seconds before each attempt, the first one's included (`0,5,300`)."""
+    delays = tuple(float(part) for part in _csv(raw))
+    if not delays or any(not 0 <= d <= 7 * 24 * 3600 for d in delays):
+        raise ValueError("it must be comma-separated seconds, each from 0 to 604800")
+    return delays
 
 
 def _networks(raw: str) -> tuple[IpNetwork, ...]:

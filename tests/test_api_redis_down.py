@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis
 from aiohttp.test_utils import TestClient
+from redis.asyncio.connection import Connection
 
+from service.runtime.appkeys import STORE
 from service.users.passwords import PasswordChecker
 from tests.conftest import PASSWORD, RedisServer, bearer, login, wait_ready
 
@@ -77,6 +80,27 @@ async def test_redis_restarted_between_requests_on_pooled_connections(
     # The pool's connections all died; the next requests must not fail for it.
     fresh = await login(api)
     assert (await api.get("/me", headers=bearer(fresh["token"]))).status == 200
+
+
+async def test_a_connection_that_breaks_inside_the_client_is_a_503(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py's connections race while a node fails: one dropped by another task while it
+    connects raises AttributeError from its vanished writer, inside redis-py (seen in a
+    cluster failover). That is Redis unavailable, never a 500; the next request is served."""
+    api = await make_api()
+    signed_in = await login(api)
+    store = api.app[STORE]
+
+    async def vanished_writer(*args: Any) -> None:
+        await Connection()._send_packed_command([b"PING"])  # the very line that raised
+
+    monkeypatch.setattr(store, "check", vanished_writer)
+    resp = await api.get("/me", headers=bearer(signed_in["token"]))
+    assert (resp.status, (await resp.json())["code"]) == (503, "redis_unavailable")
+    assert "unhandled error" not in caplog.text
+    monkeypatch.undo()
+    assert (await api.get("/me", headers=bearer(signed_in["token"]))).status == 200
 
 
 async def test_production_warns_when_redis_does_not_persist(

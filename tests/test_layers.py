@@ -27,6 +27,7 @@ LAYERS = {
     "service.engine": 2,
     "service.sessions": 3,
     "service.users": 4,
+    "service.events": 4,
     "service.runtime": 5,
     "service.api": 6,
     "service.__main__": 7,

@@ -16,6 +16,7 @@ import hypothesis
 import pytest
 import schemathesis
 from schemathesis.core.parameters import ParameterLocation
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.api.openapi import build_openapi
 from tests.conftest import PASSWORD, RedisServer
@@ -60,4 +61,9 @@ def test_the_api_does_what_its_document_says(case: schemathesis.Case, api: Proce
         case.call_and_validate(base_url=api.url)
         return
     token = ADMIN_TOKEN if case.path.startswith("/admin/") else fresh_token(api.url)
-    case.call_and_validate(base_url=api.url, headers={"Authorization": f"Bearer {token}"})
+    # A webhook URL of the right shape may still be refused (422 webhook_url_refused): its
+    # host must resolve to public addresses, which no schema can say.
+    policy = [positive_data_acceptance] if case.path.startswith("/admin/webhooks") else []
+    case.call_and_validate(
+        base_url=api.url, headers={"Authorization": f"Bearer {token}"}, excluded_checks=policy
+    )

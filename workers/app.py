@@ -32,12 +32,14 @@ from service.settings import Settings
 from workers import gateway
 from workers.appkeys import HEARTBEAT_INTERVAL, HUB, LISTENER, METRICS, REFUSED_ORIGINS
 from workers.catchup import CatchUp
+from workers.delivery import DeliveryDuty
 from workers.hub import Hub
 from workers.listener import Listener
 from workers.metrics import Metrics
 from workers.origins import RefusedOrigins
 from workers.sweeper import INTERVAL, Sweeper
 from workers.tasks import background
+from workers.webhook_http import http_client
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
@@ -73,6 +75,7 @@ def create_gateway_app(
     app.cleanup_ctx.append(redis_ctx(settings, redis, attach))
     app.cleanup_ctx.append(listener_ctx)
     app.cleanup_ctx.append(sweeper_ctx(sweep_interval))
+    app.cleanup_ctx.append(delivery_ctx(clock))
     # Sockets must close before the server waits for its handlers, i.e. at shutdown.
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/ws", gateway.websocket)
@@ -99,6 +102,19 @@ def sweeper_ctx(interval: float) -> CleanupCtx:
             yield
         with contextlib.suppress(Exception):  # let another worker take over at once
             await sweeper.lease.release()
+
+    return ctx
+
+
+def delivery_ctx(clock: Clock) -> CleanupCtx:
+    """Events out: the delivery duty, with the HTTP client its webhooks go through."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        async with http_client(settings.webhook_allow_private) as http:
+            duty = DeliveryDuty(app[REDIS], app[ENGINE], settings, clock, http, app[METRICS])
+            async with background(duty.run):
+                yield
 
     return ctx
 

@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from service.clock import Clock
-from service.engine.errors import REDIS_DOWN
+from service.engine.errors import REDIS_DOWN, broke_in_the_client
 from service.runtime.appkeys import EVENTS, SETTINGS, STORE, TICKETS, TOKENS
 from service.runtime.credentials import Credential, Via, presented_on_upgrade
 from service.runtime.responses import (
@@ -175,8 +175,10 @@ async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | 
         return unauthorized(exc.code, exc.detail)
     except SessionGone as gone:
         return Admission(user, sid, cursor, gone)
-    except (RedisError, *REDIS_DOWN) as exc:
-        log.warning("GET /ws: Redis unavailable: %s", exc)
+    except Exception as exc:
+        if not isinstance(exc, (RedisError, *REDIS_DOWN)) and not broke_in_the_client(exc):
+            raise
+        log.warning("GET /ws: Redis unavailable: %r", exc)
         return redis_unavailable()
     return Admission(user, sid, cursor, None)
 

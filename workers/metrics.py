@@ -55,6 +55,42 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Events out (workers/delivery.py).
+        self.webhook_deliveries = Counter(
+            "sessionwire_webhook_deliveries",
+            "Webhook messages by endpoint and outcome: delivered, retrying, failed (for good),"
+            " expired (past EVENTS_RETENTION), disabled (the endpoint was disabled)",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.webhook_attempts = Counter(
+            "sessionwire_webhook_attempts",
+            "Webhook attempts (HTTP requests), by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "sessionwire_webhook_latency_seconds",
+            "From the session event in Redis to its webhook answered 2xx",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.webhook_oldest = Gauge(
+            "sessionwire_webhook_oldest_undelivered_seconds",
+            "Age of the oldest event this process still has to deliver (0: none)",
+            registry=self.registry,
+        )
+        self.outbox_events = Gauge(
+            "sessionwire_outbox_events",
+            "Events in the outboxes of the shards this process holds, at its last trim pass",
+            registry=self.registry,
+        )
+        self.outbox_shards = Gauge(
+            "sessionwire_outbox_shards",
+            "Outbox shards whose delivery this process holds",
+            registry=self.registry,
+        )
+
     def sent(self, kind: str, at_ms: int) -> None:
         self._notices[kind].inc()
         if at_ms:

@@ -11,16 +11,19 @@ from importlib.resources.abc import Traversable
 
 from aiohttp import web
 
-from service.api import activity, admin, forward_auth
+from service.api import activity, admin, forward_auth, webhooks
 from service.api.appkeys import (
     AUTH,
+    DELIVERIES,
     DEVICE_TOKENS,
     HASH_UPGRADES,
     LIMITER,
     METRICS,
+    OUTBOX,
     PASSWORDS,
     SIGN_IN,
     USERS,
+    WEBHOOKS,
 )
 from service.api.cors import cors_middleware
 from service.api.errors import Handler, problem_middleware
@@ -35,6 +38,8 @@ from service.clock import SYSTEM_CLOCK, Clock
 from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
 from service.engine.factory import engine_for
+from service.events.deliveries import DeliveryLog
+from service.events.endpoints import EndpointStore
 from service.runtime.appkeys import (
     ENGINE,
     EVENTS,
@@ -49,6 +54,7 @@ from service.runtime.contexts import redis_ctx
 from service.runtime.health import health_routes
 from service.sessions.callers import Authenticator
 from service.sessions.eventlog import EventLog
+from service.sessions.outbox import Outbox
 from service.sessions.store import SessionStore
 from service.sessions.tickets import SocketTickets
 from service.sessions.tokens import TokenCodec
@@ -104,6 +110,9 @@ def create_app(
         app[TICKETS] = SocketTickets(client, clock)
         app[AUTH] = Authenticator(app[TOKENS], app[STORE])
         app[SIGN_IN] = SignIn(app[STORE], app[TOKENS])
+        app[WEBHOOKS] = EndpointStore(client, clock)
+        app[DELIVERIES] = DeliveryLog(client, engine)
+        app[OUTBOX] = Outbox(client, engine)
 
     app[USERS] = users or UserDirectory.load(settings.users_file)
     if users is None:  # a given directory is its owner's to follow
@@ -117,6 +126,7 @@ def create_app(
     app.add_routes(forward_auth.routes)
     if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path
         app.add_routes(admin.routes)
+        app.add_routes(webhooks.routes)
         log.info("the admin API is on (/admin/..., for the holder of ADMIN_TOKEN)")
     openapi = json.dumps(build_openapi(admin=bool(settings.admin_token))).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))

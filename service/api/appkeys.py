@@ -6,7 +6,10 @@ from aiohttp import web
 
 from service.api.metrics import ApiMetrics
 from service.api.signin import SignIn
+from service.events.deliveries import DeliveryLog
+from service.events.endpoints import EndpointStore
 from service.sessions.callers import Authenticator
+from service.sessions.outbox import Outbox
 from service.users.devicetokens import DeviceTokens
 from service.users.directory import UserDirectory
 from service.users.limiter import LoginLimiter
@@ -21,3 +24,6 @@ DEVICE_TOKENS = web.AppKey("device_tokens", DeviceTokens)
 AUTH = web.AppKey("auth", Authenticator)
 SIGN_IN = web.AppKey("sign_in", SignIn)
 HASH_UPGRADES = web.AppKey("hash_upgrades", HashUpgrades)
+WEBHOOKS = web.AppKey("webhooks", EndpointStore)
+DELIVERIES = web.AppKey("deliveries", DeliveryLog)
+OUTBOX = web.AppKey("outbox", Outbox)

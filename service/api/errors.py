@@ -11,7 +11,8 @@ from aiohttp import web
 from service.api.appkeys import METRICS
 from service.api.browsers import forget_session
 from service.api.problems import ApiError
-from service.engine.errors import REDIS_DOWN
+from service.engine.errors import REDIS_DOWN, broke_in_the_client
+from service.events.endpoints import WebhookNotFound
 from service.runtime.limits import RequestTimedOut
 from service.runtime.responses import busy, problem_response, redis_unavailable, unauthorized
 from service.sessions.store import SessionGone, SessionTooNew
@@ -72,6 +73,10 @@ def _to_problem(exc: Exception) -> web.Response | None:
             )
             response.force_close()  # the rest of a slow body is not waited for
             return response
+        case WebhookNotFound():
+            return problem_response(
+                404, "webhook_not_found", "Webhook not found", "No webhook endpoint has this id."
+            )
         case HashingBusy(retry_after=seconds):
             return busy(
                 f"Too many sign-ins are waiting to be checked; retry in {seconds} s.", seconds
@@ -93,16 +98,17 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     started = time.perf_counter()
     try:
         response = await handler(request)
-    except REDIS_DOWN as exc:
-        log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
-        metrics.redis_errors.inc()
-        response = redis_unavailable()
     except Exception as exc:
-        if isinstance(exc, web.HTTPException) and exc.status < 400:
+        if isinstance(exc, REDIS_DOWN) or broke_in_the_client(exc):
+            log.warning("Redis unavailable during %s %s: %r", request.method, request.path, exc)
+            metrics.redis_errors.inc()
+            response = redis_unavailable()
+        elif isinstance(exc, web.HTTPException) and exc.status < 400:
             raise  # a redirect is an answer, not a failure
-        response = _to_problem(exc) or _unexpected(request)
-        if isinstance(exc, TokenError | SessionGone):  # a dead cookie is of no more use
-            forget_session(request, response)
+        else:
+            response = _to_problem(exc) or _unexpected(request)
+            if isinstance(exc, TokenError | SessionGone):  # a dead cookie is of no more use
+                forget_session(request, response)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     metrics.observe_request(route, request.method, response.status, time.perf_counter() - started)

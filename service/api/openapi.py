@@ -13,21 +13,34 @@ from service.api.page import SDK_FILES
 from service.wire.names import SESSION_ID
 from service.wire.schemas import (
     ACTIVITY_LIMIT_DEFAULT,
+    DELIVERIES_LIMIT_DEFAULT,
     ActivityLimit,
     ActivityResponse,
     AdminLogoutAllRequest,
     AdminSessionRequest,
     ClientConfig,
+    DeliveriesLimit,
+    DeliveriesResponse,
     Health,
     LoginRequest,
     LoginResponse,
     MeResponse,
     Problem,
+    ReplayRequest,
+    ReplayResponse,
     RevokedResponse,
+    SecretResponse,
+    SessionCreatedMessage,
+    SessionRevokedMessage,
     SessionsResponse,
     SocketTicket,
     Username,
     UserSessionsResponse,
+    Webhook,
+    WebhookCreated,
+    WebhookCreateRequest,
+    WebhookPatchRequest,
+    WebhooksResponse,
 )
 
 REF = "#/components/schemas/{name}"
@@ -184,6 +197,42 @@ ADMIN_OPERATIONS: list[Operation] = [
     ),
 ]
 
+# Events out: webhook endpoints (admin API). Success statuses other than 200 are set below.
+WEBHOOK_ERRORS = (400, 401, 404, 408, 413, 415, 422, 429, 503)
+WEBHOOK_OPERATIONS: list[Operation] = [
+    ("post", "/admin/webhooks", "Register a webhook endpoint (its secret is in this answer only)",
+     WebhookCreateRequest, WebhookCreated, True, WEBHOOK_ERRORS),
+    ("get", "/admin/webhooks", "Every webhook endpoint (no secrets)", None, WebhooksResponse,
+     True, ADMIN_ERRORS),
+    ("get", "/admin/webhooks/{webhook_id}", "A webhook endpoint, with its last delivery", None,
+     Webhook, True, ADMIN_ERRORS),
+    ("patch", "/admin/webhooks/{webhook_id}",
+     "Change an endpoint; enabling it again resumes where it stopped", WebhookPatchRequest,
+     Webhook, True, WEBHOOK_ERRORS),
+    ("delete", "/admin/webhooks/{webhook_id}", "Delete an endpoint: nothing more is sent to it",
+     None, None, True, ADMIN_ERRORS),
+    ("post", "/admin/webhooks/{webhook_id}/rotate-secret",
+     "A new secret; the old one signs too for 24 h", None, SecretResponse, True, ADMIN_ERRORS),
+    ("get", "/admin/webhooks/{webhook_id}/deliveries",
+     "The endpoint's recent messages, newest first, each as its last attempt left it", None,
+     DeliveriesResponse, True, ADMIN_ERRORS),
+    ("post", "/admin/webhooks/{webhook_id}/replay",
+     "Send every retained event since a time again, with its original webhook-id",
+     ReplayRequest, ReplayResponse, True, WEBHOOK_ERRORS),
+]  # fmt: skip
+SUCCESS_STATUS = {
+    ("post", "/admin/webhooks"): "201",
+    ("delete", "/admin/webhooks/{webhook_id}"): "204",
+    ("post", "/admin/webhooks/{webhook_id}/replay"): "202",
+}
+# What a receiver gets (OpenAPI 3.1 `webhooks`), signed as Standard Webhooks says.
+MESSAGES = {"session.created": SessionCreatedMessage, "session.revoked": SessionRevokedMessage}
+MESSAGE_HEADERS = {
+    "webhook-id": "The event's id: the same on every retry and replay (an idempotency key).",
+    "webhook-timestamp": "Unix seconds of this attempt.",
+    "webhook-signature": "v1,<base64 HMAC-SHA256 of id.timestamp.body>, one per secret in force.",
+}
+
 # What GET /auth/verify says in headers (its 200 has no body); the proxy passes them on.
 IDENTITY_HEADERS = {
     "X-Auth-Request-User": "The username.",
@@ -225,6 +274,7 @@ def _operation(
 _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "username": msgspec.json.schema(Username),  # the users file's rules
     "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN},  # as the routes match
+    "webhook_id": {"type": "string", "pattern": "^ep_[0-9a-f]{16}$"},
 }
 
 
@@ -256,6 +306,15 @@ def _product_details(paths: dict[str, dict[str, Any]]) -> None:
         if path in paths:
             op = paths[path]["get"]
             op["parameters"] = [*op.get("parameters", []), _limit_parameter()]
+    if deliveries := paths.get("/admin/webhooks/{webhook_id}/deliveries"):
+        schema = {**msgspec.json.schema(DeliveriesLimit), "default": DELIVERIES_LIMIT_DEFAULT}
+        limit = {"name": "limit", "in": "query", "required": False, "schema": schema}
+        deliveries["get"]["parameters"] = [*deliveries["get"].get("parameters", []), limit]
+    for (method, path), status in SUCCESS_STATUS.items():
+        if op := paths.get(path, {}).get(method):
+            responses = op["responses"]
+            found = responses.pop("200", {"description": "No content"})
+            op["responses"] = {status: found, **responses}
     if logout_all := paths.get("/admin/users/{username}/logout-all"):
         logout_all["post"]["requestBody"]["required"] = False
     verify = paths["/auth/verify"]["get"]
@@ -320,10 +379,11 @@ def build_openapi(*, admin: bool) -> dict[str, Any]:
     user_ops = OPERATIONS + PRODUCT_OPERATIONS
     every = [(op, BEARER if op[5] else None) for op in user_ops]
     if admin:
-        every += [(op, ADMIN) for op in ADMIN_OPERATIONS]
+        every += [(op, ADMIN) for op in ADMIN_OPERATIONS + WEBHOOK_OPERATIONS]
     types = [op[3] for op, _ in every if op[3]] + [op[4] for op, _ in every if op[4]]
+    messages = list(MESSAGES.values()) if admin else []
     _, components = msgspec.json.schema_components(
-        [*dict.fromkeys(types), Problem], ref_template=REF
+        [*dict.fromkeys(types), *messages, Problem], ref_template=REF
     )
     paths: dict[str, dict[str, Any]] = {}
     for (method, path, summary, request, response, _, errors), security in every:
@@ -348,7 +408,7 @@ def build_openapi(*, admin: bool) -> dict[str, Any]:
             "scheme": "bearer",
             "description": "ADMIN_TOKEN, for the product's back end",
         }
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Sessionwire",
@@ -360,6 +420,32 @@ def build_openapi(*, admin: bool) -> dict[str, Any]:
             "schemas": components,
             "securitySchemes": schemes,
         },
+    }
+    if admin:
+        document["webhooks"] = _webhooks()
+    return document
+
+
+def _webhooks() -> dict[str, Any]:
+    """The messages a registered endpoint receives: a POST per event."""
+    headers = [
+        {"name": name, "in": "header", "required": True, "description": text,
+         "schema": {"type": "string"}}
+        for name, text in MESSAGE_HEADERS.items()
+    ]  # fmt: skip
+    return {
+        event: {
+            "post": {
+                "summary": f"A {event} event (Standard Webhooks)",
+                "parameters": headers,
+                "requestBody": {"required": True, "content": _content(message)},
+                "responses": {
+                    "2XX": {"description": "Delivered"},
+                    "410": {"description": "Gone: the endpoint is disabled"},
+                },
+            }
+        }
+        for event, message in MESSAGES.items()
     }
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import redis
 from redis.exceptions import (
     AskError,
     ClusterError,
@@ -28,3 +31,20 @@ REDIS_DOWN: tuple[type[Exception], ...] = (
     OutOfMemoryError,
     RedisClusterException,
 )
+
+_CLIENT = Path(redis.__file__).parent
+
+
+def broke_in_the_client(exc: BaseException) -> bool:
+    """An error that is not redis-py's own kind but was raised inside redis-py: its
+    connections race with each other while a node fails (seen with 8.1 during a cluster
+    failover: a connection dropped by another task mid-connect raised AttributeError on
+    its vanished writer). For the caller that is Redis being unavailable, not a bug of
+    ours: a 503, and the next request gets a fresh connection."""
+    tb = exc.__traceback__
+    innermost = None
+    while tb is not None:
+        innermost, tb = tb, tb.tb_next
+    return innermost is not None and Path(innermost.tb_frame.f_code.co_filename).is_relative_to(
+        _CLIENT
+    )

@@ -8,7 +8,12 @@ these names from here (as KEYS, or as a prefix to which they append a session id
 
 from __future__ import annotations
 
+import functools
+import itertools
+import string
 import zlib
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 PREFIX = "sw"
 
@@ -20,6 +25,15 @@ SWEEPER_LEASE = f"{PREFIX}:lease:sweeper"
 DUE_BUCKETS = 16
 
 _CHANNEL = "ch"
+
+# Events out: one outbox per hash slot (see docs/EVENTS.md). The outbox, its delivery
+# state and its wake channel carry a hash tag that hashes to that very slot, so the script
+# that changes a user's sessions writes the outbox of the user's own slot.
+SLOTS = REDIS_CLUSTER_HASH_SLOTS
+# Slots are delivered in this many shards, each under a lease of its own: worker processes
+# share the duty shard by shard. Contiguous ranges, as a cluster's masters own them.
+OUTBOX_SHARDS = 16
+_SLOT_TAG = "o:"
 
 
 def user_prefix(username: str) -> str:
@@ -136,3 +150,89 @@ def due_member(username: str, session_id: str) -> str:
 def parse_due_member(member: str) -> tuple[str, str]:
     username, _, session_id = member.partition(" ")
     return username, session_id
+
+
+# --- events out: the outbox of each slot, its delivery state, leases, endpoints ----------
+
+
+@functools.cache
+def _slot_tags() -> tuple[str, ...]:
+    """For every hash slot, the shortest hash tag (`o:` + 1-4 characters) that hashes to
+    it: built once, in about 15 ms."""
+    tags: list[str | None] = [None] * SLOTS
+    missing = SLOTS
+    for length in itertools.count(1):
+        for chars in itertools.product(string.digits + string.ascii_lowercase, repeat=length):
+            tag = _SLOT_TAG + "".join(chars)
+            slot = key_slot(tag.encode())
+            if tags[slot] is None:
+                tags[slot] = tag
+                missing -= 1
+                if not missing:
+                    return tuple(t for t in tags if t is not None)
+    raise AssertionError("unreachable")
+
+
+def slot_of_user(username: str) -> int:
+    """The hash slot of every key of the user."""
+    return key_slot(session_index(username).encode())
+
+
+def _slot_prefix(slot: int) -> str:
+    return f"{PREFIX}:{{{_slot_tags()[slot]}}}:"
+
+
+def outbox(slot: int) -> str:
+    """STREAM of the slot's session events, kept EVENTS_RETENTION, for events out."""
+    return _slot_prefix(slot) + "ob"
+
+
+def outbox_state(slot: int) -> str:
+    """HASH of the slot's delivery state: each receiver's cursor and pending deliveries."""
+    return _slot_prefix(slot) + "obs"
+
+
+def outbox_wake(slot: int) -> str:
+    """Sharded channel that tells the delivery duty the slot's outbox has news."""
+    return _slot_prefix(slot) + "wake"
+
+
+def slot_of_wake(channel_name: str) -> int:
+    return key_slot(channel_name.encode())
+
+
+def shard_of_slot(slot: int) -> int:
+    return slot * OUTBOX_SHARDS // SLOTS
+
+
+def slots_of_shard(shard: int) -> range:
+    return range(shard * SLOTS // OUTBOX_SHARDS, (shard + 1) * SLOTS // OUTBOX_SHARDS)
+
+
+def outbox_lease(shard: int) -> str:
+    """The lease of one shard of slots (each on a slot of its own: spread over masters)."""
+    return f"{PREFIX}:lease:ob:{shard}"
+
+
+def delivery_workers() -> str:
+    """ZSET worker token -> alive until (ms): how many processes share the delivery duty."""
+    return f"{PREFIX}:ob:workers"
+
+
+_WEBHOOKS = f"{PREFIX}:{{wh}}:"
+
+
+def webhook_index() -> str:
+    """SET of the webhook endpoints' ids (all endpoints share one small slot)."""
+    return _WEBHOOKS + "all"
+
+
+def webhook(endpoint_id: str) -> str:
+    """HASH of one webhook endpoint's fields."""
+    return _WEBHOOKS + "ep:" + endpoint_id
+
+
+def webhook_deliveries(endpoint_id: str, shard: int) -> str:
+    """Capped STREAM of the endpoint's delivery attempts in one shard (the shard's lease
+    holder is its only writer; a listing merges the shards)."""
+    return f"{PREFIX}:{{whd:{endpoint_id}:{shard}}}:log"

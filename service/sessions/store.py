@@ -100,11 +100,12 @@ _json = msgspec.json.Encoder()
 class SessionStore:
     """Create, check, list, revoke and expire sessions, for the service and the worker.
 
-    Scripts that revoke (create may replace or evict) are acknowledged by a replica before
-    they return (service/replication.py). The due index is another slot than the user's,
-    so it is written around the script, in a crash-safe order: an entry is added before
-    its session exists and removed after it is gone; a stray entry only costs the
-    sweeper a look, while a session without one would never be swept.
+    Scripts that revoke or expire (create may replace or evict) are acknowledged by a
+    replica before they return (service/replication.py): their events are in the outbox.
+    The due index is another slot than the user's, so it is written around the script, in
+    a crash-safe order: an entry is added before its session exists and removed after it
+    is gone; a stray entry only costs the sweeper a look, while a session without one
+    would never be swept.
     """
 
     def __init__(
@@ -126,6 +127,7 @@ class SessionStore:
         self.max_sessions = settings.max_sessions_per_user
         self.max_tombstones = settings.max_tombstones_per_user
         self.guard_ms = settings.fresh_session_guard * 1000
+        self.retention_ms = settings.events_retention * 1000
         self._acknowledged = AcknowledgedWrites(engine, on_unacknowledged)
         self._create = client.register_script(session_script("create"))
         self._touch = client.register_script(session_script("touch"))
@@ -135,6 +137,7 @@ class SessionStore:
 
     def _call_args(self, username: str, now: int, **named: Any) -> dict[str, Any]:
         """KEYS and the one JSON argument every session script takes (see lib.lua)."""
+        slot = keys.slot_of_user(username)
         user_keys = [
             keys.session_index(username),
             keys.device_index(username),
@@ -142,6 +145,8 @@ class SessionStore:
             keys.channel(username),
             keys.tombstone_index(username),
             keys.revoked_credentials(username),
+            keys.outbox(slot),
+            keys.outbox_wake(slot),
         ]
         arguments = {
             "now": now,
@@ -152,6 +157,7 @@ class SessionStore:
             "tomb_prefix": keys.tombstone(username, ""),
             "max_tombstones": self.max_tombstones,
             "keep_ms": self.max_age_ms + GRACE_MS,
+            "retention_ms": self.retention_ms,
             **named,
         }
         return {"keys": user_keys, "args": [_json.encode(arguments)]}
@@ -274,11 +280,12 @@ class SessionStore:
     async def expire(self, username: str, session_id: str) -> tuple[list[str], int | None]:
         """Revoke the user's sessions past their deadline; return `session_id`'s deadline.
 
-        Not waited on by a replica: an expiry lost in a failover happens again, since the
-        deadline has passed on the promoted replica too.
+        Acknowledged by a replica like a revoke: the expiry's event is in the outbox, and
+        the sweeper drops the session's due-index entry once it returns, so an expiry lost
+        in a failover would neither be delivered nor happen again by itself.
         """
         call = self._call_args(username, self.clock.now_ms(), session_id=session_id)
-        revoked, deadline = await self._expire(**call)
+        revoked, deadline = await self._acknowledged.run(self._expire, **call)
         await self._forget_due(username, revoked)
         for ended in revoked:
             _log_end(username, ended, "expired", None)

@@ -232,3 +232,107 @@ def from_ms(ms: int) -> datetime:
 
 
 json_encoder = msgspec.json.Encoder()
+
+
+# --- Events out: webhooks (Standard Webhooks) ---
+
+EventType = Literal["session.created", "session.revoked"]
+EVENT_TYPES: tuple[str, ...] = ("session.created", "session.revoked")
+WebhookStatus = Literal["enabled", "disabled"]
+WebhookUrl = Annotated[str, Meta(min_length=1, max_length=2048)]
+WebhookDescription = Annotated[str, Meta(max_length=500)]
+WebhookEvents = Annotated[list[EventType], Meta(min_length=1, max_length=len(EVENT_TYPES))]
+DELIVERIES_LIMIT_DEFAULT, DELIVERIES_LIMIT_MAX = 50, 100
+DeliveriesLimit = Annotated[int, Meta(ge=1, le=DELIVERIES_LIMIT_MAX)]
+
+
+class WebhookCreateRequest(Base):
+    url: WebhookUrl
+    events: WebhookEvents | None = None  # every type when absent
+    description: WebhookDescription = ""
+
+
+class WebhookPatchRequest(Base):
+    url: WebhookUrl | None = None
+    events: WebhookEvents | None = None
+    status: WebhookStatus | None = None
+    description: WebhookDescription | None = None
+
+
+class WebhookDelivery(Base):
+    """One message to one endpoint, as its latest attempt left it."""
+
+    message_id: str
+    type: EventType
+    username: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status: int | None  # the HTTP status; null when no answer came (timeout, refused)
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+class Webhook(Base):
+    """An endpoint; `secret` only in the answers that create or rotate it."""
+
+    id: str
+    url: str
+    events: list[EventType]
+    status: WebhookStatus
+    description: str
+    created_at: datetime
+    disabled_reason: str | None = None  # why it stopped: "gone" (410), "failing", "admin"
+    last_delivery: WebhookDelivery | None = None
+
+
+class WebhookCreated(Webhook, kw_only=True):
+    secret: str
+
+
+class WebhooksResponse(Base):
+    webhooks: list[Webhook]
+
+
+class SecretResponse(Base):
+    secret: str
+
+
+class DeliveriesResponse(Base):
+    deliveries: list[WebhookDelivery]
+
+
+class ReplayRequest(Base):
+    since: datetime
+
+
+class ReplayResponse(Base):
+    queued: int
+
+
+class SessionCreatedData(Base):
+    username: str
+    session: Session
+
+
+class SessionRevokedData(Base):
+    username: str
+    session_id: str
+    reason: RevokeReason
+    at: datetime
+    by: Actor | None
+
+
+class SessionCreatedMessage(Base, kw_only=True):
+    """A webhook's body (Standard Webhooks): the event's type, time and data."""
+
+    type: Literal["session.created"] = "session.created"
+    timestamp: datetime
+    data: SessionCreatedData
+
+
+class SessionRevokedMessage(Base, kw_only=True):
+    """A webhook's body (Standard Webhooks): the event's type, time and data."""
+
+    type: Literal["session.revoked"] = "session.revoked"
+    timestamp: datetime
+    data: SessionRevokedData

@@ -1,12 +1,16 @@
--- Shared by every session script. KEYS, built by service/keys.py, all on the user's hash
--- tag: [1] the session index (it routes the call to the user's Redis Cluster slot), [2]
--- device map, [3] event log, [4] channel, [5] tombstone index. ARGV[1] is one JSON object
--- of named arguments: `now` and `grace` (ms), `log_len`, `user`, `record_prefix` and
--- `tomb_prefix` (a session's key is the prefix plus its id, so it stays on the slot),
--- `max_tombstones`, `keep_ms` (how long the user's log and tombstone index outlive their
--- last change: a session's maximum age plus grace), plus each script's own.
+-- Shared by every session script. KEYS, built by service/sessions/keys.py, all on the
+-- user's slot: [1] the session index (it routes the call to the user's Redis Cluster slot),
+-- [2] device map, [3] event log, [4] channel, [5] tombstone index, [6] revoked credentials
+-- (all on the user's hash tag), [7] the slot's outbox and [8] its wake channel (on a tag
+-- that hashes to the same slot).
+-- ARGV[1] is one JSON object of named arguments: `now` and `grace` (ms), `log_len`,
+-- `user`, `record_prefix` and `tomb_prefix` (a session's key is the prefix plus its id, so
+-- it stays on the slot), `max_tombstones`, `keep_ms` (how long the user's log and
+-- tombstone index outlive their last change: a session's maximum age plus grace),
+-- `retention_ms` (how long the outbox keeps an event), plus each script's own.
 local IDX, DEV, LOG, CHANNEL, TOMBS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local CREDS = KEYS[6]  -- and [6] the user's revoked credentials (create.lua, revoke.lua)
+local CREDS = KEYS[6]  -- the user's revoked credentials (create.lua, revoke.lua)
+local OUTBOX, WAKE = KEYS[7], KEYS[8]  -- the outbox of the user's slot, and its wake channel
 local A = cjson.decode(ARGV[1])
 local NOW, GRACE = A.now, A.grace
 
@@ -29,14 +33,20 @@ local function deadline(rec)
   return math.min(rec.seen_ms + rec.idle_ms, rec.max_ms)
 end
 
--- Append the event to the user's capped log and publish it, with its log id, in one step.
--- Sharded pub/sub: the channel's slot is the user's, so only the node that owns it (and
--- its replicas) carries the message, however large the cluster.
+-- Append the event to the user's capped log and to the slot's outbox, and publish it, with
+-- its log id, in one step. Sharded pub/sub: the channels' slot is the user's, so only the
+-- node that owns it (and its replicas) carries the messages, however large the cluster.
+-- The outbox is trimmed by age on the server's clock, the clock of its entry ids.
 local function emit(event)
   event.user = A.user
   event.at = NOW
-  local id = redis.call('XADD', LOG, 'MAXLEN', '~', A.log_len, '*', 'e', cjson.encode(event))
+  local stored = cjson.encode(event)
+  local id = redis.call('XADD', LOG, 'MAXLEN', '~', A.log_len, '*', 'e', stored)
   redis.call('PEXPIRE', LOG, A.keep_ms)
+  local time = redis.call('TIME')
+  local oldest = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) - A.retention_ms
+  redis.call('XADD', OUTBOX, 'MINID', '~', oldest, '*', 't', event.type, 'e', stored)
+  redis.call('SPUBLISH', WAKE, '')
   event.id = id
   redis.call('SPUBLISH', CHANNEL, cjson.encode(event))
   return id
