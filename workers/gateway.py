@@ -17,14 +17,14 @@ from redis.exceptions import RedisError
 
 from service.clock import Clock
 from service.engine.errors import REDIS_DOWN
-from service.runtime.appkeys import EVENTS, SETTINGS, STORE, TOKENS
+from service.runtime.appkeys import SETTINGS, STORE, TOKENS
 from service.runtime.credentials import bearer_token
 from service.runtime.responses import (
     problem_response,
     redis_unavailable,
     unauthorized,
 )
-from service.sessions.eventlog import StreamId
+from service.sessions.eventlog import ZERO_ID, StreamId
 from service.sessions.store import SessionGone
 from service.sessions.tokens import TokenError
 from service.wire import disconnect, messages
@@ -164,13 +164,12 @@ async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | 
             headers={"Upgrade": "websocket"},
         )
     user, sid = claims.username, claims.session_id
-    # The log position is read before the check, so whatever happens after the check is
-    # replayed from the log even if it is published before the subscription is live.
+    # The log position is read before the check (one trip), so whatever happens after the
+    # check is replayed from the log even if it is published before the subscription.
     try:
-        cursor = await app[EVENTS].last_id(user)
-        await app[STORE].check(user, sid)
+        cursor, _ = await app[STORE].check_with_cursor(user, sid)
     except SessionGone as gone:
-        return Admission(user, sid, cursor, gone)
+        return Admission(user, sid, ZERO_ID, gone)
     except (RedisError, *REDIS_DOWN) as exc:
         log.warning("GET /ws: Redis unavailable: %s", exc)
         return redis_unavailable()
