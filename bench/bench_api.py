@@ -40,7 +40,9 @@ on one of the two cores (Redis and wrk share the other), so requests/s measures 
 CPU per request (its CPU column; the WEB_CONCURRENCY row counts all its processes). The plain
 ceiling is what a user writes first: aiohttp and `redis.asyncio.Redis.from_url(url)` (on a
 cluster `RedisCluster.from_url(url)`) with the library's defaults, one `await get()` per
-request; the API-client ceiling is the same handler on the API's own client
+request (but for `max_connections=512`: with the default pool of 100, past 100 concurrent
+requests a command fails at once with "Too many connections", so at 256 connections most
+answers were 500s); the API-client ceiling is the same handler on the API's own client
 (service/engine/connect.py), so the gap between the two is what those settings cost per
 command (bench/bench_client.py has it setting by setting). Either pays a whole redis-py
 command per request: packing, a pool checkout, a socket write, a wake-up for the reply and

@@ -71,6 +71,7 @@ class Result:
     load_after: float
     cpu: dict[str, float]  # CPU seconds spent during the storm: worker B, Redis, clients
     watch_samples: list[tuple[float, float]]  # (seconds since the go, notice latency ms)
+    worker_p99_ms: float = float("nan")  # the worker's own p99 during the storm (a bucket)
 
     @property
     def cpu_per_connect_us(self) -> float:
@@ -225,6 +226,29 @@ def gateway_counts(port: int) -> tuple[int, int]:
     )
 
 
+def notice_buckets(port: int) -> dict[float, float]:
+    """Worker B's notice-latency histogram (event time in Redis to frame written), by
+    upper bound: the worker's own share of the watchers' latency."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("sessionwire_notice_latency_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            found[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def bucket_p99(before: dict[float, float], after: dict[float, float]) -> float:
+    """The upper bound (ms) of the bucket holding the 99th percentile of what was observed
+    between the two snapshots; nan when nothing was."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = counts[-1][1] if counts else 0.0
+    if not total:
+        return float("nan")
+    return next(bound for bound, n in counts if n >= 0.99 * total) * 1000
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process and its living children so far (Linux
     /proc), so a GATEWAY_CONCURRENCY supervisor counts the processes that serve."""
@@ -344,11 +368,12 @@ async def measure(
             "clients": [c.pid for c in clients],
         }
         cpu_before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+        by_metrics = not floor and concurrency == 1
+        buckets_before = await asyncio.to_thread(notice_buckets, port_b) if by_metrics else {}
         go = time.monotonic_ns()
         await tell(clients)
         all_ready = asyncio.gather(*(all_ready_line(c) for c in clients))
         curve: list[tuple[float, int]] = []
-        by_metrics = not floor and concurrency == 1
         while True:
             elapsed = (time.monotonic_ns() - go) / 1e9
             if by_metrics:
@@ -365,6 +390,9 @@ async def measure(
         cpu = {n: sum(cpu_seconds(p) for p in ps) - cpu_before[n] for n, ps in pids.items()}
         storm_over.set()
         during = await during_task
+        worker_p99 = float("nan")
+        if by_metrics:
+            worker_p99 = bucket_p99(buckets_before, await asyncio.to_thread(notice_buckets, port_b))
         await asyncio.wait_for(all_ready, 120)
         await tell(clients)  # the end
         await asyncio.gather(*(proc.wait() for proc in clients))
@@ -394,6 +422,7 @@ async def measure(
         load_after=load_after,
         cpu=cpu,
         watch_samples=samples({**before, **during}, told, go),
+        worker_p99_ms=worker_p99,
     )
 
 
@@ -465,8 +494,9 @@ def report(results: list[Result], command: str) -> str:
         + (
             f"{r.watch_before[0]:.1f} / {r.watch_before[1]:.1f} ms | "
             f"{r.watch_during[0]:.1f} / {r.watch_during[1]:.1f} ms | "
+            f"≤ {r.worker_p99_ms:.0f} ms | "
             if r.watch_samples
-            else "| | "
+            else "| | | "
         )
         + f"{r.cpu_per_connect_us:.0f} | "
         f"{r.cpu['worker']:.2f} / {r.cpu['redis']:.2f} / {r.cpu['clients']:.2f} s "
@@ -483,12 +513,16 @@ def report(results: list[Result], command: str) -> str:
         " up means the worker holds every device and none is still syncing (subscribed,"
         " and its user's log replayed), read from its /metrics. Watchers' notice latency"
         f" is p50 / p99 of revocations at {WATCH_RATE}/s, before and during the storm. CPU"
-        " per connect is worker B's CPU time during the storm over the devices. Load is"
-        " the 1-minute load average at the go / at the end.",
+        " per connect is worker B's CPU time during the storm over the devices. \"Of which"
+        " in the worker\" is the bucket of the worker's own notice-latency histogram (event"
+        " time in Redis to frame written) holding the p99 of the notices written during the"
+        " storm; the rest of the watchers' latency is the client processes' (scheduling on"
+        " the shared cores). Load is the 1-minute load average at the go / at the end.",
         "",
         "| worker | run | all `ready` | all caught up | watchers before | watchers during "
-        "| worker CPU µs per connect | CPU: worker / Redis / clients | load |",
-        "|---|---|---|---|---|---|---:|---|---|",
+        "| of which in the worker, p99 | worker CPU µs per connect "
+        "| CPU: worker / Redis / clients | load |",
+        "|---|---|---|---|---|---|---|---:|---|---|",
         *rows,
         "",
     ]

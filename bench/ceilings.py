@@ -4,6 +4,7 @@ python -m bench.ceilings bare   PORT            returns /me's JSON, no I/O
 python -m bench.ceilings plain  PORT REDIS_URL  one GET, then the same JSON, with the client
                                                 a user writes first: `Redis.from_url(url)`
                                                 (or `RedisCluster.from_url(url)`), defaults
+                                                but a pool for 256 concurrent requests
 python -m bench.ceilings client PORT REDIS_URL  the same GET through the API's own client
 """
 
@@ -17,7 +18,13 @@ import redis.asyncio as redis
 from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
-from service.engine.connect import RedisClient, connected, is_cluster, wait_until_up
+from service.engine.connect import (
+    MAX_CONNECTIONS,
+    RedisClient,
+    connected,
+    is_cluster,
+    wait_until_up,
+)
 from service.runtime.process import LISTEN_BACKLOG
 from service.settings import Settings
 
@@ -41,6 +48,12 @@ async def one_get(request: web.Request) -> web.Response:
     return web.Response(body=BODY, content_type="application/json")
 
 
+# The one default changed: redis-py's pools hold 100 connections (per node on a cluster),
+# and past them a command fails at once with MaxConnectionsError ("Too many connections"),
+# so with the defaults alone this server answers 500 to most requests at 256 connections.
+POOL = {"max_connections": MAX_CONNECTIONS}
+
+
 @asynccontextmanager
 async def plain(url: str) -> AsyncIterator[RedisClient]:
     """What a user writes first: the library's client for the URL, with its defaults."""
@@ -48,7 +61,7 @@ async def plain(url: str) -> AsyncIterator[RedisClient]:
     await wait_until_up(probe.ping, url)  # the benchmark's Redis may be starting
     cluster = await is_cluster(probe)
     await probe.aclose()
-    client = RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url)
+    client = RedisCluster.from_url(url, **POOL) if cluster else redis.Redis.from_url(url, **POOL)
     try:
         yield client
     finally:
