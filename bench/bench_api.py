@@ -2,14 +2,17 @@
 a login storm.
 
     python -m bench.bench_api [--runs 3] [--seconds 6] [--engine single|cluster]
-                              [--web-concurrency 2] [--write docs/BENCHMARKS.md]
+                              [--connections 8,32,128,256] [--web-concurrency 2]
+                              [--write docs/BENCHMARKS.md]
     python -m bench.bench_api --compare DIR   # also /me of the API in DIR (another checkout)
 
 Starts a private Redis (one redis-server, or a local 3+3 cluster), the API (`python -m
-service`, one process; with uvloop, and again with asyncio's loop) and the two ceilings of
-bench/ceilings.py, then drives each with wrk (one thread) at several connection counts,
-interleaving the targets in every run. Prints a Markdown report of the medians and draws
-requests/s against connections; with --write, replaces the API section of the given file.
+service`, one process; with uvloop, and again with asyncio's loop) and the ceilings of
+bench/ceilings.py (the bare handler; one GET with the client a user writes first, the
+library's defaults; the same GET through the API's own client), then drives each with wrk
+(one thread) at several connection counts, interleaving the targets in every run. Prints a
+Markdown report of the medians and draws requests/s against connections; with --write,
+replaces the API section of the given file.
 """
 
 from __future__ import annotations
@@ -34,16 +37,23 @@ from bench.common import ROOT, free_port, markers, server_env, wait_http, write_
 
 NOTES = """Notes. Every server here but the WEB_CONCURRENCY row is one process, CPU-bound
 on one of the two cores (Redis and wrk share the other), so requests/s measures the server's
-CPU per request (its CPU column; the WEB_CONCURRENCY row counts all its processes). The naive
-ceiling pays a whole redis-py command per request: packing, a pool checkout, a socket write,
-a wake-up for the reply and its parsing. /me still reads the session record in Redis after
+CPU per request (its CPU column; the WEB_CONCURRENCY row counts all its processes). The plain
+ceiling is what a user writes first: aiohttp and `redis.asyncio.Redis.from_url(url)` (on a
+cluster `RedisCluster.from_url(url)`) with the library's defaults, one `await get()` per
+request (but for `max_connections=512`: with the default pool of 100, past 100 concurrent
+requests a command fails at once with "Too many connections", so at 256 connections most
+answers were 500s); the API-client ceiling is the same handler on the API's own client
+(service/engine/connect.py), so the gap between the two is what those settings cost per
+command (bench/bench_client.py has it setting by setting). Either pays a whole redis-py
+command per request: packing, a pool checkout, a socket write, a wake-up for the reply and
+its parsing. /me still reads the session record in Redis after
 every request arrives (one `HGETALL`; nothing of a session is cached; a write only once per
 `SESSION_TOUCH_INTERVAL`), but the reads of the requests that arrive in the same turn of the
-event loop leave as one pipeline on one borrowed connection (`service/coalesce.py`): one
+event loop leave as one pipeline on one borrowed connection (`service/engine/batcher.py`): one
 write, one wake-up and one checkout per batch, and only the reply parsing per request. What
 is left per request is aiohttp's own (the bare handler's column), the token check (cached by
 token, not by session), the middleware and metrics, and building the answer. Redis spends
-less CPU per /me than per naive GET for the same reason: fewer, larger reads and writes. The
+less CPU per /me than per plain GET for the same reason: fewer, larger reads and writes. The
 gain depends on batches forming, so on how the machine's speed compares with the clients':
 the same command on another host (AMD EPYC, where the bare handler costs 34 µs) gave /me
 1.23x at 32 and 2.19x at 256 connections. The login storm runs argon2id (t=3, 64 MiB, p=4)
@@ -164,8 +174,9 @@ def median(results: list[Result]) -> Result:
     )
 
 
-CONNECTIONS = (8, 32, 128, 256)  # the plot's; the table shows 32 and 256
+CONNECTIONS = (8, 32, 128, 256)  # the plot's by default; the table shows 32 and 256
 TABLE_CONNECTIONS = (32, 256)
+CEILING = "plain"  # what the ratios are to
 PLOT = ROOT / "docs" / "img" / "bench-api.png"
 
 
@@ -179,7 +190,8 @@ class Target:
 def targets(compare: Path | None, web_concurrency: int) -> list[Target]:
     found = [
         Target("bare", "bare aiohttp handler (no I/O)"),
-        Target("get", "naive ceiling: aiohttp + one Redis GET"),
+        Target("plain", "plain ceiling: aiohttp + `from_url(url)` defaults, one GET"),
+        Target("client", "API-client ceiling: the same GET on the API's client"),
         Target("api", "GET /me (uvloop)"),
         Target("api-asyncio", "GET /me (asyncio's loop)"),
         Target("verify", "GET /auth/verify (uvloop)", "/auth/verify"),
@@ -208,7 +220,12 @@ def redis_engine(engine: str) -> Iterator[tuple[str, RedisNodes]]:
 
 
 def run(
-    runs: int, seconds: int, engine: str, web_concurrency: int, compare: Path | None = None
+    runs: int,
+    seconds: int,
+    engine: str,
+    web_concurrency: int,
+    compare: Path | None = None,
+    connections: tuple[int, ...] = CONNECTIONS,
 ) -> str:
     if not shutil.which("wrk"):
         sys.exit("bench: wrk is missing (apt-get install wrk)")
@@ -219,7 +236,16 @@ def run(
         py = sys.executable
         commands = {
             "bare": ([py, "-m", "bench.ceilings", "bare", str(ports["bare"])], env, ROOT),
-            "get": ([py, "-m", "bench.ceilings", "redis", str(ports["get"]), redis_url], env, ROOT),
+            "plain": (
+                [py, "-m", "bench.ceilings", "plain", str(ports["plain"]), redis_url],
+                env,
+                ROOT,
+            ),
+            "client": (
+                [py, "-m", "bench.ceilings", "client", str(ports["client"]), redis_url],
+                env,
+                ROOT,
+            ),
             "api": ([py, "-m", "service"], {**env, "PORT": str(ports["api"])}, ROOT),
             "api-asyncio": (
                 [py, "-m", "service"],
@@ -244,19 +270,20 @@ def run(
         urls = {t.name: f"http://127.0.0.1:{ports[t.name]}{t.path}" for t in chosen}
         for name, port in ports.items():
             wait_http(
-                f"http://127.0.0.1:{port}" + ("/me" if name in ("bare", "get") else "/readyz")
+                f"http://127.0.0.1:{port}"
+                + ("/me" if name in ("bare", "plain", "client") else "/readyz")
             )
         token = login(f"http://127.0.0.1:{ports['api']}")
         table: dict[tuple[str, int], list[Result]] = {}
         storm: dict[str, list[Result]] = {"alone": [], "storm": []}
         storm_logins: list[int] = []
         for _ in range(runs):
-            for connections in CONNECTIONS:
+            for count in connections:
                 for target in chosen:
-                    table.setdefault((target.name, connections), []).append(
+                    table.setdefault((target.name, count), []).append(
                         wrk(
                             urls[target.name],
-                            connections,
+                            count,
                             seconds,
                             token,
                             pids[target.name],
@@ -279,7 +306,7 @@ def run(
             )
             storm["storm"].append(wrk(urls["api"], 32, seconds, token, pids["api"], redis_nodes))
             storm_logins.append(int(stormer.communicate()[0]))
-    plot(table, chosen, engine)
+    plot(table, chosen, engine, connections)
     return report(table, storm, storm_logins, chosen, runs, seconds, engine, web_concurrency)
 
 
@@ -287,7 +314,12 @@ def plot_path(engine: str) -> Path:
     return PLOT if engine == "single" else PLOT.with_name(f"bench-api-{engine}.png")
 
 
-def plot(table: dict[tuple[str, int], list[Result]], chosen: list[Target], engine: str) -> None:
+def plot(
+    table: dict[tuple[str, int], list[Result]],
+    chosen: list[Target],
+    engine: str,
+    connections: tuple[int, ...],
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -295,10 +327,10 @@ def plot(table: dict[tuple[str, int], list[Result]], chosen: list[Target], engin
 
     fig, ax = plt.subplots(figsize=(7, 3.8), dpi=110)
     for target in chosen:
-        points = [(c, median(table[(target.name, c)]).rps) for c in CONNECTIONS]
+        points = [(c, median(table[(target.name, c)]).rps) for c in connections]
         ax.plot(*zip(*points, strict=True), marker="o", label=target.label)
     ax.set_xscale("log", base=2)
-    ax.set_xticks(CONNECTIONS, [str(c) for c in CONNECTIONS])
+    ax.set_xticks(connections, [str(c) for c in connections])
     ax.set_xlabel("connections (wrk, one thread)")
     ax.set_ylabel("requests/s (median of runs)")
     ax.set_title(f"The per-request check against its ceilings ({engine} Redis)")
@@ -333,15 +365,18 @@ def report(
         "each as one process (but the WEB_CONCURRENCY row).",
         "",
         "| target | connections | requests/s | p50 ms | p99 ms | server CPU µs/request "
-        "| Redis CPU µs/request | requests per Redis read | ratio to the naive ceiling |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Redis CPU µs/request | requests per Redis read | ratio to the plain ceiling "
+        "| share of the bare handler's requests/s | requests/s of each run |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     ratios: dict[tuple[str, int], float] = {}
     p99_ok: dict[tuple[str, int], bool] = {}
     for connections in TABLE_CONNECTIONS:
-        ceiling = median(table[("get", connections)])
+        ceiling = median(table[(CEILING, connections)])
+        bare = median(table[("bare", connections)])
         for target in chosen:
             m = median(table[(target.name, connections)])
+            each = ", ".join(f"{r.rps:,.0f}" for r in table[(target.name, connections)])
             # The bare handler reads nothing: what Redis read meanwhile was other processes'.
             per_read = "no Redis" if target.name == "bare" else f"{m.per_read:.1f}"
             ratios[(target.name, connections)] = m.rps / ceiling.rps
@@ -349,7 +384,7 @@ def report(
             lines.append(
                 f"| {target.label} | {connections} | {m.rps:,.0f} | {m.p50_ms:.2f} | "
                 f"{m.p99_ms:.2f} | {m.cpu_us:.0f} | {m.redis_cpu_us:.1f} | {per_read} | "
-                f"{m.rps / ceiling.rps:.2f}x |"
+                f"{m.rps / ceiling.rps:.2f}x | {m.rps / bare.rps:.2f} | {each} |"
             )
     alone, stormy = median(storm["alone"]), median(storm["storm"])
     lines += [
@@ -367,7 +402,7 @@ def report(
         met = all(ratios[(name, c)] >= 1.5 and p99_ok[(name, c)] for c in TABLE_CONNECTIONS)
         label = next(t.label for t in chosen if t.name == name)
         lines.append(
-            f"- {label} against the naive ceiling: **{ratios[(name, 32)]:.2f}x** at 32 and "
+            f"- {label} against the plain ceiling: **{ratios[(name, 32)]:.2f}x** at 32 and "
             f"**{ratios[(name, 256)]:.2f}x** at 256 connections, p99 "
             f"{'no worse' if all(p99_ok[(name, c)] for c in TABLE_CONNECTIONS) else 'WORSE'} "
             f"than the ceiling's (target 1.5x, p99 no worse: {'met' if met else 'not met'})."
@@ -393,10 +428,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--engine", choices=("single", "cluster"), default="single")
     parser.add_argument("--web-concurrency", type=int, default=1)
+    parser.add_argument("--connections", default=",".join(map(str, CONNECTIONS)))
     parser.add_argument("--write", type=Path)
     parser.add_argument("--compare", type=Path, help="another checkout whose /me runs beside")
     args = parser.parse_args()
-    section = run(args.runs, args.seconds, args.engine, args.web_concurrency, args.compare)
+    connections = tuple(int(c) for c in args.connections.split(","))
+    missing = set(TABLE_CONNECTIONS) - set(connections)
+    if missing:
+        sys.exit(f"bench: --connections must include {sorted(missing)} (the table's)")
+    section = run(
+        args.runs, args.seconds, args.engine, args.web_concurrency, args.compare, connections
+    )
     print(section)
     if args.write:
         name = "bench_api" if args.engine == "single" else f"bench_api_{args.engine}"

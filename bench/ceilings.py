@@ -1,16 +1,30 @@
-"""The two ceilings /me is measured against, as single aiohttp processes.
+"""The ceilings /me is measured against, as single aiohttp processes.
 
-python -m bench.ceilings bare  PORT           returns /me's JSON, no I/O
-python -m bench.ceilings redis PORT REDIS_URL  one Redis GET, then the same JSON
+python -m bench.ceilings bare   PORT            returns /me's JSON, no I/O
+python -m bench.ceilings plain  PORT REDIS_URL  one GET, then the same JSON, with the client
+                                                a user writes first: `Redis.from_url(url)`
+                                                (or `RedisCluster.from_url(url)`), defaults
+                                                but a pool for 256 concurrent requests
+python -m bench.ceilings client PORT REDIS_URL  the same GET through the API's own client
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import redis.asyncio as redis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
-from service.engine.connect import RedisClient, connected
+from service.engine.connect import (
+    MAX_CONNECTIONS,
+    RedisClient,
+    connected,
+    is_cluster,
+    wait_until_up,
+)
 from service.runtime.process import LISTEN_BACKLOG
 from service.settings import Settings
 
@@ -34,15 +48,37 @@ async def one_get(request: web.Request) -> web.Response:
     return web.Response(body=BODY, content_type="application/json")
 
 
+# The one default changed: redis-py's pools hold 100 connections (per node on a cluster),
+# and past them a command fails at once with MaxConnectionsError ("Too many connections"),
+# so with the defaults alone this server answers 500 to most requests at 256 connections.
+POOL = {"max_connections": MAX_CONNECTIONS}
+
+
+@asynccontextmanager
+async def plain(url: str) -> AsyncIterator[RedisClient]:
+    """What a user writes first: the library's client for the URL, with its defaults."""
+    probe = redis.Redis.from_url(url)
+    await wait_until_up(probe.ping, url)  # the benchmark's Redis may be starting
+    cluster = await is_cluster(probe)
+    await probe.aclose()
+    client = RedisCluster.from_url(url, **POOL) if cluster else redis.Redis.from_url(url, **POOL)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 def build(mode: str, redis_url: str | None) -> web.Application:
     app = web.Application()
     if mode == "bare":
         app.router.add_get("/me", bare)
         return app
+    assert redis_url is not None
 
-    async def client_ctx(app: web.Application):
-        # The API's own client settings, for one server or a cluster alike.
-        async with connected(Settings(redis_url=redis_url)) as client:
+    async def client_ctx(app: web.Application) -> AsyncIterator[None]:
+        # The API's own client settings (`client`), or the library's defaults (`plain`).
+        opened = connected(Settings(redis_url=redis_url)) if mode == "client" else plain(redis_url)
+        async with opened as client:
             app[CLIENT] = client
             await client.set("bench:session", BODY)
             yield

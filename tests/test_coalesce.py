@@ -128,3 +128,29 @@ async def test_reads_of_many_users_and_kinds_mix_in_one_batch(client: aioredis.R
     )
     assert record == {"n": "2"} and len(log) == 1 and missing == {}
     assert batcher.batches_sent == 1
+
+
+async def test_reads_sent_together_are_never_split_and_keep_their_order(
+    client: aioredis.Redis,
+) -> None:
+    """However the batch is cut, a group leaves whole, in one pipeline, in order."""
+    batcher = ReadBatcher(engine_for(client), max_batch=3, max_in_flight=1)
+    singles = [batcher.execute("HGET", key(n), "n") for n in range(5)]
+    pairs = [
+        batcher.execute_together(("HGET", key(n), "n"), ("EXISTS", key(n))) for n in range(5, 12)
+    ]
+    replies = await asyncio.gather(*singles, *pairs)
+    assert replies[:5] == [str(n) for n in range(5)]
+    assert replies[5:] == [[str(n), 1] for n in range(5, 12)]
+    assert batcher.batches_sent == 4  # 12 entries, 3 to a pipeline: pairs count as one
+
+
+async def test_an_error_answered_to_one_of_a_group_fails_that_group_only(
+    client: aioredis.Redis,
+) -> None:
+    batcher = ReadBatcher(engine_for(client))
+    group = batcher.execute_together(("HGET", key(1), "n"), ("LLEN", key(1)))  # a hash
+    alone = batcher.execute("HGET", key(2), "n")
+    results = await asyncio.gather(group, alone, return_exceptions=True)
+    assert "WRONGTYPE" in str(results[0])
+    assert results[1] == "2"

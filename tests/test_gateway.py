@@ -323,21 +323,24 @@ async def test_gateway_event_between_check_and_subscribe_is_caught_up(
     phone = await sign_in(store, settings, "alice", "phone")
     laptop = await sign_in(store, settings, "alice", "laptop")
     gateway_store = gw.app[STORE]
-    check = gateway_store.check
+    check = gateway_store.check_with_cursor
+    trips_before = gateway_store.reads.batches_sent
 
     async def check_then_revoke(user: str, sid: str) -> Any:
         # The session ends after the check passed but before the subscription exists:
         # its pub/sub message is gone for this worker, so only the log can tell.
-        session = await check(user, sid)
+        checked = await check(user, sid)
         await store.revoke("alice", "one", phone.sid, "revoked", actor(laptop))
-        return session
+        return checked
 
-    monkeypatch.setattr(gateway_store, "check", check_then_revoke)
+    monkeypatch.setattr(gateway_store, "check_with_cursor", check_then_revoke)
     ws = await gw.ws_connect("/ws", protocols=("sessionwire.v1", f"bearer.{phone.token}"))
     device = Device(ws)
     await device.ready()
     notice = await device.revoked()
     assert notice["reason"] == "revoked" and notice["by"]["session_id"] == laptop.sid
+    # The log's position and the session were read in one trip to Redis.
+    assert gateway_store.reads.batches_sent == trips_before + 1
 
 
 async def test_gateway_skips_a_bad_message(

@@ -54,10 +54,11 @@ async def answered(url: str, wait: float) -> float:
                 assert time.monotonic() - started < wait, f"{url} never answered"
 
 
+@pytest.mark.parametrize("module", ["service", "workers"])  # the worker paces its accepts
 async def test_slow_requests_are_cut_and_running_out_of_files_stays_quiet(
-    redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path, module: str
 ) -> None:
-    with running("service", redis_url, tmp_path, max_files=MAX_FILES, REQUEST_TIMEOUT="1") as api:
+    with running(module, redis_url, tmp_path, max_files=MAX_FILES, REQUEST_TIMEOUT="1") as api:
         slow = [await hold_slow(api.port, n) for n in range(SLOW_CLIENTS)]
         try:
             # Descriptors are out now; each slow request is cut after REQUEST_TIMEOUT, which

@@ -96,6 +96,7 @@ async def test_sweeper_two_workers_never_double_notify(
     for user in ("alice", "bob", "carol"):
         ids = await revoked_events(client, user)
         assert sorted(ids) == sorted(lg.sid for lg in logins if lg.username == user)
+
     async def swept() -> float:  # counted once each script is acknowledged by a replica
         return sum([await metric(gw, "sessionwire_sessions_expired_total") for gw in workers])
 

@@ -12,6 +12,9 @@ from workers.gateway import HEARTBEAT
 # honcho sends SIGKILL 5 s after SIGTERM: sockets get up to 3 s to close (Hub.close_all),
 # then their handlers this long to finish.
 SHUTDOWN_TIMEOUT = 1.0
+# Connections accepted per turn of the event loop (service/runtime/accept.py): a reconnect
+# storm is then admitted a few handshakes at a time, between the notices to open sockets.
+ACCEPT_PER_TURN = 4
 
 if __name__ == "__main__":
     sys.exit(
@@ -19,6 +22,7 @@ if __name__ == "__main__":
             WORKER,
             create_gateway_app,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
+            accept_per_turn=ACCEPT_PER_TURN,
             # aiohttp rounds timers longer than this up to whole seconds, which would make
             # every socket's 25 s heartbeat fire in once-a-second bursts that delay notices.
             timeout_ceil_threshold=HEARTBEAT + 5,

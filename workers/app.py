@@ -69,7 +69,7 @@ def create_gateway_app(
         reads = ReadBatcher(engine)  # a reconnect storm's checks share their trips
         app[REDIS] = client
         app[STORE] = SessionStore(client, settings, clock, engine=engine, reads=reads)
-        app[EVENTS] = EventLog(client, reads)
+        app[EVENTS] = EventLog(client)
         app[TICKETS] = SocketTickets(client, clock)
 
     app.cleanup_ctx.append(redis_ctx(settings, redis, attach))

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.exceptions import RedisError
-
 from service.backoff import Backoff
-from service.engine.errors import REDIS_DOWN
+from service.engine.errors import redis_trouble
 from service.sessions.eventlog import EventLog, ReplayQuery
 from workers.conn import Conn
 from workers.hub import Hub, UserState
@@ -49,8 +47,8 @@ class CatchUp:
                     backoff.reset()
                 except Exception as exc:  # never drop a user: its sockets would wait forever
                     raise_if_cancelling()
-                    if isinstance(exc, (RedisError, *REDIS_DOWN)):
-                        log.warning("catch-up failed (%s); retrying", exc)
+                    if redis_trouble(exc):
+                        log.warning("catch-up failed (%r); retrying", exc)
                     else:
                         log.exception("catch-up of %d users failed; retrying", len(batch))
                     self._wanted.update(batch)

@@ -27,7 +27,7 @@ from service.backoff import Backoff
 from service.clock import Clock
 from service.engine.base import Engine
 from service.engine.connect import RedisClient
-from service.engine.errors import REDIS_DOWN
+from service.engine.errors import REDIS_DOWN, redis_trouble
 from service.events import messages, schedule
 from service.events.deliveries import DeliveryLog, DeliveryRecord
 from service.events.endpoints import Endpoint, EndpointStore
@@ -39,7 +39,7 @@ from service.settings import Settings
 from workers.delivery_queue import EndpointQueue, Item
 from workers.metrics import Metrics
 from workers.shard_leases import ShardLeases
-from workers.tasks import raise_if_cancelling
+from workers.tasks import STOP_TIMEOUT, raise_if_cancelling, stop
 from workers.wakes import Wakes
 from workers.webhook_http import Answer, post
 
@@ -108,9 +108,7 @@ class DeliveryDuty:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in [*tasks, *self._tasks.values()]:
-                task.cancel()
-            await asyncio.gather(*tasks, *self._tasks.values(), return_exceptions=True)
+            await stop([*tasks, *self._tasks.values()], STOP_TIMEOUT)
             with contextlib.suppress(Exception):
                 await self._write_outcomes()  # what finished last is not sent again
             with contextlib.suppress(Exception):
@@ -398,6 +396,7 @@ class DeliveryDuty:
         try:
             await change  # type: ignore[misc]
         except (RedisError, *REDIS_DOWN) as exc:
+            raise_if_cancelling()
             log.warning("webhook endpoint status not written (%s)", exc)
 
     # -- writing outcomes back ---------------------------------------------------------
@@ -455,7 +454,10 @@ async def _forever(loop: Callable[[], Awaitable[None]]) -> None:
     while True:
         try:
             await loop()
-        except Exception:
-            log.exception("delivery duty: %s failed; starting it again", loop.__name__)
-        raise_if_cancelling()
+        except Exception as exc:
+            raise_if_cancelling()
+            if redis_trouble(exc):  # a line, not a traceback a second while Redis is away
+                log.warning("delivery duty: %s: Redis unavailable (%r)", loop.__name__, exc)
+            else:
+                log.exception("delivery duty: %s failed; starting it again", loop.__name__)
         await asyncio.sleep(1.0)

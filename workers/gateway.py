@@ -17,14 +17,14 @@ from redis.exceptions import RedisError
 
 from service.clock import Clock
 from service.engine.errors import REDIS_DOWN, broke_in_the_client
-from service.runtime.appkeys import EVENTS, SETTINGS, STORE, TICKETS, TOKENS
+from service.runtime.appkeys import SETTINGS, STORE, TICKETS, TOKENS
 from service.runtime.credentials import Credential, Via, presented_on_upgrade
 from service.runtime.responses import (
     problem_response,
     redis_unavailable,
     unauthorized,
 )
-from service.sessions.eventlog import StreamId
+from service.sessions.eventlog import ZERO_ID, StreamId
 from service.sessions.store import SessionGone
 from service.sessions.tickets import is_ticket
 from service.sessions.tokens import TokenError
@@ -167,14 +167,13 @@ async def admit(request: web.Request, ws: web.WebSocketResponse) -> Admission | 
         user, sid = (
             (claims.username, claims.session_id) if claims else await redeem(app, credential)
         )
-        # The log position is read before the check, so whatever happens after the check is
-        # replayed from the log even if it is published before the subscription is live.
-        cursor = await app[EVENTS].last_id(user)
-        await app[STORE].check(user, sid)
+        # The log position is read before the check (one trip), so whatever happens after
+        # the check is replayed from the log even if it is published before the subscription.
+        cursor, _ = await app[STORE].check_with_cursor(user, sid)
     except TokenError as exc:
         return unauthorized(exc.code, exc.detail)
     except SessionGone as gone:
-        return Admission(user, sid, cursor, gone)
+        return Admission(user, sid, ZERO_ID, gone)
     except Exception as exc:
         if not isinstance(exc, (RedisError, *REDIS_DOWN)) and not broke_in_the_client(exc):
             raise

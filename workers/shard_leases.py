@@ -21,6 +21,7 @@ from service.engine.connect import RedisClient
 from service.engine.errors import REDIS_DOWN
 from service.sessions import keys
 from service.sessions.lease import LEASE_MS, Lease
+from workers.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class ShardLeases:
         try:
             return await self.leases[shard].acquire()
         except (RedisError, *REDIS_DOWN) as exc:
+            raise_if_cancelling()  # redis-py turns a cancellation into a connection error
             self.leases[shard].held = False
             log.warning("outbox shard %d: lease not renewed (%s)", shard, exc)
             return False
@@ -90,5 +92,6 @@ class ShardLeases:
                 pipe.zcard(workers)
                 *_, live = await pipe.execute()
         except (RedisError, *REDIS_DOWN):
+            raise_if_cancelling()
             return self._live
         return max(1, int(live))

@@ -14,7 +14,7 @@ import logging
 from redis.exceptions import RedisError
 
 from service.backoff import Backoff
-from service.engine.errors import REDIS_DOWN
+from service.engine.errors import REDIS_DOWN, redis_trouble
 from service.sessions.lease import Lease
 from service.sessions.store import Due, SessionStore
 from workers.metrics import Metrics
@@ -46,12 +46,13 @@ class Sweeper:
                 if await self.lease.acquire():
                     await self.sweep()
                 backoff.reset()
-            except (RedisError, *REDIS_DOWN) as exc:
-                self.lease.held = False
-                log.warning("sweeper: Redis unavailable (%s); retrying", exc)
-                backoff.next()
-            except Exception:
-                log.exception("sweeper pass failed")
+            except Exception as exc:
+                if not redis_trouble(exc):
+                    log.exception("sweeper pass failed")
+                else:
+                    self.lease.held = False
+                    log.warning("sweeper: Redis unavailable (%r); retrying", exc)
+                    backoff.next()
             raise_if_cancelling()
             await asyncio.sleep(backoff.delay)
 

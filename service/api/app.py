@@ -106,7 +106,7 @@ def create_app(
             on_unacknowledged=metrics.unacknowledged_revocations.inc,
         )
         app[LIMITER] = LoginLimiter(client, settings, clock)
-        app[EVENTS] = EventLog(client, reads)
+        app[EVENTS] = EventLog(client)
         app[TICKETS] = SocketTickets(client, clock)
         app[AUTH] = Authenticator(app[TOKENS], app[STORE])
         app[SIGN_IN] = SignIn(app[STORE], app[TOKENS])

@@ -28,7 +28,8 @@ MAX_BATCH = 128  # commands per pipeline; more wait for the next one, sent at on
 # the pool opens in a hurry costs more CPU than the reads it carries).
 MAX_IN_FLIGHT = 4
 
-Pending = tuple[Sequence[Any], "asyncio.Future[Any]"]
+# Commands that leave together, in order, and the future of their replies.
+Pending = tuple[tuple[Sequence[Any], ...], "asyncio.Future[list[Any]]"]
 
 
 class ReadBatcher:
@@ -53,9 +54,14 @@ class ReadBatcher:
 
     async def execute(self, *command: Any) -> Any:
         """Run one keyed read command (its key second, as in HGETALL key)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((command, future))
+        return (await self.execute_together(command))[0]
+
+    async def execute_together(self, *commands: Sequence[Any]) -> list[Any]:
+        """Run keyed read commands of one slot in one trip, in this order: they are never
+        split between pipelines, so Redis runs them one right after the other. Their
+        replies, or the first error answered to one of them."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pending.append((commands, future))
         self._schedule()
         return await future
 
@@ -87,7 +93,7 @@ class ReadBatcher:
             self._schedule()
 
     async def _send(self, batch: list[Pending]) -> None:
-        batch = [(command, future) for command, future in batch if not future.done()]
+        batch = [(commands, future) for commands, future in batch if not future.done()]
         if not batch:
             return
         self.batches_sent += 1
@@ -96,13 +102,13 @@ class ReadBatcher:
             await self._send_to_node(masters[0], batch)
             return
         by_node: dict[Node, list[Pending]] = {}
-        for command, future in batch:
-            node = self.engine.node_of(str(command[1]))
-            by_node.setdefault(node, []).append((command, future))
+        for commands, future in batch:
+            node = self.engine.node_of(str(commands[0][1]))
+            by_node.setdefault(node, []).append((commands, future))
         await asyncio.gather(*(self._send_to_node(node, part) for node, part in by_node.items()))
 
     async def _send_to_node(self, node: Node, batch: list[Pending]) -> None:
-        commands = [command for command, _ in batch]
+        commands = [command for group, _ in batch for command in group]
         try:
             replies = await _settle(batch, self.engine.run_on(node, commands, repeatable=True))
         except NodeGone:  # the map changed since the split: each goes the client's own way
@@ -113,27 +119,37 @@ class ReadBatcher:
                 await self.engine.refresh()
             return
         # A slot that moved (or is moving): the client's own redirects follow it.
-        self._retry_each([p for p, reply in zip(batch, replies, strict=True) if _moved(reply)])
+        groups = _grouped(batch, replies)
+        self._retry_each([p for p, group in zip(batch, groups, strict=True) if _moved(group)])
 
     def _retry_each(self, batch: list[Pending]) -> None:
-        for command, future in batch:
+        for commands, future in batch:
             if not future.done():
-                self._spawn(_settle([(command, future)], self._one(command)))
+                self._spawn(_settle([(commands, future)], self._routed(commands)))
 
-    async def _one(self, command: Sequence[Any]) -> list[Any]:
-        return [await self.engine.run_routed(command)]
+    async def _routed(self, commands: tuple[Sequence[Any], ...]) -> list[Any]:
+        return [await self.engine.run_routed(command) for command in commands]
 
 
-def _moved(reply: Any) -> bool:
-    return isinstance(reply, AskError)
+def _moved(replies: list[Any]) -> bool:
+    return any(isinstance(reply, AskError) for reply in replies)
+
+
+def _grouped(batch: list[Pending], replies: list[Any]) -> list[list[Any]]:
+    """The flat replies of a batch, cut back into each entry's own."""
+    groups, at = [], 0
+    for commands, _ in batch:
+        groups.append(replies[at : at + len(commands)])
+        at += len(commands)
+    return groups
 
 
 async def _settle(batch: list[Pending], replies: Any) -> list[Any] | None:
-    """Hand each waiting request its reply (a redirect is left for the caller to retry);
+    """Hand each waiting request its replies (a redirect is left for the caller to retry);
     None when the whole batch failed, and each request got that error. NodeGone, raised
     before anything was sent, is left to the caller."""
     try:
-        results = await replies
+        results = list(await replies)
     except asyncio.CancelledError:
         for _, future in batch:
             future.cancel()
@@ -145,11 +161,12 @@ async def _settle(batch: list[Pending], replies: Any) -> list[Any] | None:
             if not future.done():
                 future.set_exception(exc)
         return None
-    for (_, future), reply in zip(batch, results, strict=True):
-        if future.done() or _moved(reply):
+    for (_, future), group in zip(batch, _grouped(batch, results), strict=True):
+        if future.done() or _moved(group):
             continue  # cancelled while the batch was out, or to be retried
-        if isinstance(reply, Exception):
-            future.set_exception(reply)
+        error = next((reply for reply in group if isinstance(reply, Exception)), None)
+        if error is not None:
+            future.set_exception(error)
         else:
-            future.set_result(reply)
-    return list(results)
+            future.set_result(group)
+    return results

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
-from redis.exceptions import ClusterDownError, ResponseError
+from redis.exceptions import ClusterDownError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.engine.base import Command, Engine, Node, NodeGone
 
@@ -49,10 +51,20 @@ class ClusterEngine(Engine):
         """On one connection of the master itself: the cluster client's pipeline would
         refuse EVALSHA, send WAIT to any node, and retry a dead node for seconds (closing
         every connection of the client each time) where a request must get its 503 at once.
-        Replies lost with a broken connection come back as ConnectionErrors."""
-        pipeline = [PipelineCommand(i, *command) for i, command in enumerate(commands)]
-        await self._handle(node).execute_pipeline(pipeline)
-        return [c.result for c in pipeline]
+        Replies lost with a broken connection come back as ConnectionErrors (or, past the
+        connection's socket timeout, TimeoutErrors). Unlike the node's own
+        `execute_pipeline`, the batch has one timer, not one per reply."""
+        handle = self._handle(node)
+        conn = handle.acquire_connection()
+        try:
+            await handle.disconnect_if_needed(conn)
+            await conn.send_packed_command(conn.pack_commands(commands))
+            return await _replies(conn, commands, handle.response_callbacks, node)
+        finally:
+            try:
+                await handle.disconnect_if_needed(conn)
+            finally:
+                handle.release(conn)
 
     async def run_routed(self, command: Command) -> Any:
         return await self.cluster.execute_command(*command)
@@ -96,3 +108,28 @@ class ClusterEngine(Engine):
         if found is None:
             raise NodeGone(node)
         return found
+
+
+async def _replies(
+    conn: AbstractConnection,
+    commands: list[Command],
+    callbacks: dict[str, Callable[..., Any]],
+    node: Node,
+) -> list[Any]:
+    """Each command's reply (through the client's response callback), or its error."""
+    results: list[Any] = []
+    try:
+        async with asyncio.timeout(conn.socket_timeout):
+            for command in commands:
+                try:
+                    reply = await conn.read_response(timeout=math.inf)
+                except (RedisError, OSError) as exc:  # this command's answer, or a lost one
+                    results.append(exc)
+                    continue
+                callback = callbacks.get(str(command[0]).upper())
+                results.append(callback(reply) if callback else reply)
+    except TimeoutError:
+        await conn.disconnect()
+        lost = RedisTimeoutError(f"Timeout reading from {node.name}")
+        results += [lost] * (len(commands) - len(results))
+    return results

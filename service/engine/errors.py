@@ -11,6 +11,7 @@ from redis.exceptions import (
     OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
+    RedisError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,15 +37,22 @@ _CLIENT = Path(redis.__file__).parent
 
 
 def broke_in_the_client(exc: BaseException) -> bool:
-    """An error that is not redis-py's own kind but was raised inside redis-py: its
-    connections race with each other while a node fails (seen with 8.1 during a cluster
-    failover: a connection dropped by another task mid-connect raised AttributeError on
-    its vanished writer). For the caller that is Redis being unavailable, not a bug of
-    ours: a 503, and the next request gets a fresh connection."""
+    """An error that is not of redis-py's own kinds but came out of a call into redis-py.
+
+    Its connections race with each other while a node fails (seen with 8.1 in a cluster
+    failover: a connection dropped by another task mid-connect raised AttributeError from
+    its vanished writer), and a connection it makes while descriptors run out reads its
+    own package metadata first (OSError EMFILE). For the caller that is Redis being
+    unavailable, not a bug of ours: a 503, and the next request gets a fresh connection.
+    """
     tb = exc.__traceback__
-    innermost = None
     while tb is not None:
-        innermost, tb = tb, tb.tb_next
-    return innermost is not None and Path(innermost.tb_frame.f_code.co_filename).is_relative_to(
-        _CLIENT
-    )
+        if Path(tb.tb_frame.f_code.co_filename).is_relative_to(_CLIENT):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def redis_trouble(exc: BaseException) -> bool:
+    """Whether `exc` means Redis is unavailable (see REDIS_DOWN and broke_in_the_client)."""
+    return isinstance(exc, (RedisError, *REDIS_DOWN)) or broke_in_the_client(exc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -68,7 +70,12 @@ class SingleEngine(Engine):
                 await conn.send_packed_command(conn.pack_commands(commands))
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 raise _NotSent(exc) from exc
-            return [await _reply(conn) for _ in commands]
+            # One deadline for the batch: redis-py arms a timer per reply otherwise.
+            try:
+                async with asyncio.timeout(conn.socket_timeout):
+                    return [await _reply(conn) for _ in commands]
+            except TimeoutError:
+                raise RedisTimeoutError(f"Timeout reading from {self.node.name}") from None
         except BaseException:
             await conn.disconnect()  # what it had half read would confuse the next user
             raise
@@ -101,8 +108,11 @@ class _NotSent(Exception):
 
 
 async def _reply(conn: AbstractConnection) -> Any:
-    """One reply; an error answered to this command is its reply, not the batch's end."""
+    """One reply; an error answered to this command is its reply, not the batch's end.
+
+    Without a timer of its own (math.inf): the batch has one.
+    """
     try:
-        return await conn.read_response()
+        return await conn.read_response(timeout=math.inf)
     except ResponseError as exc:
         return exc

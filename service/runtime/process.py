@@ -18,11 +18,13 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from aiohttp import web
 from aiohttp.web_runner import GracefulExit
 
 from service.engine.devredis import embedded_redis_if_needed
+from service.runtime import accept
 from service.runtime.health import metrics_site
 from service.runtime.limits import harden_process, quiet_accept_errors, server_options
 from service.runtime.logformat import JsonFormatter
@@ -225,14 +227,20 @@ def _run(
     *,
     shared: bool = False,
 ) -> int:
-    """Serve `app` in this process until signalled; `announce` once the socket listens."""
+    """Serve `app` in this process until signalled; `announce` once the socket listens.
+
+    `accept_per_turn` among the options paces accepting (service/runtime/accept.py).
+    """
     # SIGHUP means "reread the users file": the API's own handler takes it; nobody else dies.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     tune_gc()
     loop = new_event_loop(settings.event_loop)
     log.info("%s runs on %s", what, type(loop).__module__.split(".")[0])
+    options = dict(options)
+    per_turn = options.pop("accept_per_turn", None)
+    run_app = partial(accept.run_app, per_turn=per_turn) if per_turn else web.run_app
     try:
-        web.run_app(
+        run_app(
             app,
             loop=loop,
             host=settings.host,

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from service.engine.batcher import ReadBatcher
 from service.engine.connect import RedisClient
-from service.engine.factory import engine_for
 from service.sessions import keys
 from service.sessions.records import (
     Event,
@@ -38,6 +36,16 @@ def parse_id(raw: str) -> StreamId:
 
 def format_id(stream_id: StreamId) -> str:
     return f"{stream_id[0]}-{stream_id[1]}"
+
+
+def last_id_command(username: str) -> tuple[str, ...]:
+    """The read of the id of the user's latest event; `last_id` makes it a StreamId."""
+    return ("XREVRANGE", keys.event_log(username), "+", "-", "COUNT", "1")
+
+
+def last_id(reply: list[tuple[str, dict[str, str]]]) -> StreamId:
+    """The id that `last_id_command` read (ZERO_ID when the log is empty)."""
+    return parse_id(reply[0][0]) if reply else ZERO_ID
 
 
 def decode_entry(entry_id: str, fields: dict[str, str]) -> Event:
@@ -66,16 +74,8 @@ class Replay:
 class EventLog:
     """Reads users' logs; it is handed a client (decode_responses=True)."""
 
-    def __init__(self, client: RedisClient, reads: ReadBatcher | None = None) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.redis = client
-        self.reads = reads or ReadBatcher(engine_for(client))
-
-    async def last_id(self, username: str) -> StreamId:
-        """The id of the user's latest event (ZERO_ID when there is none); a read shared
-        with whoever else connects in the same turn (a reconnect storm comes at once)."""
-        log_key = keys.event_log(username)
-        last = await self.reads.execute("XREVRANGE", log_key, "+", "-", "COUNT", 1)
-        return parse_id(last[0][0]) if last else ZERO_ID
 
     async def recent(self, username: str, limit: int) -> list[Event]:
         """The user's latest `limit` events, newest first (what the log still holds)."""

@@ -22,6 +22,7 @@ from service.engine.connect import RedisClient
 from service.engine.factory import engine_for
 from service.engine.replication import AcknowledgedWrites
 from service.sessions import keys
+from service.sessions.eventlog import StreamId, last_id, last_id_command
 from service.sessions.records import (
     StoredSession,
     Tombstone,
@@ -217,6 +218,24 @@ class SessionStore:
         spot, so its device is notified even if the sweeper has not come by yet.
         """
         fields = await self.reads.execute("HGETALL", keys.session_record(username, session_id))
+        return await self._judge(username, session_id, fields)
+
+    async def check_with_cursor(
+        self, username: str, session_id: str
+    ) -> tuple[StreamId, StoredSession]:
+        """The id of the user's latest event, then `check`, both read in one trip.
+
+        Redis reads the log's position first (the two never leave in different pipelines),
+        so whatever changes after the check is in the log after that position: a device
+        that replays from it once subscribed misses nothing (workers/gateway.py).
+        """
+        position, fields = await self.reads.execute_together(
+            last_id_command(username), ("HGETALL", keys.session_record(username, session_id))
+        )
+        return last_id(position), await self._judge(username, session_id, fields)
+
+    async def _judge(self, username: str, session_id: str, fields: dict[str, str]) -> StoredSession:
+        """The session from its record as read, touched when due; SessionGone if it ended."""
         now = self.clock.now_ms()
         session = session_from_hash(fields)
         if session is not None:
