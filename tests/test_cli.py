@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import string
 import sys
 import time
@@ -303,7 +304,11 @@ class Walkthrough:
 async def test_readme_two_terminals_is_what_the_client_prints(
     redis_url: str, tmp_path: Path
 ) -> None:
-    with terminals(redis_url, tmp_path, USERS_FILE=str(ROOT / "demo_users.json")) as cli:
+    # A copy: a sign-in rehashes an old-parameter hash into its users file (the cheap test
+    # parameters here), which must not rewrite the repository's demo_users.json.
+    users = tmp_path / "demo_users.json"
+    shutil.copyfile(ROOT / "demo_users.json", users)
+    with terminals(redis_url, tmp_path, USERS_FILE=str(users)) as cli:
         cli.env["SESSIONWIRE_PASSWORD"] = "1234"  # README's demo user; no prompt without a tty
         walk = Walkthrough(cli)
         read = walk.printed

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
 from service.settings import Settings
 from tests.conftest import PASSWORD, login
+from tests.processes import running
 from tests.raw import raw_request
 
 MakeApi = Callable[..., Awaitable[TestClient]]
@@ -94,3 +98,31 @@ async def test_openapi_lists_what_login_can_answer(api: TestClient) -> None:
     document = await (await api.get("/openapi.json")).json()
     answers = document["paths"]["/login"]["post"]["responses"]
     assert {"200", "400", "401", "408", "413", "415", "422", "429", "503"} <= set(answers)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-www-form-urlencoded"])
+async def test_a_client_that_leaves_mid_body_is_no_error(
+    redis_url: str, tmp_path: Path, content_type: str
+) -> None:
+    """A body cut short by the client's close is the client's business: no traceback (a
+    stranger could fill the log with them, a few lines each). A real API process: it is
+    what reads the body from the socket the client closed."""
+    with running("service", redis_url, tmp_path) as api:
+        _, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        writer.write(
+            b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n"
+            b"Content-Type: " + content_type.encode() + b'\r\n\r\n{"username": "al'
+        )
+        await writer.drain()
+        writer.close()  # 84 bytes short
+        await writer.wait_closed()
+        # Its handler has ended once the API has counted it (as whatever it answered).
+        async with aiohttp.ClientSession(api.url) as http:
+            metrics = ""
+            for _ in range(500):  # another process: polled, as nothing there can be awaited
+                metrics = await (await http.get("/metrics")).text()
+                if 'route="/login"' in metrics:
+                    break
+                await asyncio.sleep(0.01)
+        assert 'route="/login",status="400"' in metrics.replace('method="POST",', "")
+        assert "Traceback" not in api.log() and "unhandled" not in api.log()

@@ -114,7 +114,7 @@ class ShardReader:
             await conn.close()
 
     async def _read(self, conn: ShardConnection, sender: asyncio.Task[None]) -> None:
-        heard, ping = time.monotonic(), None
+        heard, ping, pinged = time.monotonic(), None, 0.0
         while True:
             try:
                 push = await conn.read(READ_TIMEOUT)
@@ -127,10 +127,12 @@ class ShardReader:
                 if push.kind == "pong" and push.data == ping:
                     ping = None
                 self._handle(push)
-            elif ping is not None and now - heard > PING_DEADLINE:
+            # The deadline runs from the ping, not from the last push: the ping leaves after
+            # PING_EVERY of silence, so timing it from then gave a pong one read (0.5 s).
+            elif ping is not None and now - pinged > PING_DEADLINE:
                 raise NodeHangs(f"no answer to a ping in {PING_DEADLINE}s")
             if ping is None and now - heard > PING_EVERY:
-                ping = f"hb{next(self._pings)}"
+                ping, pinged = f"hb{next(self._pings)}", now
                 await conn.ping(ping)
             if sender.done():
                 sender.result()  # a failed write: the connection is broken

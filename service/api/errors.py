@@ -105,6 +105,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = redis_unavailable()
         elif isinstance(exc, web.HTTPException) and exc.status < 400:
             raise  # a redirect is an answer, not a failure
+        elif isinstance(exc, ConnectionResetError):  # the client left mid-body: no error
+            log.debug("%s %s: the client went away: %s", request.method, request.path, exc)
+            response = problem_response(
+                400, "bad_request", "Bad Request", "The connection ended before the body did."
+            )
         else:
             response = _to_problem(exc) or _unexpected(request)
             if isinstance(exc, TokenError | SessionGone):  # a dead cookie is of no more use
