@@ -58,9 +58,12 @@ class Outcomes:
 
     changes: list[tuple[int, str, str | None]] = field(default_factory=list)  # in order
     records: list[tuple[str, int, DeliveryRecord]] = field(default_factory=list)
+    # Endpoints to mark disabled (id, reason): after their last record, so whoever sees
+    # "disabled" also sees the delivery that disabled it.
+    disabled: list[tuple[str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.changes or self.records)
+        return bool(self.changes or self.records or self.disabled)
 
 
 class DeliveryDuty:
@@ -344,7 +347,7 @@ class DeliveryDuty:
         self._stop_queue(queue.endpoint.id)
         pending.due_ms = now
         self._outcome(queue.endpoint, pending, event, "disabled", answer, now)
-        await self._quietly(self.store.disable(queue.endpoint.id, reason))
+        self._outcomes.disabled.append((queue.endpoint.id, reason))
         log.warning("webhook endpoint %s disabled (%s)", queue.endpoint.id, reason)
 
     def _outcome(
@@ -422,9 +425,12 @@ class DeliveryDuty:
         try:
             await self.outbox.settle(outcomes.changes)
             await self.deliveries.record(outcomes.records)
+            for endpoint_id, reason in outcomes.disabled:
+                await self.store.disable(endpoint_id, reason)
         except BaseException:  # kept for the next try, before what came since
             self._outcomes.changes[:0] = outcomes.changes
             self._outcomes.records[:0] = outcomes.records
+            self._outcomes.disabled[:0] = outcomes.disabled
             raise
 
     # -- retention -----------------------------------------------------------------------
