@@ -433,6 +433,9 @@ async def admin_api(make_api: Callable[..., Awaitable[Any]]) -> Any:
         "http://100.64.0.1/hook",  # CGNAT
         "http://[fd00::1]/hook",  # unique local
         "http://[::ffff:127.0.0.1]/hook",
+        "http://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of the metadata service
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  # Teredo: not global
         "https://user:secret@example.com/hook",  # credentials
         "ftp://example.com/hook",
         "http:///nohost",

@@ -26,7 +26,8 @@ class UrlRefused(Exception):
 
 
 def address_allowed(address: str) -> bool:
-    """Whether a peer address is a public unicast one (IPv4 inside IPv6 is unwrapped)."""
+    """Whether a peer address is a public unicast one (IPv4 inside IPv6 is unwrapped:
+    mapped, 6to4 and NAT64 forms)."""
     try:
         ip: IpAddress = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
@@ -34,6 +35,8 @@ def address_allowed(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:  # 2002::/16 carries the IPv4 address it reaches
+            ip = ip.sixtofour
         elif ip in NAT64:
             ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.is_global and not ip.is_multicast
