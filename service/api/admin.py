@@ -106,8 +106,10 @@ def _ip(value: str | None) -> str:
 @routes.get("/admin/users/{username}/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
     await authorize(request)
-    sessions = await request.app[STORE].list(_username(request))
-    return json_response(UserSessionsResponse(sessions=[s.to_wire() for s in sessions]))
+    store = request.app[STORE]
+    sessions = await store.list(_username(request))
+    now = store.clock.now_ms()
+    return json_response(UserSessionsResponse(sessions=[s.to_wire(now) for s in sessions]))
 
 
 @routes.delete(f"/admin/users/{{username}}/sessions/{{session_id:{SESSION_ID}}}")

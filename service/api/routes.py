@@ -195,23 +195,24 @@ async def me(request: web.Request) -> web.Response:
             username=caller.username,
             email=user.email if user else None,
             bio=user.bio if user else None,
-            session=caller.session.to_wire(),
+            session=caller.session.to_wire(request.app[STORE].clock.now_ms()),
         )
     )
 
 
-def _view(session: StoredSession, current_id: str) -> SessionView:
+def _view(session: StoredSession, current_id: str, now_ms: int) -> SessionView:
     return SessionView(
-        **msgspec.structs.asdict(session.to_wire()), current=session.session_id == current_id
+        **msgspec.structs.asdict(session.to_wire(now_ms)), current=session.session_id == current_id
     )
 
 
 @routes.get("/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
     caller = await caller_of(request)
-    sessions = await request.app[STORE].list(caller.username)
-    current = caller.session.session_id
-    return json_response(SessionsResponse(sessions=[_view(s, current) for s in sessions]))
+    store = request.app[STORE]
+    sessions = await store.list(caller.username)
+    current, now = caller.session.session_id, store.clock.now_ms()
+    return json_response(SessionsResponse(sessions=[_view(s, current, now) for s in sessions]))
 
 
 @routes.get("/config")

@@ -6,6 +6,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+from service.api.devices import describe
 from service.api.inputs import device_name_from
 from service.sessions.store import SessionStore
 from service.sessions.tokens import TokenCodec
@@ -36,6 +37,8 @@ class SignIn:
         A password sign-in gives the `credentials` it checked: CredentialsRevoked (and no
         session) when they were replaced or removed since.
         """
+        parsed = describe(device.user_agent)
+        details = {"browser": parsed.browser, "os": parsed.os, "device_type": parsed.device_type}
         session, ended = await self.store.create(
             username,
             session_id=secrets.token_urlsafe(16),
@@ -44,6 +47,7 @@ class SignIn:
             user_agent=device.user_agent,
             ip=device.ip,
             credentials=credentials,
+            details=details,
         )
         log.info(
             "signed in %s on %r (session %s); ended %s",
@@ -57,5 +61,5 @@ class SignIn:
             token=token,
             token_type="Bearer",
             expires_at=from_ms(session.max_ms),
-            session=session.to_wire(),
+            session=session.to_wire(online=False),
         )

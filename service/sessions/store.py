@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -173,14 +173,17 @@ class SessionStore:
         user_agent: str,
         ip: str,
         credentials: str = "",
+        details: Mapping[str, str] | None = None,
     ) -> tuple[StoredSession, list[str]]:
         """Create a session; returns it and the sessions it replaced or evicted.
 
         `credentials` (a password sign-in's: the digest of the hash it checked) must not
         have been revoked since, or CredentialsRevoked is raised and nothing is created.
+        `details`: more of StoredSession's string fields (browser, os, device_type, loc*).
         """
         now = self.clock.now_ms()
         fields = {
+            **(details or {}),
             "session_id": session_id,
             "device_id": device_id,
             "device_name": device_name,

@@ -22,8 +22,8 @@ local function load_session(sid)
   if #flat == 0 then return nil end
   local rec = {}
   for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
-  for _, f in ipairs({'created_ms', 'seen_ms', 'max_ms', 'idle_ms'}) do
-    rec[f] = tonumber(rec[f])
+  for _, f in ipairs({'created_ms', 'seen_ms', 'max_ms', 'idle_ms', 'online_until'}) do
+    rec[f] = tonumber(rec[f] or 0)
   end
   return rec
 end
