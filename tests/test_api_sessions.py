@@ -53,6 +53,11 @@ SESSION_FIELDS = {
     "created_at",
     "last_seen_at",
     "expires_at",
+    "online",
+    "browser",
+    "os",
+    "device_type",
+    "location",
 }
 Watch = Callable[[str], EventWatch]
 T = TypeVar("T")

@@ -29,11 +29,20 @@ def revoked_from_tombstone(session_id: str, tomb: Tombstone | None, now_ms: int)
     return encode(SessionRevoked(session_id, tomb.reason, from_ms(tomb.at), tomb.by))
 
 
+_KINDS: dict[str, Literal["created", "revoked", "renamed", "online", "offline"]] = {
+    "session.created": "created",
+    "session.revoked": "revoked",
+    "session.renamed": "renamed",
+    "session.online": "online",
+    "session.offline": "offline",
+}
+
+
 def changed_from_event(event: Event) -> str:
-    kind: Literal["created", "revoked"] = (
-        "created" if event.type == "session.created" else "revoked"
-    )
-    return encode(SessionsChanged(event=kind, session=event.session.to_wire()))
+    """`sessions.changed`; `online` as of the event (a revoked session is offline)."""
+    kind = _KINDS[event.type]
+    online = kind == "online" or (kind == "renamed" and event.session.online_until > event.at)
+    return encode(SessionsChanged(event=kind, session=event.session.to_wire(online=online)))
 
 
 class Frames:
@@ -70,6 +79,8 @@ class FrameCache:
         self._frames: dict[tuple[str, str], Frames] = {}
 
     def of(self, event: Event) -> Frames:
+        if not event.id:  # published only (online, offline): sent once, never replayed
+            return Frames(event)
         key = (event.user, event.id)
         frames = self._frames.get(key)
         if frames is None:

@@ -44,6 +44,7 @@ from service.wire.schemas import (
     LoginResponse,
     MeResponse,
     RevokedResponse,
+    SessionRenameRequest,
     SessionsResponse,
     SessionView,
     SocketTicket,
@@ -165,6 +166,23 @@ async def revoke_session(request: web.Request) -> web.Response:
     return await _revoke(request, caller, "one", target, reason)
 
 
+@routes.patch(f"/sessions/{{session_id:(?!revoke-others$){SESSION_ID}}}")
+async def rename_session(request: web.Request) -> web.Response:
+    """Rename one of the caller's devices (this one or another)."""
+    caller = await caller_of(request)
+    body = await decode_body(request, SessionRenameRequest, request.app[SETTINGS].request_timeout)
+    name = given_device_name(body.device_name) or body.device_name
+    store = request.app[STORE]
+    target = request.match_info["session_id"]
+    renamed = await store.rename(caller.username, target, name, caller.session.as_actor())
+    if renamed is None:
+        raise ApiError(
+            404, "session_not_found", "Session not found", "You have no session with that id."
+        )
+    current = caller.session.session_id
+    return json_response(_view(renamed, current, store.clock.now_ms()))
+
+
 @routes.post("/sessions/revoke-others")
 async def revoke_others(request: web.Request) -> web.Response:
     caller = await caller_of(request)
@@ -195,23 +213,24 @@ async def me(request: web.Request) -> web.Response:
             username=caller.username,
             email=user.email if user else None,
             bio=user.bio if user else None,
-            session=caller.session.to_wire(),
+            session=caller.session.to_wire(request.app[STORE].clock.now_ms()),
         )
     )
 
 
-def _view(session: StoredSession, current_id: str) -> SessionView:
+def _view(session: StoredSession, current_id: str, now_ms: int) -> SessionView:
     return SessionView(
-        **msgspec.structs.asdict(session.to_wire()), current=session.session_id == current_id
+        **msgspec.structs.asdict(session.to_wire(now_ms)), current=session.session_id == current_id
     )
 
 
 @routes.get("/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
     caller = await caller_of(request)
-    sessions = await request.app[STORE].list(caller.username)
-    current = caller.session.session_id
-    return json_response(SessionsResponse(sessions=[_view(s, current) for s in sessions]))
+    store = request.app[STORE]
+    sessions = await store.list(caller.username)
+    current, now = caller.session.session_id, store.clock.now_ms()
+    return json_response(SessionsResponse(sessions=[_view(s, current, now) for s in sessions]))
 
 
 @routes.get("/config")

@@ -6,6 +6,8 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+from service.api.devices import describe
+from service.api.geoip import GeoIp
 from service.api.inputs import device_name_from
 from service.sessions.store import SessionStore
 from service.sessions.tokens import TokenCodec
@@ -27,8 +29,8 @@ class NewDevice:
 class SignIn:
     """Opens sessions with the store and issues their tokens."""
 
-    def __init__(self, store: SessionStore, tokens: TokenCodec) -> None:
-        self.store, self.tokens = store, tokens
+    def __init__(self, store: SessionStore, tokens: TokenCodec, geoip: GeoIp) -> None:
+        self.store, self.tokens, self.geoip = store, tokens, geoip
 
     async def open(self, username: str, device: NewDevice, credentials: str = "") -> LoginResponse:
         """Create the session (replacing or evicting as the store does) and its token.
@@ -36,6 +38,9 @@ class SignIn:
         A password sign-in gives the `credentials` it checked: CredentialsRevoked (and no
         session) when they were replaced or removed since.
         """
+        parsed = describe(device.user_agent)
+        details = {"browser": parsed.browser, "os": parsed.os, "device_type": parsed.device_type}
+        details.update(self.geoip.locate(device.ip))
         session, ended = await self.store.create(
             username,
             session_id=secrets.token_urlsafe(16),
@@ -44,6 +49,7 @@ class SignIn:
             user_agent=device.user_agent,
             ip=device.ip,
             credentials=credentials,
+            details=details,
         )
         log.info(
             "signed in %s on %r (session %s); ended %s",
@@ -57,5 +63,5 @@ class SignIn:
             token=token,
             token_type="Bearer",
             expires_at=from_ms(session.max_ms),
-            session=session.to_wire(),
+            session=session.to_wire(online=False),
         )

@@ -11,7 +11,9 @@ from service.wire.schemas import (
     ActivityEvent,
     ActivitySession,
     Actor,
+    DeviceType,
     FailureSource,
+    Location,
     LoginFailures,
     Revocation,
     Session,
@@ -38,12 +40,47 @@ class StoredSession(msgspec.Struct, kw_only=True):
     seen_ms: int = 0
     max_ms: int = 0
     idle_ms: int = 0
+    # Parsed from the User-Agent at sign-in (service/sessions/devices.py); "" is unknown.
+    browser: str = ""
+    os: str = ""
+    device_type: str = "unknown"
+    # Where `ip` is (service/sessions/geoip.py), flat like every field of the hash:
+    # `loc` is "" (unknown), "net" (this network) or "geo" (the loc_* fields say where).
+    loc: str = ""
+    loc_country: str = ""
+    loc_cc: str = ""
+    loc_region: str = ""
+    loc_city: str = ""
+    # Online until then (ms): the latest deadline of its sockets' presence; 0: no socket.
+    online_until: int = 0
 
     @property
     def deadline_ms(self) -> int:
         return deadline_ms(self.seen_ms, self.idle_ms, self.max_ms)
 
-    def to_wire(self) -> Session:
+    def location(self) -> Location | None:
+        if self.loc == "net":
+            return Location(
+                country=None, country_code=None, region=None, city=None, this_network=True
+            )
+        if self.loc != "geo":
+            return None
+        return Location(
+            country=self.loc_country or None,
+            country_code=self.loc_cc or None,
+            region=self.loc_region or None,
+            city=self.loc_city or None,
+            this_network=False,
+        )
+
+    def to_wire(self, now_ms: int | None = None, *, online: bool | None = None) -> Session:
+        """The session as clients see it; online when a socket's presence is live at
+        `now_ms` (None: not known to be, as in a webhook's copy), unless `online` says."""
+        if online is None:
+            online = now_ms is not None and self.online_until > now_ms
+        device_type: DeviceType = self.device_type  # type: ignore[assignment]
+        if device_type not in ("desktop", "phone", "tablet", "terminal"):
+            device_type = "unknown"
         return Session(
             session_id=self.session_id,
             device_id=self.device_id or None,
@@ -53,6 +90,11 @@ class StoredSession(msgspec.Struct, kw_only=True):
             created_at=from_ms(self.created_ms),
             last_seen_at=from_ms(self.seen_ms),
             expires_at=from_ms(self.deadline_ms),
+            online=online,
+            browser=self.browser or None,
+            os=self.os or None,
+            device_type=device_type,
+            location=self.location(),
         )
 
     def as_actor(self) -> Actor:
@@ -74,7 +116,10 @@ class Event(msgspec.Struct, kw_only=True):
     """One entry of a user's event log; `id` is its stream id (absent from the stored JSON)."""
 
     id: str = ""
-    type: Literal["session.created", "session.revoked"]
+    # Renames are logged (not in the outbox); online/offline are published only (no id).
+    type: Literal[
+        "session.created", "session.revoked", "session.renamed", "session.online", "session.offline"
+    ]
     user: str
     session_id: str
     at: int
@@ -85,9 +130,10 @@ class Event(msgspec.Struct, kw_only=True):
     def to_activity(self) -> ActivityEvent:
         """The event as the user's activity log shows it."""
         revoked = self.type == "session.revoked"
+        shows_by = revoked or self.type == "session.renamed"
         return ActivityEvent(
             id=self.id,
-            type=self.type,
+            type=self.type,  # type: ignore[arg-type]
             at=from_ms(self.at),
             session=ActivitySession(
                 session_id=self.session_id,
@@ -96,7 +142,7 @@ class Event(msgspec.Struct, kw_only=True):
             ),
             # A created event names its own device as `by`: that is no news to the user.
             reason=self.reason if revoked else None,  # type: ignore[arg-type]
-            by=self.by if revoked else None,
+            by=self.by if shows_by else None,
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -135,6 +135,7 @@ class SessionStore:
         self._revoke = client.register_script(session_script("revoke"))
         self._expire = client.register_script(session_script("expire"))
         self._list = client.register_script(session_script("list"))
+        self._rename = client.register_script(session_script("rename"))
 
     def _call_args(self, username: str, now: int, **named: Any) -> dict[str, Any]:
         """KEYS and the one JSON argument every session script takes (see lib.lua)."""
@@ -173,14 +174,17 @@ class SessionStore:
         user_agent: str,
         ip: str,
         credentials: str = "",
+        details: Mapping[str, str] | None = None,
     ) -> tuple[StoredSession, list[str]]:
         """Create a session; returns it and the sessions it replaced or evicted.
 
         `credentials` (a password sign-in's: the digest of the hash it checked) must not
         have been revoked since, or CredentialsRevoked is raised and nothing is created.
+        `details`: more of StoredSession's string fields (browser, os, device_type, loc*).
         """
         now = self.clock.now_ms()
         fields = {
+            **(details or {}),
             "session_id": session_id,
             "device_id": device_id,
             "device_name": device_name,
@@ -253,6 +257,26 @@ class SessionStore:
         """Live sessions, most recently seen first."""
         found = await self._list(**self._call_args(username, self.clock.now_ms()))
         return [session_decoder.decode(raw) for raw in found]
+
+    async def rename(
+        self, username: str, session_id: str, device_name: str, by: Actor | None
+    ) -> StoredSession | None:
+        """Give a live session's device a new name (None: no such session); its devices
+        are told, and the user's activity log has it."""
+        call = self._call_args(
+            username, self.clock.now_ms(), session_id=session_id, device_name=device_name, by=by
+        )
+        raw = await self._rename(**call)
+        if not raw:
+            return None
+        log.info(
+            "session %s of %s renamed to %r by %s",
+            session_id,
+            username,
+            device_name,
+            by.session_id if by else "the admin API",
+        )
+        return session_decoder.decode(raw)
 
     async def revoke(
         self,

@@ -23,7 +23,9 @@ class SessionRevoked(msgspec.Struct, tag_field="type", tag="session.revoked"):
 
 
 class SessionsChanged(msgspec.Struct, tag_field="type", tag="sessions.changed"):
-    event: Literal["created", "revoked"]
+    # renamed: a new device_name; online/offline: its presence changed (at most one
+    # notice per session per PRESENCE_NOTICE_INTERVAL, the latest state always arrives).
+    event: Literal["created", "revoked", "renamed", "online", "offline"]
     session: Session
 
 

@@ -52,6 +52,22 @@ class LoginRequest(Base):
     cookie: bool | None = None
 
 
+DeviceType = Literal["desktop", "phone", "tablet", "terminal", "unknown"]
+
+
+class Location(Base):
+    """Where the session's address is, from the GeoIP database (English names).
+
+    `this_network` (all else null): a loopback, private, link-local, CGNAT or ULA address.
+    """
+
+    country: str | None
+    country_code: str | None  # ISO 3166-1 alpha-2, e.g. "DE"
+    region: str | None
+    city: str | None
+    this_network: bool
+
+
 class Session(Base):
     session_id: str
     device_id: str | None
@@ -59,8 +75,21 @@ class Session(Base):
     user_agent: str
     ip: str | None  # null when unknown (a session the admin API opened without one)
     created_at: datetime
+    # Moves with requests, and while a socket is open (the worker's presence refresh).
     last_seen_at: datetime
     expires_at: datetime
+    # A live socket on some worker process holds this session (see docs/PRESENCE.md).
+    online: bool
+    # Parsed from the User-Agent at sign-in: "Chrome 120", "sessionwire 0.1"; null: unknown.
+    browser: str | None
+    os: str | None  # "Android 14", "iOS 17.5", "Windows 10", "macOS 14", "Ubuntu", "Linux"
+    device_type: DeviceType
+    # Null when no GeoIP database is configured or it has no entry for the address.
+    location: Location | None
+
+
+class SessionRenameRequest(Base):
+    device_name: DeviceName
 
 
 class SessionView(Session):
@@ -215,7 +244,7 @@ class LoginFailures(Base):
 
 class ActivityEvent(Base):
     id: str
-    type: Literal["session.created", "session.revoked", "login.failed"]
+    type: Literal["session.created", "session.revoked", "session.renamed", "login.failed"]
     at: datetime  # for login.failed, the latest attempt
     session: ActivitySession | None  # null for login.failed
     reason: RevokeReason | None

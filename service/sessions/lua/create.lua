@@ -1,5 +1,5 @@
 -- Create a session. Arguments: `session` (session_id, device_id, device_name, user_agent,
--- ip), `idle_ms`, `max_age_ms`, `max_sessions`, `by` (the new device, named by the
+-- ip, and what records.StoredSession says of the device: browser, os, loc...), `idle_ms`, `max_age_ms`, `max_sessions`, `by` (the new device, named by the
 -- 'replaced' and 'evicted' events), and `credentials` (for a password sign-in, the digest
 -- of the password hash it checked; else ''). Returns {the record as JSON, revoked session
 -- ids, the reason each of them ended}, or {false, {}, {}} when those credentials were
@@ -25,9 +25,11 @@ while redis.call('ZCARD', IDX) >= A.max_sessions do
   ended(revoke(oldest, 'evicted', A.by), 'evicted')
 end
 
-local rec = {session_id = s.session_id, device_id = s.device_id, device_name = s.device_name,
-             user_agent = s.user_agent, ip = s.ip, created_ms = NOW, seen_ms = NOW,
-             max_ms = NOW + A.max_age_ms, idle_ms = A.idle_ms}
+-- `s` holds strings only (the device, its parsed User-Agent and location: records.py).
+local rec = {}
+for k, v in pairs(s) do rec[k] = v end
+rec.created_ms, rec.seen_ms, rec.max_ms, rec.idle_ms = NOW, NOW, NOW + A.max_age_ms, A.idle_ms
+rec.online_until = 0
 local key = session_key(rec.session_id)
 for k, v in pairs(rec) do redis.call('HSET', key, k, v) end
 redis.call('PEXPIREAT', key, deadline(rec) + GRACE)
