@@ -4,9 +4,11 @@ cluster: discovery, tokens, streams, push and poll delivery of verified CAEP SET
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ from tests.ssf_receiver import (
     PUSH,
     SESSION_ESTABLISHED,
     SESSION_REVOKED,
+    STREAM_UPDATED,
     VERIFICATION,
     SsfReceiver,
 )
@@ -211,3 +214,202 @@ async def test_poll_delivers_and_offers_unacknowledged_sets_again(
         assert revoked_of(got, session_id)[0].event["initiating_entity"] == "user"
         status, empty = await receiver.call("POST", poll_url, {"returnImmediately": True})
         assert empty == {"sets": {}, "moreAvailable": False}
+
+
+@pytest.fixture
+async def pushed(http: aiohttp.ClientSession) -> AsyncIterator[tuple[SsfReceiver, str]]:
+    receiver = SsfReceiver(http, "", AUDIENCE)
+    url = await receiver.listen()
+    yield receiver, url
+    await receiver.close()
+
+
+async def push_stream(
+    http: aiohttp.ClientSession, api: Process, pushed: tuple[SsfReceiver, str]
+) -> tuple[SsfReceiver, str]:
+    receiver, url = pushed
+    _, _, stream = await connect(http, api, {"method": PUSH, "endpoint_url": url}, receiver)
+    return receiver, stream["stream_id"]
+
+
+async def test_pause_holds_events_in_order_and_enable_delivers_them(
+    single_redis_url: str,
+    tmp_path: Path,
+    key_files: tuple[Path, Path],
+    http: aiohttp.ClientSession,
+    pushed: tuple[SsfReceiver, str],
+) -> None:
+    with services(single_redis_url, tmp_path, key_files[0]) as (api, _):
+        receiver, sid = await push_stream(http, api, pushed)
+        status_url = api.url + "/ssf/status"
+        status, answer = await receiver.call(
+            "POST", status_url, {"stream_id": sid, "status": "paused", "reason": "maintenance"}
+        )
+        assert (status, answer) == (
+            200,
+            {"stream_id": sid, "status": "paused", "reason": "maintenance"},
+        )
+        await receiver.until(lambda v: receiver.of(STREAM_UPDATED))
+        assert receiver.of(STREAM_UPDATED)[0].event == {"status": "paused", "reason": "maintenance"}
+        await asyncio.sleep(1.5)  # the worker has seen the change (it reloads every second)
+        sessions = [await sign_in(http, api, f"device{i}") for i in range(3)]
+        for signed in sessions:
+            await sign_out(http, api, signed["token"])
+        await asyncio.sleep(1.5)  # nothing comes while paused (the worker reloads each second)
+        assert not receiver.of(SESSION_ESTABLISHED) and not receiver.of(SESSION_REVOKED)
+        status, answer = await receiver.call("GET", status_url, stream_id=sid)
+        assert answer["status"] == "paused"
+        status, _ = await receiver.call("POST", status_url, {"stream_id": sid, "status": "enabled"})
+        assert status == 200
+        await receiver.until(lambda v: len(receiver.of(SESSION_REVOKED)) == 3)
+        order = [
+            (v.event_type, v.session_id)
+            for v in receiver.verified
+            if v.event_type in (SESSION_ESTABLISHED, SESSION_REVOKED)
+        ]
+        expected = [(SESSION_ESTABLISHED, s["session"]["session_id"]) for s in sessions]
+        expected += [(SESSION_REVOKED, s["session"]["session_id"]) for s in sessions]
+        assert order == expected  # one user's events, in order
+
+
+async def test_disabled_drops_events_and_subjects_filter(
+    single_redis_url: str,
+    tmp_path: Path,
+    key_files: tuple[Path, Path],
+    http: aiohttp.ClientSession,
+    pushed: tuple[SsfReceiver, str],
+) -> None:
+    with services(single_redis_url, tmp_path, key_files[0]) as (api, _):
+        receiver, sid = await push_stream(http, api, pushed)
+        status_url = api.url + "/ssf/status"
+        await receiver.call("POST", status_url, {"stream_id": sid, "status": "disabled"})
+        await receiver.until(lambda v: receiver.of(STREAM_UPDATED))
+        await asyncio.sleep(1.5)  # the worker has seen the change (it reloads every second)
+        dropped = await sign_in(http, api, "while-disabled")
+        await asyncio.sleep(1.5)
+        await receiver.call("POST", status_url, {"stream_id": sid, "status": "enabled"})
+        subject = {"format": "iss_sub", "iss": api.url, "sub": "alice"}
+        remove = api.url + "/ssf/subjects:remove"
+        status, _ = await receiver.call("POST", remove, {"stream_id": sid, "subject": subject})
+        assert status == 204
+        await asyncio.sleep(1.5)  # workers reload streams every second
+        await sign_in(http, api, "removed")
+        add = api.url + "/ssf/subjects:add"
+        complex_subject = {"format": "complex", "user": subject}
+        status, _ = await receiver.call("POST", add, {"stream_id": sid, "subject": complex_subject})
+        assert status == 200
+        await asyncio.sleep(1.5)
+        kept = await sign_in(http, api, "added-again")
+        await receiver.until(lambda v: receiver.of(SESSION_ESTABLISHED))
+        await asyncio.sleep(1.0)
+        ids = [v.session_id for v in receiver.of(SESSION_ESTABLISHED)]
+        assert ids == [kept["session"]["session_id"]]
+        assert dropped["session"]["session_id"] not in ids
+
+
+async def test_reasons_map_to_initiating_entities(
+    single_redis_url: str,
+    tmp_path: Path,
+    key_files: tuple[Path, Path],
+    http: aiohttp.ClientSession,
+    pushed: tuple[SsfReceiver, str],
+) -> None:
+    with services(single_redis_url, tmp_path, key_files[0]) as (api, _):
+        receiver, _ = await push_stream(http, api, pushed)
+        laptop, phone = await sign_in(http, api, "laptop"), await sign_in(http, api, "phone")
+        auth = {"Authorization": f"Bearer {phone['token']}"}
+        await call(
+            http,
+            "DELETE",
+            f"{api.url}/sessions/{laptop['session']['session_id']}",
+            200,
+            headers=auth,
+        )
+        await call(
+            http, "POST", api.url + "/admin/users/alice/logout-all", 200, headers=ADMIN,
+            json={"reason": "password_changed"},
+        )  # fmt: skip
+        await receiver.until(lambda v: len(receiver.of(SESSION_REVOKED)) == 2)
+        by_session = {v.session_id: v.event for v in receiver.of(SESSION_REVOKED)}
+        assert by_session[laptop["session"]["session_id"]]["initiating_entity"] == "user"
+        changed = by_session[phone["session"]["session_id"]]
+        assert changed["initiating_entity"] == "admin"
+        assert changed["reason_user"] == {"en": "Your password was changed."}
+
+
+async def test_key_rotation_keeps_the_previous_key_in_the_jwks(
+    single_redis_url: str,
+    tmp_path: Path,
+    key_files: tuple[Path, Path],
+    http: aiohttp.ClientSession,
+    pushed: tuple[SsfReceiver, str],
+) -> None:
+    old, new = key_files
+    with services(single_redis_url, tmp_path, old) as (api, _):
+        receiver, sid = await push_stream(http, api, pushed)
+        await sign_in(http, api)
+        await receiver.until(lambda v: receiver.of(SESSION_ESTABLISHED))
+        old_kid = receiver.of(SESSION_ESTABLISHED)[0].header["kid"]
+        client = receiver.token
+    rotated = {"SSF_PREVIOUS_SIGNING_KEY": str(old)}
+    with services(single_redis_url, tmp_path, new, **rotated) as (api, _):
+        receiver.transmitter = api.url
+        await receiver.discover()  # the JWKS now has both keys
+        assert old_kid in receiver.keys and len(receiver.keys) == 2
+        receiver.token = client  # tokens outlive a restart (they are in Redis)
+        signed = await sign_in(http, api, "phone")
+        await receiver.until(lambda v: len(receiver.of(SESSION_ESTABLISHED)) == 2)
+        latest = receiver.of(SESSION_ESTABLISHED)[1]
+        assert (
+            latest.header["kid"] != old_kid and latest.session_id == signed["session"]["session_id"]
+        )
+        assert sid
+
+
+async def test_a_receiver_down_then_up_gets_its_sets(
+    single_redis_url: str,
+    tmp_path: Path,
+    key_files: tuple[Path, Path],
+    http: aiohttp.ClientSession,
+    pushed: tuple[SsfReceiver, str],
+) -> None:
+    with services(single_redis_url, tmp_path, key_files[0]) as (api, _):
+        receiver, _ = await push_stream(http, api, pushed)
+        receiver.push_status = 503
+        signed = await sign_in(http, api)
+        deadline = time.monotonic() + 10
+        while len(receiver.push_headers) < 2:  # tried, and tried again
+            assert time.monotonic() < deadline, receiver.push_headers
+            await asyncio.sleep(0.05)
+        assert not receiver.verified
+        receiver.push_status = 202
+        await receiver.until(lambda v: receiver.of(SESSION_ESTABLISHED))
+        assert receiver.of(SESSION_ESTABLISHED)[0].session_id == signed["session"]["session_id"]
+
+
+async def test_the_worker_killed_mid_delivery_loses_nothing(
+    single_redis_url: str,
+    tmp_path: Path,
+    key_files: tuple[Path, Path],
+    http: aiohttp.ClientSession,
+    pushed: tuple[SsfReceiver, str],
+) -> None:
+    env = {
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "WEBHOOK_ALLOW_PRIVATE": "1",
+        "WEBHOOK_RETRY_SCHEDULE": "0,0.05,0.1",
+        "SSF_SIGNING_KEY": str(key_files[0]),
+    }
+    with running("service", single_redis_url, tmp_path, **env) as api:
+        worker_env = {**env, "PORT": str(api.port)}
+        with running("workers", single_redis_url, tmp_path, **worker_env) as worker:
+            receiver, _ = await push_stream(http, api, pushed)
+            receiver.push_status = 503  # nothing gets through: all of it is pending
+            sessions = [await sign_in(http, api, f"d{i}") for i in range(5)]
+            await asyncio.sleep(0.3)
+            worker.stop(signal.SIGKILL)
+        receiver.push_status = 202
+        with running("workers", single_redis_url, tmp_path, **worker_env):
+            await receiver.until(lambda v: len(receiver.of(SESSION_ESTABLISHED)) == 5)
+        got = [v.session_id for v in receiver.of(SESSION_ESTABLISHED)]
+        assert got == [s["session"]["session_id"] for s in sessions]
