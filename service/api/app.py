@@ -142,7 +142,8 @@ def create_app(
         if signer is not None:
             app.add_routes(ssf.admin_routes)
         log.info("the admin API is on (/admin/..., for the holder of ADMIN_TOKEN)")
-    openapi = json.dumps(build_openapi(admin=bool(settings.admin_token))).encode()
+    document = build_openapi(admin=bool(settings.admin_token), ssf=signer is not None)
+    openapi = json.dumps(document).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
     page, asset = _page_files(page_headers(settings))
     app.router.add_get("/", page)
