@@ -206,6 +206,9 @@ class SsfReceiver:
 
     async def _pushed(self, request: web.Request) -> web.Response:
         self.push_headers.append(dict(request.headers))
+        if self.push_status == 400:  # RFC 8935 §2.3: the SET is refused, with why
+            refusal = {"err": "invalid_key", "description": "told to refuse"}
+            return web.json_response(refusal, status=400)
         if self.push_status != 202:
             return web.Response(status=self.push_status)
         if request.content_type != "application/secevent+jwt":

@@ -413,3 +413,34 @@ async def test_the_worker_killed_mid_delivery_loses_nothing(
             await receiver.until(lambda v: len(receiver.of(SESSION_ESTABLISHED)) == 5)
         got = [v.session_id for v in receiver.of(SESSION_ESTABLISHED)]
         assert got == [s["session"]["session_id"] for s in sessions]
+
+
+async def test_a_refused_set_is_failed_for_good_and_counted(
+    single_redis_url: str,
+    tmp_path: Path,
+    key_files: tuple[Path, Path],
+    http: aiohttp.ClientSession,
+    pushed: tuple[SsfReceiver, str],
+) -> None:
+    with services(single_redis_url, tmp_path, key_files[0]) as (api, worker):
+        receiver, sid = await push_stream(http, api, pushed)
+        receiver.push_status = 400
+        refused = await sign_in(http, api, "refused")
+        deadline = time.monotonic() + 10
+        while not receiver.push_headers:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        receiver.push_status = 202
+        taken = await sign_in(http, api, "taken")
+        await receiver.until(lambda v: receiver.of(SESSION_ESTABLISHED))
+        # In order per user: once the second came, the first was not going to be retried.
+        assert [v.session_id for v in receiver.of(SESSION_ESTABLISHED)] == [
+            taken["session"]["session_id"]
+        ]
+        assert len(receiver.push_headers) == 2
+        async with http.get(worker.url + "/metrics") as r:
+            text = await r.text()
+        line = f'sessionwire_webhook_deliveries_total{{endpoint="{sid}",outcome="failed"}} 1.0'
+        assert line in text, [x for x in text.splitlines() if sid in x]
+        assert "invalid_key: told to refuse" in worker.log()
+        assert refused["session"]["session_id"] not in {v.session_id for v in receiver.verified}
