@@ -276,3 +276,25 @@ def test_production_needs_an_https_issuer_with_a_key(tmp_path: Path) -> None:
     assert Settings.from_env({**env, "SSF_ISSUER": ISSUER}).ssf_enabled
     without = {k: v for k, v in env.items() if k != "SSF_SIGNING_KEY"}
     assert not Settings.from_env(without).ssf_enabled  # SSF is off: its paths are 404s
+
+
+def test_every_revoke_reason_has_an_initiating_entity_and_words() -> None:
+    from typing import get_args
+
+    from service.sessions.records import Event, StoredSession
+    from service.ssf import sets
+    from service.wire.schemas import RevokeReason
+
+    expected = {"logout": "user", "revoked": "user", "revoke_others": "user",
+                "logout_all": "user", "admin": "admin", "password_changed": "admin",
+                "evicted": "policy", "replaced": "policy", "expired": "system"}  # fmt: skip
+    assert set(get_args(RevokeReason)) == set(expected)
+    for reason, entity in expected.items():
+        event = Event(type="session.revoked", user="alice", session_id="s1", at=1_700_000_000_123,
+                      reason=reason, session=StoredSession(session_id="s1"))  # fmt: skip
+        claims = sets.outbox_set(ISSUER, "aud", "ss_1", "msg_1_1-0", event, 1_700_000_001_000)
+        (body,) = claims["events"].values()
+        assert body["initiating_entity"] == entity
+        assert set(body["reason_admin"]) == set(body["reason_user"]) == {"en"}
+        assert body["event_timestamp"] == 1_700_000_000
+        assert "sub" not in claims and "exp" not in claims and claims["txn"] == "msg_1_1-0"
