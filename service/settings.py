@@ -22,6 +22,8 @@ T = TypeVar("T")
 DEFAULT_REDIS_HOST = "127.0.0.1"
 # API and worker must sign and verify with one secret, so the generated one is kept on disk.
 DEV_SECRET_FILE = ".sessionwire/dev-jwt-secret"
+# The same for the development key that signs shared signals (service/ssf/signing.py).
+DEV_SSF_KEY_FILE = ".sessionwire/dev-ssf-key.pem"
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_PROCESSES = 256
 # What production must name itself: the development stand-ins (an embedded Redis, a
@@ -105,6 +107,24 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = (
         0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400,
     )  # fmt: skip
+    # Shared signals (docs/SSF.md): the PEM of the RSA key (2048 bits or more) that signs
+    # SETs, and the one it replaced (still in the JWKS during a rotation). In production SSF
+    # is on only when SSF_SIGNING_KEY is set; elsewhere a generated key is kept on disk.
+    ssf_signing_key: str = ""
+    ssf_previous_signing_key: str = ""
+    ssf_dev_key_file: str = DEV_SSF_KEY_FILE
+    # The transmitter's issuer: the public https URL receivers reach it at.
+    ssf_issuer: str = ""
+
+    @property
+    def ssf_enabled(self) -> bool:
+        return bool(self.ssf_signing_key) or self.app_env != "production"
+
+    @property
+    def ssf_issuer_url(self) -> str:
+        """SSF_ISSUER, or in development the API's own address."""
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host
+        return self.ssf_issuer or f"http://{host}:{self.port}"
 
     @property
     def effective_redis_url(self) -> str:
@@ -187,6 +207,7 @@ class Settings:
             webhook_retry_schedule=read("WEBHOOK_RETRY_SCHEDULE", _schedule),
             geoip_db=read("GEOIP_DB", str),
             **_presence(read),
+            **_ssf(read, env, app_env),
         )
 
     def warn_about_defaults(self) -> None:
@@ -246,6 +267,20 @@ class _Reader:
         if maximum is not None and value > maximum:  # type: ignore[operator]
             raise ConfigError(f"{setting} must be at most {maximum}")
         return value
+
+
+def _ssf(read: _Reader, env: Mapping[str, str], app_env: str) -> dict[str, str]:
+    key = read("SSF_SIGNING_KEY", str).strip()
+    issuer = read("SSF_ISSUER", str).strip().rstrip("/")
+    if app_env == "production" and key and not issuer.startswith("https://"):
+        raise ConfigError("SSF_ISSUER (an https URL) is required with SSF_SIGNING_KEY")
+    dev_dir = Path(env.get("DEV_SECRET_FILE", DEV_SECRET_FILE)).parent
+    return {
+        "ssf_signing_key": key,
+        "ssf_previous_signing_key": read("SSF_PREVIOUS_SIGNING_KEY", str).strip(),
+        "ssf_dev_key_file": str(dev_dir / Path(DEV_SSF_KEY_FILE).name),
+        "ssf_issuer": issuer,
+    }
 
 
 def _require_explicit(env: Mapping[str, str]) -> None:

@@ -46,6 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # The engines a test module can run on, by overriding `redis_url` (see `on_engine`).
 ENGINES = ("single", "cluster")
 TEST_SECRET = "test-secret-" + "x" * 40
+# The development SSF signing key tests use (generated once, out of the checkout).
+TEST_DEV_DIR = Path(tempfile.gettempdir()) / "sessionwire-tests"
+TEST_SSF_KEY_FILE = TEST_DEV_DIR / "dev-ssf-key.pem"
 
 
 def wait_until(condition: Callable[[], object], limit: float, what: str) -> None:
@@ -222,6 +225,7 @@ def make_settings(redis_url: str, **overrides: object) -> Settings:
         "app_env": "test",
         "users_file": str(TEST_USERS_FILE),
         "session_touch_interval": 0,
+        "ssf_dev_key_file": str(TEST_SSF_KEY_FILE),
         **TEST_HASHING,
     }
     values.update(overrides)

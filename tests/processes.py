@@ -13,7 +13,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import ROOT, TEST_HASHING, TEST_SECRET, TEST_USERS_FILE, free_port
+from tests.conftest import (
+    ROOT,
+    TEST_DEV_DIR,
+    TEST_HASHING,
+    TEST_SECRET,
+    TEST_USERS_FILE,
+    free_port,
+)
 
 
 class Process:
@@ -84,6 +91,7 @@ def process_env(redis_url: str, **extra: str) -> dict[str, str]:
         USERS_FILE=str(TEST_USERS_FILE),
         LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
+        DEV_SECRET_FILE=str(TEST_DEV_DIR / "dev-jwt-secret"),  # the dev SSF key goes there too
         **{name.upper(): str(value) for name, value in TEST_HASHING.items()},
     )
     env.update(extra)

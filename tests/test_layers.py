@@ -28,6 +28,7 @@ LAYERS = {
     "service.sessions": 3,
     "service.users": 4,
     "service.events": 4,
+    "service.ssf": 4,
     "service.runtime": 5,
     "service.api": 6,
     "service.__main__": 7,

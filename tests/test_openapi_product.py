@@ -105,7 +105,9 @@ async def test_answers_match_their_published_schemas(make_api: Any) -> None:
 async def test_the_admin_api_is_documented_only_when_it_is_on(make_api: Any) -> None:
     doc = await document(await make_api())  # no ADMIN_TOKEN: every /admin path is a 404
     assert not [path for path in doc["paths"] if path.startswith("/admin/")]
-    assert set(doc["components"]["securitySchemes"]) == {"bearer", "cookie"}
+    # SSF is on outside production: its receivers' schemes, not the admin's.
+    assert set(doc["components"]["securitySchemes"]) == {"bearer", "cookie", "ssf", "ssf_client"}
+    assert "/ssf/stream" in doc["paths"] and "/admin/ssf/receivers" not in doc["paths"]
     form = "application/x-www-form-urlencoded"
     assert form in doc["paths"]["/login"]["post"]["requestBody"]["content"]
 

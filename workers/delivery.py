@@ -36,9 +36,12 @@ from service.sessions.eventlog import parse_id
 from service.sessions.outbox import Outbox, Pending, SlotState
 from service.sessions.records import Event
 from service.settings import Settings
+from service.ssf.signing import load_signer
+from service.ssf.store import ReceiverStore
 from workers.delivery_queue import EndpointQueue, Item
 from workers.metrics import Metrics
 from workers.shard_leases import ShardLeases
+from workers.ssf_delivery import SetSender, StreamTarget, refusal, targets_of
 from workers.tasks import STOP_TIMEOUT, raise_if_cancelling, stop
 from workers.wakes import Wakes
 from workers.webhook_http import Answer, post
@@ -86,6 +89,10 @@ class DeliveryDuty:
         self.leases = ShardLeases(client)
         self.wakes = Wakes(engine, self._woken, self._subscribed)
         self.endpoints: dict[str, Endpoint] = {}
+        signer = load_signer(settings)  # SSF streams are targets too, when SSF is on
+        self.receivers = ReceiverStore(client, clock) if signer else None
+        self.sets = SetSender(client, settings, signer, http) if signer else None
+        self.streams: dict[str, StreamTarget] = {}
         self.queues: dict[str, EndpointQueue] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.held: set[int] = set()  # slots of the shards this process holds
@@ -116,6 +123,8 @@ class DeliveryDuty:
                 await self._write_outcomes()  # what finished last is not sent again
             with contextlib.suppress(Exception):
                 await self.leases.leave()  # another process takes over at once
+            if self.sets is not None:
+                await self.sets.close()
 
     # -- leases: which slots are ours -------------------------------------------------------
 
@@ -162,7 +171,11 @@ class DeliveryDuty:
         backoff = Backoff(RELOAD_EVERY, 5.0)
         while True:
             try:
-                self._apply(await self.store.all())
+                endpoints = await self.store.all()
+                receivers = await self.receivers.all() if self.receivers else []
+                self._apply(endpoints, targets_of(receivers))
+                if self.sets is not None:
+                    self.sets.send_controls(list(self.streams.values()), self.held)
                 backoff.reset()
             except (RedisError, *REDIS_DOWN) as exc:
                 raise_if_cancelling()
@@ -170,9 +183,13 @@ class DeliveryDuty:
                 backoff.next()
             await asyncio.sleep(backoff.delay)
 
-    def _apply(self, endpoints: Sequence[Endpoint]) -> None:
+    def _apply(self, endpoints: Sequence[Endpoint], streams: Sequence[StreamTarget] = ()) -> None:
+        """Start a queue for each enabled endpoint and stream, stop the others' (a paused
+        stream's cursor and pending deliveries wait, as a disabled endpoint's do)."""
         self.endpoints = {e.id: e for e in endpoints}
-        enabled = {e.id: e for e in endpoints if e.enabled}
+        self.streams = {s.id: s for s in streams}
+        enabled: dict[str, Endpoint | StreamTarget] = {e.id: e for e in endpoints if e.enabled}
+        enabled.update((s.id, s) for s in streams if s.enabled)
         for endpoint_id in list(self.queues):
             if endpoint_id not in enabled:
                 self._stop_queue(endpoint_id)
@@ -180,8 +197,11 @@ class DeliveryDuty:
         for endpoint_id, endpoint in enabled.items():
             queue = self.queues.get(endpoint_id)
             if queue is None:
+                deliver = self._deliver_set if isinstance(endpoint, StreamTarget) else self._deliver
                 queue = self.queues[endpoint_id] = EndpointQueue(
-                    endpoint, self._deliver, self.clock
+                    endpoint,  # type: ignore[arg-type]
+                    deliver,
+                    self.clock,
                 )
                 self._tasks[endpoint_id] = asyncio.create_task(
                     queue.run(), name=f"webhook {endpoint_id}"
@@ -222,7 +242,8 @@ class DeliveryDuty:
         if not slots or not self.queues:
             self._reload -= slots
             return
-        for state in await self.outbox.states(sorted(slots), set(self.endpoints)):
+        known = set(self.endpoints) | set(self.streams)
+        for state in await self.outbox.states(sorted(slots), known):
             await self._load_slot(state)
             self._reload.discard(state.slot)
 
@@ -333,6 +354,53 @@ class DeliveryDuty:
         pending.due_ms = now + round(delay * 1000)
         self._outcome(endpoint, pending, event, "retrying", answer, now)
         return False
+
+    async def _deliver_set(self, queue: EndpointQueue, item: Item) -> bool:
+        """One attempt of a SET for an SSF stream (workers/ssf_delivery.py)."""
+        target: StreamTarget = queue.endpoint  # type: ignore[assignment]
+        pending, event, sender = item.pending, item.event, self.sets
+        now = self.clock.now_ms()
+        if sender is None or now - event.at > self.retention_ms:
+            self._expired(pending, event)
+            return True
+        if not sender.wanted(target, item):  # a subject left out, or sent while disabled
+            self._settled(target, pending, "skipped")
+            return True
+        answer = await sender.send(target, item, now)
+        pending.attempts += 1
+        self.metrics.webhook_attempts.labels(target.id).inc()
+        if answer.status == 202:
+            self._settled(target, pending, "delivered")
+            self.metrics.webhook_latency.observe(max(0.0, (self.clock.now_ms() - event.at) / 1000))
+            return True
+        msg_id = messages.message_id(pending.slot, pending.event_id)
+        if answer.status == 400:  # RFC 8935 §2.4: the receiver will never take it
+            log.warning(
+                "SSF stream %s (%s) refused %s: %s", target.id, target.host, msg_id, refusal(answer)
+            )
+            self._settled(target, pending, "failed")
+            return True
+        log.warning(
+            "SSF stream %s (%s): %s failed, attempt %d: %s",
+            target.id,
+            target.host,
+            msg_id,
+            pending.attempts,
+            answer.reason,
+        )
+        delay = sender.retry_delay(pending, answer)
+        if delay is None:
+            self._settled(target, pending, "failed")
+            return True
+        pending.due_ms = self.clock.now_ms() + round(delay * 1000)
+        self._settled(target, pending, "retrying")
+        return False
+
+    def _settled(self, target: StreamTarget, pending: Pending, outcome: str) -> None:
+        done = outcome != "retrying"
+        self._outcomes.changes.append(pending.change(done=done))
+        self.metrics.webhook_deliveries.labels(target.id, outcome).inc()
+        self._flush.set()
 
     async def _disable(
         self,

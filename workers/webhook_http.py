@@ -64,6 +64,7 @@ class Answer:
     status: int | None
     retry_after: float | None = None
     error: str = ""
+    body: bytes = b""  # of a 400 only (an SSF receiver says why in it)
 
     @property
     def delivered(self) -> bool:
@@ -83,23 +84,28 @@ class Answer:
 
 
 async def post(
-    client: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+    client: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    content_type: str = "application/json",
 ) -> Answer:
     """POST one message; any failure is an Answer, never an exception."""
     try:
         async with client.post(
             url,
             data=body,
-            headers={"Content-Type": "application/json", **headers},
+            headers={"Content-Type": content_type, **headers},
             allow_redirects=False,
         ) as response:
-            await response.content.read(READ_AT_MOST)
+            answered = await response.content.read(READ_AT_MOST)
             if not response.content.at_eof():
                 response.close()  # a huge answer is not read to the end
             wait = None
             if response.status in schedule.RETRY_AFTER_STATUSES:
                 wait = schedule.retry_after(response.headers.get("Retry-After"))
-            return Answer(response.status, wait)
+            return Answer(response.status, wait, body=answered if response.status == 400 else b"")
     except TimeoutError:
         return Answer(None, error=f"no answer within {TIMEOUT:g} s")
     except aiohttp.ClientConnectorError as exc:

@@ -11,7 +11,7 @@ from importlib.resources.abc import Traversable
 
 from aiohttp import web
 
-from service.api import activity, admin, forward_auth, webhooks
+from service.api import activity, admin, forward_auth, ssf, webhooks
 from service.api.appkeys import (
     AUTH,
     DELIVERIES,
@@ -22,6 +22,9 @@ from service.api.appkeys import (
     OUTBOX,
     PASSWORDS,
     SIGN_IN,
+    SSF_POLL,
+    SSF_RECEIVERS,
+    SSF_SIGNER,
     USERS,
     WEBHOOKS,
 )
@@ -60,6 +63,9 @@ from service.sessions.store import SessionStore
 from service.sessions.tickets import SocketTickets
 from service.sessions.tokens import TokenCodec
 from service.settings import Settings
+from service.ssf.poll import PollStore
+from service.ssf.signing import load_signer
+from service.ssf.store import ReceiverStore
 from service.users.devicetokens import DeviceTokens
 from service.users.directory import UserDirectory
 from service.users.limiter import LoginLimiter
@@ -115,6 +121,8 @@ def create_app(
         app[WEBHOOKS] = EndpointStore(client, clock)
         app[DELIVERIES] = DeliveryLog(client, engine)
         app[OUTBOX] = Outbox(client, engine)
+        app[SSF_RECEIVERS] = ReceiverStore(client, clock)
+        app[SSF_POLL] = PollStore(client, settings.events_retention * 1000)
 
     app[USERS] = users or UserDirectory.load(settings.users_file)
     if users is None:  # a given directory is its owner's to follow
@@ -127,11 +135,18 @@ def create_app(
     app.add_routes(health_routes(metrics=settings.metrics_port is None))
     app.add_routes(activity.routes)
     app.add_routes(forward_auth.routes)
+    signer = load_signer(settings)  # a bad key stops the start, with its reason
+    if signer is not None:  # SSF is off in production without SSF_SIGNING_KEY (docs/SSF.md)
+        app[SSF_SIGNER] = signer
+        app.add_routes(ssf.routes)
     if settings.admin_token:  # else every /admin/... path is a 404, like any unknown path
         app.add_routes(admin.routes)
         app.add_routes(webhooks.routes)
+        if signer is not None:
+            app.add_routes(ssf.admin_routes)
         log.info("the admin API is on (/admin/..., for the holder of ADMIN_TOKEN)")
-    openapi = json.dumps(build_openapi(admin=bool(settings.admin_token))).encode()
+    document = build_openapi(admin=bool(settings.admin_token), ssf=signer is not None)
+    openapi = json.dumps(document).encode()
     app.router.add_get("/openapi.json", _static_bytes(openapi, "application/json"))
     page, asset = _page_files(page_headers(settings))
     app.router.add_get("/", page)

@@ -10,6 +10,9 @@ from service.events.deliveries import DeliveryLog
 from service.events.endpoints import EndpointStore
 from service.sessions.callers import Authenticator
 from service.sessions.outbox import Outbox
+from service.ssf.poll import PollStore
+from service.ssf.signing import Signer
+from service.ssf.store import ReceiverStore
 from service.users.devicetokens import DeviceTokens
 from service.users.directory import UserDirectory
 from service.users.limiter import LoginLimiter
@@ -27,3 +30,6 @@ HASH_UPGRADES = web.AppKey("hash_upgrades", HashUpgrades)
 WEBHOOKS = web.AppKey("webhooks", EndpointStore)
 DELIVERIES = web.AppKey("deliveries", DeliveryLog)
 OUTBOX = web.AppKey("outbox", Outbox)
+SSF_RECEIVERS = web.AppKey("ssf_receivers", ReceiverStore)
+SSF_SIGNER = web.AppKey("ssf_signer", Signer)
+SSF_POLL = web.AppKey("ssf_poll", PollStore)

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from service.api.forward_auth import VERIFY_METHODS
+from service.api.openapi_ssf import SECURITY_SCHEMES, ssf_paths
 from service.api.page import SDK_FILES
 from service.wire.names import SESSION_ID
 from service.wire.schemas import (
@@ -395,8 +396,9 @@ def _browser_details(paths: dict[str, dict[str, Any]]) -> None:
         }
 
 
-def build_openapi(*, admin: bool) -> dict[str, Any]:
-    """The document of what this server serves: the admin API only when it is on."""
+def build_openapi(*, admin: bool, ssf: bool = True) -> dict[str, Any]:
+    """The document of what this server serves: the admin API only when it is on, the SSF
+    transmitter only when it is (docs/SSF.md)."""
     user_ops = OPERATIONS + PRODUCT_OPERATIONS
     every = [(op, BEARER if op[5] else None) for op in user_ops]
     if admin:
@@ -412,6 +414,8 @@ def build_openapi(*, admin: bool) -> dict[str, Any]:
             summary, request, response, security, errors
         )
     _product_details(paths)
+    if ssf:
+        paths.update(ssf_paths(admin=admin))
     schemes: dict[str, Any] = {
         "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
         "cookie": {
@@ -429,6 +433,8 @@ def build_openapi(*, admin: bool) -> dict[str, Any]:
             "scheme": "bearer",
             "description": "ADMIN_TOKEN, for the product's back end",
         }
+    if ssf:
+        schemes.update(SECURITY_SCHEMES)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {

@@ -242,3 +242,47 @@ def webhook_deliveries(endpoint_id: str, shard: int) -> str:
     """Capped STREAM of the endpoint's delivery attempts in one shard (the shard's lease
     holder is its only writer; a listing merges the shards)."""
     return f"{PREFIX}:{{whd:{endpoint_id}:{shard}}}:log"
+
+
+# --- shared signals (service/ssf, docs/SSF.md) --------------------------------------------
+
+_SSF = f"{PREFIX}:{{ssf}}:"
+
+
+def ssf_receivers() -> str:
+    """SET of the SSF receivers' client ids (receivers are few: one small slot, as webhooks)."""
+    return _SSF + "all"
+
+
+def ssf_receiver(client_id: str) -> str:
+    """HASH of one receiver: its name, audience, secret's digest and its stream (JSON)."""
+    return _SSF + "rc:" + client_id
+
+
+def ssf_token(digest: str) -> str:
+    """A receiver's bearer token, by its digest, with the token's lifetime as TTL."""
+    return f"{PREFIX}:ssf:tok:{digest}"
+
+
+def ssf_token_failures(client: str) -> str:
+    """Failed token requests from one client address (a budget against guessing)."""
+    return f"{PREFIX}:rl:ssf:{client}"
+
+
+def _ssf_stream(stream_id: str) -> str:
+    return f"{PREFIX}:{{ssf:{stream_id}}}:"
+
+
+def ssf_poll_order(stream_id: str) -> str:
+    """ZSET jti -> when queued (ms): a poll stream's SETs waiting for an acknowledgement."""
+    return _ssf_stream(stream_id) + "poll"
+
+
+def ssf_poll_sets(stream_id: str) -> str:
+    """HASH jti -> the signed SET, beside ssf_poll_order (same slot)."""
+    return _ssf_stream(stream_id) + "sets"
+
+
+def ssf_control(stream_id: str) -> str:
+    """LIST of signed verification and stream-updated SETs a push stream has to send."""
+    return _ssf_stream(stream_id) + "ctl"
