@@ -37,6 +37,30 @@ BUTTON_COLOURS = """() => {
 }"""
 
 
+# The card's words beside the buttons: the online badge, the labels, the muted details.
+TEXT_COLOURS = """() => {
+  const opaque = (c) => c !== "rgba(0, 0, 0, 0)" && c !== "transparent";
+  const behind = (el) => {
+    for (; el; el = el.parentElement) {
+      const bg = getComputedStyle(el).backgroundColor;
+      if (opaque(bg)) return bg;
+    }
+    return getComputedStyle(document.documentElement).backgroundColor;
+  };
+  const shown = ".device .online, .device dt, .device-what, .tell-apart, .event .detail";
+  return [...document.querySelectorAll(shown)]
+    .filter((e) => e.offsetParent !== null)
+    .map((e) => [e.textContent.trim(), getComputedStyle(e).color, behind(e)]);
+}"""
+
+
+def text_contrasts(page: Page) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for text, fg, bg in page.evaluate(TEXT_COLOURS):
+        found[text] = min(found.get(text, 99.0), contrast(fg, bg))
+    return found
+
+
 def rgb(css: str) -> tuple[int, int, int]:
     """`rgb(r, g, b)` or `rgba(r, g, b, 1)` as three numbers (the page's colours are opaque)."""
     parts = css[css.index("(") + 1 : -1].split(",")
@@ -78,9 +102,20 @@ def test_every_button_is_readable(stack: Stack, open_device: OpenDevice, dark: b
         signed_in(page, device)
     expect(card(laptop, PHONE)).to_be_visible()
     on_devices = button_contrasts(laptop)
-    assert on_devices.keys() == {"Sign out", "Sign out all other devices", "Sign out everywhere"}
+    assert on_devices.keys() == {
+        "Rename",
+        "Sign out",
+        "Sign out all other devices",
+        "Sign out everywhere",
+    }
+    card(laptop, PHONE).get_by_role("button", name=f"Rename {PHONE}").click()
+    renaming = button_contrasts(laptop)
+    assert {"Save", "Cancel"} <= renaming.keys()
+    texts = text_contrasts(laptop)
+    assert {"Online now", "Where", "Last seen"} <= texts.keys(), texts
 
-    low = {k: round(v, 2) for k, v in (on_sign_in | on_devices).items() if v < AA_TEXT}
+    everything = on_sign_in | on_devices | renaming | texts
+    low = {k: round(v, 2) for k, v in everything.items() if v < AA_TEXT}
     assert not low, f"below {AA_TEXT}:1 ({'dark' if dark else 'light'})"
 
 
@@ -103,8 +138,8 @@ def test_a_long_device_name_wraps_and_leaves_its_button_alone(
     long_card = card(laptop, LONG_NAME)
     expect(long_card).to_be_visible()
 
-    mine = box(this_device(laptop).get_by_role("button"))
-    theirs = box(long_card.get_by_role("button"))
+    mine = box(this_device(laptop).get_by_role("button", name="Sign out"))
+    theirs = box(long_card.get_by_role("button", name="Sign out"))
     assert (theirs["width"], theirs["height"]) == (mine["width"], mine["height"])
     # The whole name is there, wrapped beside (or, on a phone, above) the button.
     name = box(long_card.locator(".device-name"))

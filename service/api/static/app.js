@@ -6,6 +6,7 @@
 import { Sessionwire } from "/sdk/sessionwire.js";
 import {
   $,
+  closeRename,
   refreshRelativeTimes,
   renderActivity,
   renderDevices,
@@ -47,10 +48,17 @@ sw.on("sessionsChanged", ({ event, session }) => {
     resync().catch(() => {});
     return;
   }
-  state.sessions = state.sessions.filter((s) => s.session_id !== session.session_id);
-  if (event === "created") state.sessions.unshift(session);
+  const known = state.sessions.find((s) => s.session_id === session.session_id);
+  if (event === "revoked") {
+    state.sessions = state.sessions.filter((s) => s !== known);
+  } else if (known) {
+    // renamed, online, offline: the same device, told afresh (`current` stays ours)
+    state.sessions = state.sessions.map((s) => (s === known ? { ...s, ...session } : s));
+  } else {
+    state.sessions.unshift(session);
+  }
   draw();
-  loadActivitySoon();
+  if (event === "created" || event === "revoked") loadActivitySoon();
 });
 
 sw.on("newSignIn", ({ text }) => showNotice(text));
@@ -111,7 +119,7 @@ async function loadSessions() {
 }
 
 function draw() {
-  renderDevices(state.sessions, sw.session?.session_id, signOutDevice);
+  renderDevices(state.sessions, sw.session?.session_id, { signOut: signOutDevice, rename });
 }
 
 async function loadActivity() {
@@ -180,6 +188,23 @@ function signOutDevice(session, button) {
     showNotice(`Signed out ${session.device_name}.`);
     $("other-devices-title").focus(); // its button is gone; keep keyboard users in place
   });
+}
+
+/** Rename a device; rejects with what went wrong, in words, for its card to show. */
+async function rename(session, name) {
+  let renamed;
+  try {
+    renamed = await sw.rename(session.session_id, name);
+  } catch (error) {
+    if (!signedIn()) return; // a 401: the signed-out screen is up
+    throw sw.errorText(error);
+  }
+  state.sessions = state.sessions.map((s) =>
+    s.session_id === renamed.session_id ? { ...s, ...renamed } : s,
+  );
+  closeRename(session.session_id);
+  draw();
+  showNotice(`Renamed ${session.device_name || "the device"} to ${renamed.device_name}.`);
 }
 
 function signOutOthers(button) {
