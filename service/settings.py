@@ -94,6 +94,8 @@ class Settings:
     # An endpoint whose every message has failed for this long is disabled.
     webhook_disable_after: int = 5 * 24 * 3600
     # Seconds between a message's attempts (Standard Webhooks' schedule); jittered.
+    # A MaxMind-format .mmdb (GeoLite2 City, IPinfo Lite): sessions get a location; empty: none.
+    geoip_db: str = ""
     webhook_retry_schedule: tuple[float, ...] = (
         0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400,
     )  # fmt: skip
@@ -177,6 +179,7 @@ class Settings:
             webhook_allow_private=read("WEBHOOK_ALLOW_PRIVATE", _flag),
             webhook_disable_after=read("WEBHOOK_DISABLE_AFTER", int, minimum=1),
             webhook_retry_schedule=read("WEBHOOK_RETRY_SCHEDULE", _schedule),
+            geoip_db=read("GEOIP_DB", str),
         )
 
     def warn_about_defaults(self) -> None:

@@ -34,6 +34,11 @@ async def test_redis_down_then_back(make_api: MakeApi, own_redis: RedisServer) -
         ("GET", "/sessions", {"headers": auth}),
         ("DELETE", f"/sessions/{other['session']['session_id']}", {"headers": auth}),
         ("POST", "/sessions/revoke-others", {"headers": auth}),
+        (
+            "PATCH",
+            f"/sessions/{other['session']['session_id']}",
+            {"headers": auth, "json": {"device_name": "Renamed"}},
+        ),
         ("POST", "/logout-all", {"headers": auth}),
         ("POST", "/logout", {"headers": auth}),
         ("POST", "/socket-ticket", {"headers": auth}),
@@ -54,7 +59,7 @@ async def test_redis_down_then_back(make_api: MakeApi, own_redis: RedisServer) -
     assert (await api.get("/me")).status == 401
     assert (await api.post("/login", json={"username": 1})).status == 422
     metrics = await (await api.get("/metrics")).text()
-    assert "sessionwire_redis_unavailable_total 11.0" in metrics
+    assert "sessionwire_redis_unavailable_total 12.0" in metrics
 
     own_redis.start()  # same port, empty: this server keeps nothing on disk
     await wait_ready(api)

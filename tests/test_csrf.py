@@ -40,6 +40,7 @@ def unsafe_requests(own: str, other: str) -> list[tuple[str, str]]:
         ("POST", "/sessions/revoke-others"),
         ("DELETE", f"/sessions/{other}"),
         ("DELETE", f"/sessions/{own}"),
+        ("PATCH", f"/sessions/{other}"),
         ("POST", "/socket-ticket"),
     ]
 
@@ -84,6 +85,9 @@ async def test_a_cookie_change_from_elsewhere_is_refused(api: TestClient, case: 
 @pytest.mark.parametrize("case", ALLOWED)
 async def test_a_cookie_change_from_an_allowed_page(api: TestClient, case: str) -> None:
     browser, _, other = await signed_in_with_another(api)
+    body = {"device_name": "Renamed"}
+    resp = await browser.send("PATCH", f"/sessions/{other}", headers=ALLOWED[case], json=body)
+    assert (resp.status, (await resp.json())["device_name"]) == (200, "Renamed")
     resp = await browser.send("DELETE", f"/sessions/{other}", headers=ALLOWED[case])
     assert resp.status == 200, await resp.json()
     resp = await browser.send("POST", "/logout", headers=ALLOWED[case])

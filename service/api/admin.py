@@ -33,6 +33,7 @@ from service.wire.schemas import (
     AdminLogoutAllRequest,
     AdminSessionRequest,
     RevokedResponse,
+    SessionRenameRequest,
     UserSessionsResponse,
 )
 
@@ -122,6 +123,21 @@ async def revoke_session(request: web.Request) -> web.Response:
             404, "session_not_found", "Session not found", "This user has no session with that id."
         )
     return json_response(RevokedResponse(revoked=revoked))
+
+
+@routes.patch(f"/admin/users/{{username}}/sessions/{{session_id:{SESSION_ID}}}")
+async def rename_session(request: web.Request) -> web.Response:
+    await authorize(request)
+    username, target = _username(request), request.match_info["session_id"]
+    body = await decode_body(request, SessionRenameRequest, _timeout(request))
+    name = given_device_name(body.device_name) or body.device_name
+    store = request.app[STORE]
+    renamed = await store.rename(username, target, name, None)
+    if renamed is None:
+        raise ApiError(
+            404, "session_not_found", "Session not found", "This user has no session with that id."
+        )
+    return json_response(renamed.to_wire(store.clock.now_ms()))
 
 
 @routes.post("/admin/users/{username}/logout-all")

@@ -27,6 +27,7 @@ from service.api.appkeys import (
 )
 from service.api.cors import cors_middleware
 from service.api.errors import Handler, problem_middleware
+from service.api.geoip import GeoIp
 from service.api.inputs import MAX_BODY, device_name_from
 from service.api.metrics import ApiMetrics
 from service.api.openapi import build_openapi
@@ -91,6 +92,7 @@ def create_app(
     app[METRICS_REGISTRY] = app[METRICS].registry
     app[TOKENS] = TokenCodec(settings, clock)
     app[DEVICE_TOKENS] = DeviceTokens(settings, clock)
+    geoip = GeoIp(settings.geoip_db)
 
     def attach(app: web.Application, client: RedisClient) -> None:
         metrics = app[METRICS]
@@ -109,7 +111,7 @@ def create_app(
         app[EVENTS] = EventLog(client)
         app[TICKETS] = SocketTickets(client, clock)
         app[AUTH] = Authenticator(app[TOKENS], app[STORE])
-        app[SIGN_IN] = SignIn(app[STORE], app[TOKENS])
+        app[SIGN_IN] = SignIn(app[STORE], app[TOKENS], geoip)
         app[WEBHOOKS] = EndpointStore(client, clock)
         app[DELIVERIES] = DeliveryLog(client, engine)
         app[OUTBOX] = Outbox(client, engine)
@@ -117,6 +119,7 @@ def create_app(
     app[USERS] = users or UserDirectory.load(settings.users_file)
     if users is None:  # a given directory is its owner's to follow
         app.cleanup_ctx.append(follow_users_file)
+    app.cleanup_ctx.append(geoip.ctx)
     app.cleanup_ctx.append(redis_ctx(settings, redis_client, attach))
     app.cleanup_ctx.append(_warm_user_agent_parser)
     app.cleanup_ctx.append(_password_checker(settings, passwords))

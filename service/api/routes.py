@@ -44,6 +44,7 @@ from service.wire.schemas import (
     LoginResponse,
     MeResponse,
     RevokedResponse,
+    SessionRenameRequest,
     SessionsResponse,
     SessionView,
     SocketTicket,
@@ -163,6 +164,23 @@ async def revoke_session(request: web.Request) -> web.Response:
     target = request.match_info["session_id"]
     reason = "logout" if target == caller.session.session_id else "revoked"
     return await _revoke(request, caller, "one", target, reason)
+
+
+@routes.patch(f"/sessions/{{session_id:(?!revoke-others$){SESSION_ID}}}")
+async def rename_session(request: web.Request) -> web.Response:
+    """Rename one of the caller's devices (this one or another)."""
+    caller = await caller_of(request)
+    body = await decode_body(request, SessionRenameRequest, request.app[SETTINGS].request_timeout)
+    name = given_device_name(body.device_name) or body.device_name
+    store = request.app[STORE]
+    target = request.match_info["session_id"]
+    renamed = await store.rename(caller.username, target, name, caller.session.as_actor())
+    if renamed is None:
+        raise ApiError(
+            404, "session_not_found", "Session not found", "You have no session with that id."
+        )
+    current = caller.session.session_id
+    return json_response(_view(renamed, current, store.clock.now_ms()))
 
 
 @routes.post("/sessions/revoke-others")

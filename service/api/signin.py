@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 from service.api.devices import describe
+from service.api.geoip import GeoIp
 from service.api.inputs import device_name_from
 from service.sessions.store import SessionStore
 from service.sessions.tokens import TokenCodec
@@ -28,8 +29,8 @@ class NewDevice:
 class SignIn:
     """Opens sessions with the store and issues their tokens."""
 
-    def __init__(self, store: SessionStore, tokens: TokenCodec) -> None:
-        self.store, self.tokens = store, tokens
+    def __init__(self, store: SessionStore, tokens: TokenCodec, geoip: GeoIp) -> None:
+        self.store, self.tokens, self.geoip = store, tokens, geoip
 
     async def open(self, username: str, device: NewDevice, credentials: str = "") -> LoginResponse:
         """Create the session (replacing or evicting as the store does) and its token.
@@ -39,6 +40,7 @@ class SignIn:
         """
         parsed = describe(device.user_agent)
         details = {"browser": parsed.browser, "os": parsed.os, "device_type": parsed.device_type}
+        details.update(self.geoip.locate(device.ip))
         session, ended = await self.store.create(
             username,
             session_id=secrets.token_urlsafe(16),

@@ -135,6 +135,7 @@ class SessionStore:
         self._revoke = client.register_script(session_script("revoke"))
         self._expire = client.register_script(session_script("expire"))
         self._list = client.register_script(session_script("list"))
+        self._rename = client.register_script(session_script("rename"))
 
     def _call_args(self, username: str, now: int, **named: Any) -> dict[str, Any]:
         """KEYS and the one JSON argument every session script takes (see lib.lua)."""
@@ -256,6 +257,26 @@ class SessionStore:
         """Live sessions, most recently seen first."""
         found = await self._list(**self._call_args(username, self.clock.now_ms()))
         return [session_decoder.decode(raw) for raw in found]
+
+    async def rename(
+        self, username: str, session_id: str, device_name: str, by: Actor | None
+    ) -> StoredSession | None:
+        """Give a live session's device a new name (None: no such session); its devices
+        are told, and the user's activity log has it."""
+        call = self._call_args(
+            username, self.clock.now_ms(), session_id=session_id, device_name=device_name, by=by
+        )
+        raw = await self._rename(**call)
+        if not raw:
+            return None
+        log.info(
+            "session %s of %s renamed to %r by %s",
+            session_id,
+            username,
+            device_name,
+            by.session_id if by else "the admin API",
+        )
+        return session_decoder.decode(raw)
 
     async def revoke(
         self,

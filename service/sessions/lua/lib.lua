@@ -37,12 +37,26 @@ end
 -- its log id, in one step. Sharded pub/sub: the channels' slot is the user's, so only the
 -- node that owns it (and its replicas) carries the messages, however large the cluster.
 -- The outbox is trimmed by age on the server's clock, the clock of its entry ids.
-local function emit(event)
+local function log_event(event)
   event.user = A.user
   event.at = NOW
   local stored = cjson.encode(event)
   local id = redis.call('XADD', LOG, 'MAXLEN', '~', A.log_len, '*', 'e', stored)
   redis.call('PEXPIRE', LOG, A.keep_ms)
+  return id, stored
+end
+
+-- An event for the user's devices and activity log, but none of events out (a rename:
+-- the outbox carries only the event types webhooks are told).
+local function tell(event)
+  local id = log_event(event)
+  event.id = id
+  redis.call('SPUBLISH', CHANNEL, cjson.encode(event))
+  return id
+end
+
+local function emit(event)
+  local id, stored = log_event(event)
   local time = redis.call('TIME')
   local oldest = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) - A.retention_ms
   redis.call('XADD', OUTBOX, 'MINID', '~', oldest, '*', 't', event.type, 'e', stored)
