@@ -21,6 +21,9 @@ const CLOCK_MS = 15_000;
 const RESYNC_MS = 60_000;
 const ACTIVITY_LIMIT = 20;
 const ACTIVITY_SETTLE_MS = 100; // one re-read for a burst of changes (say, "sign out all")
+const BAD_NAME =
+  "That name can't be used: a name has 1 to 100 characters, none of them control or " +
+  "format characters (such as a line break).";
 const SIGN_OUT_EVERYWHERE_QUESTION =
   "Sign out everywhere? Every device signed in to your account will be signed out, this one too.";
 
@@ -58,7 +61,7 @@ sw.on("sessionsChanged", ({ event, session }) => {
     state.sessions.unshift(session);
   }
   draw();
-  if (event === "created" || event === "revoked") loadActivitySoon();
+  if (event !== "online" && event !== "offline") loadActivitySoon();
 });
 
 sw.on("newSignIn", ({ text }) => showNotice(text));
@@ -197,7 +200,7 @@ async function rename(session, name) {
     renamed = await sw.rename(session.session_id, name);
   } catch (error) {
     if (!signedIn()) return; // a 401: the signed-out screen is up
-    throw sw.errorText(error);
+    throw error.code === "validation_error" ? BAD_NAME : sw.errorText(error);
   }
   state.sessions = state.sessions.map((s) =>
     s.session_id === renamed.session_id ? { ...s, ...renamed } : s,

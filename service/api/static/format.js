@@ -41,6 +41,9 @@ export function clockTime(date) {
 export function eventInWords(event) {
   if (event.type === "session.created") return ["Signed in", null];
   if (event.type === "login.failed") return [failuresInWords(event.failures), null];
+  if (event.type === "session.renamed") {
+    return event.by ? ["Renamed by", event.by.device_name || "another device"] : ["Renamed by an administrator", null];
+  }
   const reason = event.reason in SIGNED_OUT ? event.reason : "logout";
   if (!BY_DEVICE.has(reason)) return [SIGNED_OUT[reason], null];
   return [SIGNED_OUT[reason], event.by?.device_name || "another device"];
