@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,12 @@ class Settings:
     # Seconds between a message's attempts (Standard Webhooks' schedule); jittered.
     # A MaxMind-format .mmdb (GeoLite2 City, IPinfo Lite): sessions get a location; empty: none.
     geoip_db: str = ""
+    # Presence (docs/PRESENCE.md): a worker reports its sockets every PRESENCE_REFRESH
+    # seconds; a socket it stops reporting (a crashed worker) is offline after PRESENCE_TTL.
+    # At most one online/offline notice per session per PRESENCE_NOTICE_INTERVAL seconds.
+    presence_ttl: int = 15
+    presence_refresh: float = 5.0
+    presence_notice_interval: float = 5.0
     webhook_retry_schedule: tuple[float, ...] = (
         0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400,
     )  # fmt: skip
@@ -180,6 +186,7 @@ class Settings:
             webhook_disable_after=read("WEBHOOK_DISABLE_AFTER", int, minimum=1),
             webhook_retry_schedule=read("WEBHOOK_RETRY_SCHEDULE", _schedule),
             geoip_db=read("GEOIP_DB", str),
+            **_presence(read),
         )
 
     def warn_about_defaults(self) -> None:
@@ -377,3 +384,15 @@ def _dev_secret(path: Path) -> str:
         finally:
             os.unlink(tmp.name)
     return path.read_text().strip()
+
+
+def _presence(read: _Reader) -> dict[str, Any]:
+    """The refresh must come well within the TTL, or a live socket would blink offline."""
+    ttl = read("PRESENCE_TTL", int, minimum=2)
+    refresh = read("PRESENCE_REFRESH", float)
+    if not 0 < refresh <= ttl / 2:
+        raise ConfigError(f"PRESENCE_REFRESH={refresh} must be above 0 and at most PRESENCE_TTL/2")
+    notice = read("PRESENCE_NOTICE_INTERVAL", float)
+    if notice < 0:
+        raise ConfigError("PRESENCE_NOTICE_INTERVAL must not be negative")
+    return {"presence_ttl": ttl, "presence_refresh": refresh, "presence_notice_interval": notice}

@@ -25,18 +25,20 @@ from service.runtime.contexts import redis_ctx
 from service.runtime.health import health_routes
 from service.sessions.eventlog import EventLog
 from service.sessions.lease import sweeper_lease
+from service.sessions.presence import Presence
 from service.sessions.store import SessionStore
 from service.sessions.tickets import SocketTickets
 from service.sessions.tokens import TokenCodec
 from service.settings import Settings
 from workers import gateway
-from workers.appkeys import HEARTBEAT_INTERVAL, HUB, LISTENER, METRICS, REFUSED_ORIGINS
+from workers.appkeys import HEARTBEAT_INTERVAL, HUB, LISTENER, METRICS, PRESENCE, REFUSED_ORIGINS
 from workers.catchup import CatchUp
 from workers.delivery import DeliveryDuty
 from workers.hub import Hub
 from workers.listener import Listener
 from workers.metrics import Metrics
 from workers.origins import RefusedOrigins
+from workers.presence import PresenceKeeper
 from workers.sweeper import INTERVAL, Sweeper
 from workers.tasks import background
 from workers.webhook_http import http_client
@@ -74,6 +76,7 @@ def create_gateway_app(
 
     app.cleanup_ctx.append(redis_ctx(settings, redis, attach))
     app.cleanup_ctx.append(listener_ctx)
+    app.cleanup_ctx.append(presence_ctx(clock))
     app.cleanup_ctx.append(sweeper_ctx(sweep_interval))
     app.cleanup_ctx.append(delivery_ctx(clock))
     # Sockets must close before the server waits for its handlers, i.e. at shutdown.
@@ -93,6 +96,20 @@ async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
     listener = app[LISTENER] = Listener(app[ENGINE], app[HUB], catch_up, app[METRICS])
     async with background(listener.run, catch_up.run):
         yield
+
+
+def presence_ctx(clock: Clock) -> CleanupCtx:
+    """The task that reports this process's sockets (workers/presence.py)."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        presence = Presence(app[REDIS], app[ENGINE], settings, clock)
+        keeper = app[PRESENCE] = PresenceKeeper(presence, clock, settings.presence_refresh)
+        async with background(keeper.run):
+            yield
+            await keeper.last_report()  # the sockets closed at shutdown (on_shutdown)
+
+    return ctx
 
 
 def sweeper_ctx(interval: float) -> CleanupCtx:

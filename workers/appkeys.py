@@ -8,10 +8,12 @@ from workers.hub import Hub
 from workers.listener import Listener
 from workers.metrics import Metrics
 from workers.origins import RefusedOrigins
+from workers.presence import PresenceKeeper
 
 METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", Hub)
 LISTENER = web.AppKey("listener", Listener)
 REFUSED_ORIGINS = web.AppKey("refused_origins", RefusedOrigins)
+PRESENCE = web.AppKey("presence", PresenceKeeper)
 # Seconds between pings; a peer that doesn't answer within half of it is dropped.
 HEARTBEAT_INTERVAL = web.AppKey("heartbeat_interval", float)

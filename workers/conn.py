@@ -196,10 +196,11 @@ class Conn:
     def deliver(self, frames: Frames) -> None:
         """Send one event unless this socket already had it (or anything later)."""
         event = frames.event
-        event_id = parse_id(event.id)
-        if event_id <= self.cursor:
-            return
-        self.cursor = event_id
+        if event.id:  # logged: sent once, in order, live or replayed
+            event_id = parse_id(event.id)
+            if event_id <= self.cursor:
+                return
+            self.cursor = event_id
         if event.session_id == self.session_id:
             if event.type == "session.revoked":
                 self.revoke(frames.revoked, event.at)

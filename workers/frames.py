@@ -79,6 +79,8 @@ class FrameCache:
         self._frames: dict[tuple[str, str], Frames] = {}
 
     def of(self, event: Event) -> Frames:
+        if not event.id:  # published only (online, offline): sent once, never replayed
+            return Frames(event)
         key = (event.user, event.id)
         frames = self._frames.get(key)
         if frames is None:

@@ -31,7 +31,14 @@ from service.sessions.tokens import TokenError
 from service.wire import disconnect, messages
 from service.wire.disconnect import Disconnect
 from workers import frames
-from workers.appkeys import HEARTBEAT_INTERVAL, HUB, LISTENER, METRICS, REFUSED_ORIGINS
+from workers.appkeys import (
+    HEARTBEAT_INTERVAL,
+    HUB,
+    LISTENER,
+    METRICS,
+    PRESENCE,
+    REFUSED_ORIGINS,
+)
 from workers.conn import Conn
 
 log = logging.getLogger(__name__)
@@ -217,6 +224,7 @@ async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> 
     )
     listener = app[LISTENER]
     listener.join(conn)
+    app[PRESENCE].opened(conn)
     conn.start_heartbeat(app[HEARTBEAT_INTERVAL])
     reader = asyncio.create_task(read_frames(ws, conn, app[HUB].clock))
     try:
@@ -226,6 +234,7 @@ async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> 
         with contextlib.suppress(asyncio.CancelledError):
             await reader
         listener.leave(conn)
+        app[PRESENCE].closed(conn)
         await conn.finish()
     if bye is not None and not ws.closed:
         await close(ws, bye)

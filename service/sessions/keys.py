@@ -46,6 +46,12 @@ def session_index(username: str) -> str:
     return user_prefix(username) + "idx"
 
 
+def presence(username: str) -> str:
+    """ZSET '<session id> <socket id>' -> until (ms): the user's live sockets, on any
+    worker process, each kept alive by its worker's reports (service/sessions/presence.py)."""
+    return user_prefix(username) + "on"
+
+
 def device_index(username: str) -> str:
     """HASH device id -> the session id signed in on that device."""
     return user_prefix(username) + "dev"

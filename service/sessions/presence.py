@@ -1,0 +1,133 @@
+"""Which sessions hold a live socket, on one Redis or a cluster, surviving a worker crash.
+
+Each socket is one member `<session id> <socket id>` of its user's presence ZSET, scored
+with the time its presence runs until. A worker process reports its sockets in batches
+(`Presence.report`): those it opened or still holds (their time moves on), and those it
+closed. One script per user, on the user's slot (presence.lua), does the rest: it drops
+members whose time passed (a worker killed with -9 stops reporting), keeps each session's
+`online_until` in its record (so any read of the record says whether it is online), bumps
+`last seen` while a socket is open, and tells the user's devices when a session goes
+online or offline, at most once per notice interval (the latest state always arrives).
+The batch is pipelined per master: a reconnect storm costs a few round trips, not one per
+socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from redis.exceptions import AskError, NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from service.clock import Clock
+from service.engine.base import Engine, Node, NodeGone
+from service.engine.connect import RedisClient
+from service.engine.errors import REDIS_DOWN
+from service.sessions import keys
+from service.sessions.scripts import session_script
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_PIPELINE = 256  # users' scripts per write to one master
+_json = msgspec.json.Encoder()
+
+
+def member(session_id: str, socket_id: str) -> str:
+    """A socket's member of its user's presence (session ids have no spaces)."""
+    return f"{session_id} {socket_id}"
+
+
+@dataclass(slots=True)
+class UserReport:
+    """One user's sockets on this worker: still open (or new) and closed since last time."""
+
+    alive: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+
+
+class Presence:
+    def __init__(
+        self, client: RedisClient, engine: Engine, settings: Settings, clock: Clock
+    ) -> None:
+        self.client, self.engine, self.clock = client, engine, clock
+        self.ttl_ms = settings.presence_ttl * 1000
+        self.notice_ms = int(settings.presence_notice_interval * 1000)
+        self.touch_ms = settings.session_touch_interval * 1000
+        self.keep_ms = settings.session_max_age * 1000
+        self._script = client.register_script(session_script("presence"))
+
+    async def report(self, reports: Mapping[str, UserReport]) -> dict[str, int]:
+        """Apply a worker's reports; for each user, when a held-back notice is due (ms,
+        0: none). A user whose script failed is absent (its sockets are in the next one)."""
+        now = self.clock.now_ms()
+        by_node: dict[Node, list[tuple[str, tuple[Any, ...]]]] = {}
+        for username, report in reports.items():
+            command = self._command(username, report, now)
+            by_node.setdefault(self.engine.node_of(command[3]), []).append((username, command))
+        results: dict[str, int] = {}
+        parts = [
+            part[i : i + MAX_PIPELINE]
+            for part in by_node.values()
+            for i in range(0, len(part), MAX_PIPELINE)
+        ]
+        for found in await asyncio.gather(*(self._run(part) for part in parts)):
+            results.update(found)
+        return results
+
+    def _command(self, username: str, report: UserReport, now: int) -> tuple[Any, ...]:
+        user_keys = [
+            keys.session_index(username),
+            keys.device_index(username),
+            keys.event_log(username),
+            keys.channel(username),
+            keys.tombstone_index(username),
+            keys.revoked_credentials(username),
+            keys.outbox(keys.slot_of_user(username)),
+            keys.outbox_wake(keys.slot_of_user(username)),
+            keys.presence(username),
+        ]
+        arguments = {
+            "now": now,
+            "grace": 60_000,
+            "user": username,
+            "record_prefix": keys.session_record(username, ""),
+            "tomb_prefix": keys.tombstone(username, ""),
+            "alive": report.alive,
+            "gone": report.gone,
+            "until": now + self.ttl_ms,
+            "notice_ms": self.notice_ms,
+            "touch_ms": self.touch_ms,
+        }
+        return ("EVALSHA", self._script.sha, len(user_keys), *user_keys, _json.encode(arguments))
+
+    async def _run(self, part: list[tuple[str, tuple[Any, ...]]]) -> dict[str, int]:
+        node = self.engine.node_of(part[0][1][3])
+        try:
+            replies = await self.engine.run_on(node, [command for _, command in part])
+        except NodeGone:
+            replies = [AskError("moved") for _ in part]
+        results, again = {}, []
+        for (username, command), reply in zip(part, replies, strict=True):
+            if isinstance(reply, NoScriptError | AskError):  # a new master, a moved slot
+                again.append((username, command))
+            elif isinstance(reply, RedisConnectionError):
+                raise reply
+            elif isinstance(reply, Exception):
+                log.error("presence of %s not recorded: %s", username, reply)
+            else:
+                results[username] = int(reply)
+        for username, command in again:  # rare: each the client's own way (it loads, follows)
+            with contextlib.suppress(*REDIS_DOWN):
+                numkeys = command[2]
+                reply = await self._script(
+                    keys=list(command[3 : 3 + numkeys]), args=list(command[3 + numkeys :])
+                )
+                results[username] = int(reply)
+        return results
