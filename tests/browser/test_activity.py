@@ -62,7 +62,7 @@ def expect_entry(
 ) -> None:
     """One line of the activity log: what happened, on which device, from where."""
     expect(entry.locator(".what")).to_have_text(what, timeout=timeout)
-    expect(entry.locator(".device")).to_have_text(device)
+    expect(entry.locator(".subject")).to_have_text(device)
     expect(entry).to_contain_text(f"{where} · ")
 
 

@@ -34,7 +34,10 @@ const signedIn = () => sw.session !== null;
 
 // ---- what the library hears --------------------------------------------------------------
 
-sw.on("status", ({ status }) => showLive(signedIn() ? status : null));
+sw.on("status", ({ status }) => {
+  showLive(signedIn() ? status : null);
+  if (signedIn() && !$("devices").hidden) draw(); // this device's own "online now"
+});
 
 /** This device's session ended elsewhere (another device, an administrator, expiry...). */
 sw.on("signedOut", (signedOut) => {
@@ -122,7 +125,12 @@ async function loadSessions() {
 }
 
 function draw() {
-  renderDevices(state.sessions, sw.session?.session_id, { signOut: signOutDevice, rename });
+  // This device is online while its own socket is live: the page knows that first-hand
+  // (the list may have been read before the socket came up; the gateway tells the others).
+  const own = sw.session?.session_id;
+  const live = sw.status === "live";
+  const sessions = state.sessions.map((s) => (s.session_id === own ? { ...s, online: live } : s));
+  renderDevices(sessions, own, { signOut: signOutDevice, rename });
 }
 
 async function loadActivity() {

@@ -207,7 +207,7 @@ function activityItem(event) {
     if (lockout) on.append(lockout, " · ");
     item.querySelector(".ip").textContent = event.failures.ips.map((s) => s.ip).join(", ");
   } else {
-    const device = quoted(event.session.device_name || "Unknown device", "device");
+    const device = quoted(event.session.device_name || "Unknown device", "subject");
     on.append(event.type === "session.renamed" ? "to " : "on ", device, " · ");
     item.querySelector(".ip").textContent = event.session.ip || "unknown address";
   }
