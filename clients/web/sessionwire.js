@@ -454,7 +454,8 @@ export class Sessionwire {
   /** A call as the signed-in device: a 401 means this device is signed out, whatever the
    * call was, and "signedOut" says why. */
   async #authed(method, path, body) {
-    if (this.#ended) {
+    // Signing out (its answer still on the way) counts: the credential is being revoked.
+    if (this.#ended || this.#leaving) {
       throw new SessionwireError(401, { code: "signed_out", detail: this.#say("signed_out") });
     }
     try {
@@ -470,7 +471,8 @@ export class Sessionwire {
   async #endOwn(method, path, reason) {
     if (this.#ended) return []; // signed out already: nothing to send the old credential for
     const own = this.#session;
-    this.#leaving = true; // the gateway's notice of this is expected: not news here
+    this.#leaving = true; // the gateway's notice of this is expected: not news here, and
+    // the other devices' sign-outs it hears meanwhile must not call with this credential
     let revoked = [];
     try {
       revoked = (await this.#call(method, path)).revoked;

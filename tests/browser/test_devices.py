@@ -220,9 +220,7 @@ def test_rename_from_the_page_reaches_the_other_devices_live(
     expect(this_device(second).locator(".tell-apart")).to_be_hidden()
     # The rename is in the activity log, the names set apart from the words (by the name
     # the device had when it did it).
-    expect(second.locator(".event").first.locator(".what")).to_have_text(
-        f"Renamed by {CHROME}"
-    )
+    expect(second.locator(".event").first.locator(".what")).to_have_text(f"Renamed by {CHROME}")
     expect(second.locator(".event").first.locator(".subject")).to_have_text("Work PC")
 
     # Renaming another device from its card; a reload reads the names back.
@@ -251,7 +249,7 @@ def settled(page: Page, sent: list[Request]) -> list[str]:
     return [f"{r.method} {r.url}" for r in sent[:-1]]
 
 
-@pytest.mark.parametrize("how", ["itself", "another device"])
+@pytest.mark.parametrize("how", ["itself", "everywhere", "another device"])
 def test_no_request_with_the_revoked_credential_after_signing_out(
     stack: Stack, open_device: OpenDevice, how: str
 ) -> None:
@@ -265,14 +263,22 @@ def test_no_request_with_the_revoked_credential_after_signing_out(
     with leaving.expect_request(lambda r: r.url == stack.api.url + "/sessions"):
         leaving.clock.fast_forward("01:05")
 
+    sent.clear()
+    asked = []  # the sign-out's own request, the one thing that may use the credential
     if how == "itself":
         this_device(leaving).get_by_role("button", name="Sign out this device").click()
         expect(leaving.get_by_text("You signed out of this device.")).to_be_visible()
+        asked = [f"POST {stack.api.url}/logout"]
+    elif how == "everywhere":  # the socket hears the others' sign-outs meanwhile
+        leaving.once("dialog", lambda dialog: dialog.accept())
+        leaving.get_by_role("button", name="Sign out everywhere").click()
+        expect(leaving.get_by_text("You signed out on every device.")).to_be_visible()
+        expect(signed_out_heading(desk)).to_be_visible(timeout=STARTUP_MS)
+        asked = [f"POST {stack.api.url}/logout-all"]
     else:
         card(desk, PHONE).get_by_role("button", name="Sign out").click()
         expect(signed_out_heading(leaving)).to_be_visible(timeout=STARTUP_MS)
         # The browser still holds the revoked cookie: only the page keeps it from going out.
         names = [c["name"] for c in leaving.context.cookies()]
         assert "__Host-sessionwire" in names, names
-    sent.clear()
-    assert settled(leaving, sent) == []
+    assert settled(leaving, sent) == asked

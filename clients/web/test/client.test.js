@@ -334,3 +334,30 @@ describe("sessionsChanged kinds", () => {
     assert.equal(of("newSignIn").length, 0);
   });
 });
+
+describe("while its own sign-out is on the way", () => {
+  it("sends nothing more with the credential, whatever the socket tells meanwhile", async () => {
+    let answer;
+    const held = new Promise((resolve) => {
+      answer = resolve;
+    });
+    const c = await signedInAndLive({ "POST /logout-all": () => held, "GET /activity": [200, { events: [] }] });
+    c.sw.on("sessionsChanged", () => c.sw.activity().catch(() => {})); // as a page does
+    const ending = c.sw.signOutEverywhere();
+    await settle();
+    const sent = c.api.calls.length;
+    c.sockets.opened[0].send({ type: "sessions.changed", event: "revoked", session: PHONE });
+    await settle();
+    assert.deepEqual(c.api.calls.slice(sent).map((call) => call.key), []);
+    answer([200, { revoked: [SESSION.session_id, PHONE.session_id] }]);
+    assert.deepEqual(await ending, [SESSION.session_id, PHONE.session_id]);
+    assert.equal(c.sw.session, null);
+  });
+
+  it("a refused sign-out leaves the device as it was: its calls go out again", async () => {
+    const c = await signedInAndLive({ "POST /logout-all": [403, { code: "session_too_new", retry_after: 60 }] });
+    await c.sw.signOutEverywhere().catch(() => {});
+    await c.sw.sessions();
+    assert.equal(c.api.calls.at(-1).key, "GET /sessions");
+  });
+});
