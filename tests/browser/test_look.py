@@ -145,3 +145,24 @@ def test_a_long_device_name_wraps_and_leaves_its_button_alone(
     name = box(long_card.locator(".device-name"))
     assert name["x"] + name["width"] <= theirs["x"] or name["y"] + name["height"] <= theirs["y"]
     expect(long_card.locator(".device-name")).to_have_text(LONG_NAME)
+
+
+# Each placeholder's width in its input's own font, beside the room the input gives text.
+PLACEHOLDER_ROOM = """() => [...document.querySelectorAll("input[placeholder]")]
+  .filter((input) => input.offsetParent !== null)
+  .map((input) => {
+    const style = getComputedStyle(input);
+    const context = document.createElement("canvas").getContext("2d");
+    context.font = style.font;
+    const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return [input.placeholder, context.measureText(input.placeholder).width, room];
+  })"""
+
+
+def test_the_phone_sized_forms_placeholders_fit(stack: Stack, open_device: OpenDevice) -> None:
+    phone = open_device(stack.url, IPHONE, phone=True)
+    expect(phone.get_by_role("button", name="Sign in")).to_be_visible()
+    shown = phone.evaluate(PLACEHOLDER_ROOM)
+    assert [text for text, _, _ in shown] == ["Work laptop"]
+    for text, needed, room in shown:
+        assert needed <= room, f"{text!r} needs {needed:.0f}px, has {room:.0f}px"

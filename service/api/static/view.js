@@ -122,7 +122,7 @@ function showTellApart(element, session) {
   const first = new Date(session.created_at);
   const when = Number.isNaN(first.getTime()) ? "at an unknown time" : clockTime(first);
   element.textContent =
-    `Another device has this name: this one signed in ${when}` +
+    `Another device has this name: this one signed in on ${when}` +
     `${session.ip ? `, last from ${session.ip}` : ""} (id ${session.session_id.slice(0, 8)}).`;
   element.hidden = false;
 }
