@@ -68,7 +68,7 @@ export interface Me {
 
 export interface ActivityEvent {
   id: string;
-  type: "session.created" | "session.revoked";
+  type: "session.created" | "session.revoked" | "session.renamed" | "login.failed";
   at: string;
   session: { session_id: string; device_name: string; ip: string };
   reason: RevokeReason | null;

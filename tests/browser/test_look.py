@@ -137,6 +137,9 @@ def test_a_long_device_name_wraps_and_leaves_its_button_alone(
     signed_in(kitchen, LONG_NAME)
     long_card = card(laptop, LONG_NAME)
     expect(long_card).to_be_visible()
+    # Both online (the last redraw the sockets cause), so the boxes measured stay put.
+    for each in (long_card, this_device(laptop)):
+        expect(each.get_by_text("Online now", exact=True)).to_be_visible()
 
     mine = box(this_device(laptop).get_by_role("button", name="Sign out"))
     theirs = box(long_card.get_by_role("button", name="Sign out"))

@@ -28,7 +28,7 @@ const SIGN_OUT_EVERYWHERE_QUESTION =
   "Sign out everywhere? Every device signed in to your account will be signed out, this one too.";
 
 const sw = new Sessionwire();
-const state = { username: "", sessions: [], resync: null, activityTimer: null };
+const state = { username: "", sessions: [], resync: null, activityTimer: null, live: false };
 
 const signedIn = () => sw.session !== null;
 
@@ -36,7 +36,12 @@ const signedIn = () => sw.session !== null;
 
 sw.on("status", ({ status }) => {
   showLive(signedIn() ? status : null);
-  if (signedIn() && !$("devices").hidden) draw(); // this device's own "online now"
+  // This device's own "online now" follows its socket: redraw when that flips.
+  const live = status === "live";
+  if (live !== state.live && signedIn() && !$("devices").hidden) {
+    state.live = live;
+    draw();
+  }
 });
 
 /** This device's session ended elsewhere (another device, an administrator, expiry...). */
@@ -129,6 +134,7 @@ function draw() {
   // (the list may have been read before the socket came up; the gateway tells the others).
   const own = sw.session?.session_id;
   const live = sw.status === "live";
+  state.live = live;
   const sessions = state.sessions.map((s) => (s.session_id === own ? { ...s, online: live } : s));
   renderDevices(sessions, own, { signOut: signOutDevice, rename });
 }

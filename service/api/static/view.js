@@ -139,7 +139,6 @@ function wireRename(card, session, name, isCurrent, rename, open) {
   label.htmlFor = inputId;
   label.textContent = isCurrent ? "New name for this device" : `New name for ${name}`;
   button.setAttribute("aria-label", isCurrent ? "Rename this device" : `Rename ${name}`);
-  button.setAttribute("aria-expanded", "false");
   const show = (value, words = "") => {
     form.hidden = false;
     button.hidden = true;
