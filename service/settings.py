@@ -393,6 +393,6 @@ def _presence(read: _Reader) -> dict[str, Any]:
     if not 0 < refresh <= ttl / 2:
         raise ConfigError(f"PRESENCE_REFRESH={refresh} must be above 0 and at most PRESENCE_TTL/2")
     notice = read("PRESENCE_NOTICE_INTERVAL", float)
-    if notice < 0:
-        raise ConfigError("PRESENCE_NOTICE_INTERVAL must not be negative")
+    if not 0 <= notice <= 3600:  # NaN fails this too
+        raise ConfigError(f"PRESENCE_NOTICE_INTERVAL={notice} must be from 0 to 3600")
     return {"presence_ttl": ttl, "presence_refresh": refresh, "presence_notice_interval": notice}

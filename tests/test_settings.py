@@ -148,6 +148,13 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         ("AUTH_COOKIE", "sometimes"),
         ("FRESH_SESSION_GUARD", "-1"),
         ("FRESH_SESSION_GUARD", "24h"),
+        ("PRESENCE_TTL", "1"),
+        ("PRESENCE_REFRESH", "8"),  # more than half the TTL (15): sockets would blink
+        ("PRESENCE_REFRESH", "0"),
+        ("PRESENCE_REFRESH", "nan"),
+        ("PRESENCE_NOTICE_INTERVAL", "-1"),
+        ("PRESENCE_NOTICE_INTERVAL", "nan"),
+        ("PRESENCE_NOTICE_INTERVAL", "soon"),
     ],
 )
 def test_a_bad_value_is_one_clear_line(tmp_path: Path, name: str, value: str) -> None:

@@ -31,7 +31,11 @@ IDLE = 60  # seconds; the tests move the clock past it rather than wait
 
 @pytest.fixture
 def short(redis_url: str) -> Settings:
-    return make_settings(redis_url, session_idle_timeout=IDLE, max_sessions_per_user=100)
+    # An open socket is activity (its worker's presence report moves last seen on): here
+    # only the report on connect does, none later, so a session can idle out under a socket.
+    return make_settings(
+        redis_url, session_idle_timeout=IDLE, max_sessions_per_user=100, presence_refresh=3600.0
+    )
 
 
 async def revoked_events(client: redis.Redis, user: str) -> list[str]:
@@ -70,6 +74,8 @@ async def test_sweeper_reschedules_an_active_session(
     first = await client.zscore(due_index, member)
     clock.advance(IDLE / 2)
     device = await connect(gw, login)  # activity moves the deadline on, not the index
+    presence = keys.presence("alice")
+    await wait_for(lambda: client.zcard(presence), lambda n: n == 1)  # reported, at IDLE / 2
     clock.advance(IDLE / 2)  # the first deadline: the sweeper looks, and reschedules
     await wait_for(lambda: client.zscore(due_index, member), lambda due: due != first)
     assert await client.zscore(due_index, member) == first + IDLE / 2 * 1000
