@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, Request, expect
 
-from tests.browser.conftest import PASSWORD, USER, OpenDevice, Stack
+from tests.browser.conftest import PASSWORD, USER, OpenDevice, Stack, running_stack
 from tests.browser.test_page import (
     IPHONE,
     PHONE,
@@ -86,6 +86,14 @@ class Terminal:
             if self.listener.stdout is not None:
                 self.listener.stdout.close()
             self.listener = None
+
+
+@pytest.fixture
+def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """API and worker; a device may go offline and online again within a second here
+    (PRESENCE_NOTICE_INTERVAL, 5 s by default, holds a flapping device's notices back)."""
+    with running_stack(redis_url, tmp_path, PRESENCE_NOTICE_INTERVAL="0.2") as started:
+        yield started
 
 
 @pytest.fixture
