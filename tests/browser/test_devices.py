@@ -4,9 +4,11 @@ against the real API, worker and Redis; the terminal is the `sessionwire` client
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from tests.browser.test_page import (
     this_device,
 )
 from tests.conftest import ROOT
+from tests.mmdb import write_mmdb
+from tests.test_admin_api import ADMIN_TOKEN
 
 Screenshot = Callable[[Page, str], None]
 
@@ -290,3 +294,43 @@ def test_no_request_with_the_revoked_credential_after_signing_out(
         names = [c["name"] for c in leaving.context.cookies()]
         assert "__Host-sessionwire" in names, names
     assert settled(leaving, sent) == asked
+
+
+ANDROID_TABLET = (
+    "Mozilla/5.0 (Linux; Android 14; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Safari/537.36"
+)
+LONDON = {
+    "city": {"names": {"en": "London"}},
+    "country": {"iso_code": "GB", "names": {"en": "United Kingdom"}},
+    "subdivisions": [{"names": {"en": "England"}}],
+}
+
+
+def test_where_a_device_is_from_the_geoip_database(
+    redis_url: str, tmp_path: Path, open_device: OpenDevice
+) -> None:
+    """With GEOIP_DB (the tests' own .mmdb), a card says the city and country."""
+    database = write_mmdb(tmp_path / "city.mmdb", {"81.2.69.0/24": LONDON})
+    env = {"ADMIN_TOKEN": ADMIN_TOKEN, "GEOIP_DB": str(database)}
+    with running_stack(redis_url, tmp_path, **env) as geo:
+        desk = open_device(geo.url, CHROME_LINUX)
+        sign_in(desk)
+        signed_in(desk, CHROME)
+        # The product's back end signs user123 in on a tablet it saw at a London address.
+        request = urllib.request.Request(
+            geo.api.url + "/admin/sessions",
+            data=json.dumps(
+                {"username": USER, "ip": "81.2.69.10", "user_agent": ANDROID_TABLET}
+            ).encode(),
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.status == 200
+        tablet = other_devices(desk).get_by_role("listitem")
+        expect(tablet).to_have_count(1, timeout=STARTUP_MS)
+        expect(tablet.locator(".where")).to_have_text("London, United Kingdom · 81.2.69.10")
+        expect(tablet.locator(".device-what")).to_have_text("Tablet · Chrome 120 on Android 14")
+        expect(tablet).to_have_attribute("data-device-type", "tablet")
+        expect(online(tablet)).to_be_hidden()  # no socket of it is open
+        expect(this_device(desk).locator(".where")).to_have_text("this network · 127.0.0.1")
