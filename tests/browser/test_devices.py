@@ -224,6 +224,7 @@ def test_rename_from_the_page_reaches_the_other_devices_live(
     field.fill("Work PC")
     field.press("Enter")
     expect(this_device(desk).locator(".device-name")).to_have_text("Work PC")
+    expect(this_device(desk).get_by_role("button", name="Rename this device")).to_be_focused()
     expect(desk.get_by_role("status").filter(has_text="Renamed")).to_have_text(
         f"Renamed {CHROME} to Work PC."
     )

@@ -69,8 +69,10 @@ export function renderDevices(sessions, currentId, actions) {
 /** Close a card's rename form (after it saved), its button focused again. */
 export function closeRename(sessionId) {
   const card = document.querySelector(`[data-session-id="${CSS.escape(sessionId)}"]`);
+  const button = card?.querySelector(".rename");
   card?.querySelector(".rename-form")?.setAttribute("hidden", "");
-  card?.querySelector(".rename")?.focus();
+  if (button) button.hidden = false;
+  button?.focus();
 }
 
 /** Rename forms open now: session id -> { value, error }. */
