@@ -157,13 +157,13 @@ ACTIVE_NOW_S = 120  # as the page and the client library say it
 
 def device_row(s: dict[str, Any], now: datetime | None = None) -> tuple[str, ...]:
     """One session as `devices` prints it: every cell already escaped, so widths are true."""
-    name = escaped(s["device_name"])
-    if len(name) > NAME_WIDTH:
+    name = s["device_name"]
+    if len(name) > NAME_WIDTH:  # cut before escaping: an escape is shown whole
         name = name[: NAME_WIDTH - 1] + "…"
     return (
         "*" if s.get("current") else "",
         s["session_id"][:8],
-        name,
+        escaped(name),
         escaped(device_in_words(s)),
         escaped(where_in_words(s)),
         "online now" if s.get("online") else seen_in_words(s["last_seen_at"], now),
