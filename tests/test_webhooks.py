@@ -198,8 +198,9 @@ async def test_every_event_reaches_the_endpoint_signed_and_in_order(
         assert created["data"]["session"]["session_id"] == laptop["session"]["session_id"]
         assert set(created["data"]["session"]) == {
             "session_id", "device_id", "device_name", "user_agent", "ip", "created_at",
-            "last_seen_at", "expires_at",
+            "last_seen_at", "expires_at", "online", "browser", "os", "device_type", "location",
         }  # fmt: skip
+        assert created["data"]["session"]["online"] is False  # a new session has no socket
         revoked = messages[2]["data"]
         assert revoked["session_id"] == laptop["session"]["session_id"]
         assert revoked["by"]["session_id"] == phone["session"]["session_id"]
