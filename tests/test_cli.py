@@ -420,3 +420,13 @@ async def test_cli_devices_in_columns_as_json_and_renamed(redis_url: str, tmp_pa
         )
         code, out = await cli.run("devices", "--profile", "laptop")
         assert f"  {other[:8]}  kitchen tablet " in out and wide not in out
+
+
+def test_a_session_id_starting_with_a_dash_is_an_argument() -> None:
+    """URL-safe ids may start with "-": `revoke -Fc…` is not an unknown option."""
+    from clients.terminal.cli import ids_as_arguments, parser
+
+    args = parser().parse_args(ids_as_arguments(["rename", "-Fc", "a name", "--profile", "p"]))
+    assert (args.session_id, args.name, args.profile) == ("-Fc", "a name", "p")
+    args = parser().parse_args(ids_as_arguments(["--profile", "p", "revoke", "-x"]))
+    assert (args.command, args.session_id) == ("revoke", "-x")

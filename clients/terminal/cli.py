@@ -503,8 +503,29 @@ def read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
+VALUED_OPTIONS = ("--api", "--gateway", "--profile")
+ID_COMMANDS = ("revoke", "rename")
+
+
+def ids_as_arguments(argv: list[str]) -> list[str]:
+    """A session id may start with "-" (URL-safe base64): after `revoke` or `rename`, all
+    that is not one of our options is an argument, put after "--" for argparse."""
+    at = next((i for i, arg in enumerate(argv) if arg in ID_COMMANDS), None)
+    if at is None or "--" in argv:
+        return argv
+    options, arguments, rest = [], [], iter(argv[at + 1 :])
+    for arg in rest:
+        if arg.split("=", 1)[0] in VALUED_OPTIONS or arg in ("-h", "--help"):
+            options.append(arg)
+            if arg in VALUED_OPTIONS:
+                options.append(next(rest, ""))
+        else:
+            arguments.append(arg)
+    return [*argv[: at + 1], *options, "--", *arguments]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(ids_as_arguments(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "login":  # prompts happen before the event loop starts
             args.username = args.username or input("username: ")
