@@ -98,6 +98,14 @@ class Device:
             if message["type"] == kind:
                 return message
 
+    async def change(self, wait: float = WAIT) -> dict[str, Any]:
+        """The next `sessions.changed` other than presence (online, offline), which the
+        user's devices are told whenever another opens or closes its socket."""
+        while True:
+            message = await self.expect("sessions.changed", wait)
+            if message["event"] not in ("online", "offline"):
+                return message
+
     async def ready(self) -> dict[str, Any]:
         return await self.expect("ready")
 

@@ -63,14 +63,14 @@ async def test_multiprocess_signout_reaches_device_on_other_worker(
             assert notice["by"]["session_id"] == laptop["session"]["session_id"]
             assert notice["by"]["device_name"] == "laptop"
             for other in (laptop_ws, tablet_ws):
-                changed = await other.expect("sessions.changed")
+                changed = await other.change()
                 assert changed["event"] == "revoked"
                 assert changed["session"]["session_id"] == phone_sid
 
             # A new sign-in shows up live on both workers.
             watch = await login(http, "alice", url=api2.url, device_name="watch")
             for other in (laptop_ws, tablet_ws):
-                changed = await other.expect("sessions.changed")
+                changed = await other.change()
                 assert changed["event"] == "created"
                 assert changed["session"]["device_name"] == "watch"
 
@@ -82,10 +82,7 @@ async def test_multiprocess_signout_reaches_device_on_other_worker(
             notice = await laptop_ws.revoked()
             assert notice["reason"] == "revoke_others"
             assert notice["by"]["device_name"] == "tablet"
-            revoked = {
-                (await tablet_ws.expect("sessions.changed"))["session"]["session_id"]
-                for _ in range(2)
-            }
+            revoked = {(await tablet_ws.change())["session"]["session_id"] for _ in range(2)}
             assert revoked == {laptop["session"]["session_id"], watch["session"]["session_id"]}
 
             # A revoked token is told why at connect, on either worker.
