@@ -105,7 +105,7 @@ async def test_cli_two_terminal_walkthrough(redis_url: str, tmp_path: Path) -> N
 
         code, out = await cli.run("devices", "--profile", "laptop")
         assert code == 0
-        assert f"* {laptop_sid}" in out and phone_sid in out
+        assert f"\n* {laptop_sid[:8]}  laptop " in out and f"\n  {phone_sid[:8]}  phone " in out
 
         # The gateway goes away and comes back: the listener reconnects by itself.
         cli.worker.stop()
@@ -203,7 +203,7 @@ async def test_cli_revoke_by_prefix_refuses_ambiguous_and_unknown_starts(
         code, out = await cli.run("revoke", "…", "--profile", "laptop")
         assert code == 1 and "give a session id" in out
         code, out = await cli.run("devices", "--profile", "laptop")  # nothing signed out
-        assert code == 0 and out.count("\n") == len(sids)
+        assert code == 0 and out.count("\n") == 1 + len(sids)  # a heading, a line each
 
 
 async def sign_in_until_two_share_a_first_letter(api: Process, sids: set[str]) -> set[str]:
@@ -237,9 +237,10 @@ async def test_cli_forgets_a_profile_whose_token_expired(redis_url: str, tmp_pat
 # --- README's "Two terminals" walkthrough, run as written ---
 
 README = ROOT / "README.md"
-# README cuts the 22-character session ids to 8 and an ellipsis; times vary from run to run.
+# README cuts the 22-character session ids to 8 and an ellipsis (`devices` prints 8, with
+# none); times, in RFC 3339 or local ("28 Nov 09:18"), vary from run to run.
 SHORT_ID = re.compile(r"([A-Za-z0-9_-]{8})…")
-TIME = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z")
+TIME = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z|\d{1,2} [A-Z][a-z]{2} \d\d:\d\d")
 
 
 def readme_walkthrough() -> list[str]:
@@ -279,13 +280,15 @@ class Walkthrough:
 
     def expect(self, shown: str, printed: str) -> None:
         """`printed` is README's line but for the ids' ends and the times."""
+        for short, real in self.ids.items():  # an id `devices` cut to 8, seen before
+            shown = re.sub(f"{re.escape(short)}(?!…)", real[:8], shown)
         pattern, names = "", []
         for part in re.split(f"({SHORT_ID.pattern}|{TIME.pattern})", shown):
             if part and (short := SHORT_ID.fullmatch(part)):
                 names.append(short.group(1))
                 pattern += r"([A-Za-z0-9_-]{22})"
             elif part and TIME.fullmatch(part):
-                pattern += TIME.pattern
+                pattern += f"(?:{TIME.pattern})"
             elif part and part not in names:
                 pattern += re.escape(part)
         found = re.fullmatch(pattern, printed)
@@ -368,3 +371,67 @@ async def test_cli_says_so_when_the_server_signs_in_browsers_only(
     with terminals(redis_url, tmp_path, AUTH_COOKIE="always") as cli:
         code, out = await cli.run("login", "-u", "alice", "--password", PASSWORD)
         assert code == 1 and "AUTH_COOKIE=always" in out and "Traceback" not in out
+
+
+def display_column(line: str, text: str) -> int:
+    """The terminal column where `text` starts in `line` (wide characters count two)."""
+    from clients.terminal.cli import width
+
+    return width(line[: line.index(text)])
+
+
+async def test_cli_devices_in_columns_as_json_and_renamed(redis_url: str, tmp_path: Path) -> None:
+    with terminals(redis_url, tmp_path) as cli:
+        mine = await cli.login("laptop", "laptop")
+        wide = "キッチンのタブレット"  # ten characters, twenty columns
+        other = await cli.login("kitchen", wide)
+
+        code, out = await cli.run("devices", "--profile", "laptop")
+        assert code == 0, out
+        heading, *rows = out.splitlines()
+        assert heading.split() == ["ID", "NAME", "DEVICE", "WHERE", "LAST", "SEEN", "SIGNED", "IN"]
+        (own,) = [r for r in rows if r.startswith("* ")]
+        (theirs,) = [r for r in rows if r.startswith("  ")]
+        assert own.startswith(f"* {mine[:8]}  laptop ")
+        assert theirs.startswith(f"  {other[:8]}  {wide}")
+        for row in (own, theirs):
+            assert "terminal, sessionwire 0.1 on " in row
+            assert "127.0.0.1 (this network)" in row
+            assert re.search(r"  (active now|online now)  \d{1,2} [A-Z][a-z]{2} \d\d:\d\d$", row)
+        # Aligned under the heading, a wide name or not.
+        for column, cell in (("DEVICE", "terminal"), ("WHERE", "127.0.0.1"), ("LAST SEEN", "")):
+            starts = {display_column(heading, column)}
+            for row in (own, theirs):
+                found = re.search(r"(active|online) now", row) if not cell else None
+                starts.add(display_column(row, found.group(0) if found else cell))
+            assert len(starts) == 1, (column, starts)
+
+        code, out = await cli.run("devices", "--json", "--profile", "laptop")
+        assert code == 0
+        listed = json.loads(out)["sessions"]
+        assert {s["session_id"] for s in listed} == {mine, other}
+        for s in listed:
+            assert s["device_type"] == "terminal" and s["browser"] == "sessionwire 0.1"
+            assert s["location"]["this_network"] is True
+            assert {"online", "os", "created_at", "last_seen_at", "current"} <= s.keys()
+
+        code, out = await cli.run("rename", other[:6], "kitchen tablet", "--profile", "laptop")
+        assert (code, out) == (0, f"renamed {other} to 'kitchen tablet'\n")
+        code, out = await cli.run("rename", other[:6], "evil\x1b[31m", "--profile", "laptop")
+        assert code == 1 and "\x1b" not in out
+        assert out == (
+            "sessionwire: 'evil\\x1b[31m' can't be a device name: 1 to 100 characters, none of "
+            "them control or format characters\n"
+        )
+        code, out = await cli.run("devices", "--profile", "laptop")
+        assert f"  {other[:8]}  kitchen tablet " in out and wide not in out
+
+
+def test_a_session_id_starting_with_a_dash_is_an_argument() -> None:
+    """URL-safe ids may start with "-": `revoke -Fc…` is not an unknown option."""
+    from clients.terminal.cli import ids_as_arguments, parser
+
+    args = parser().parse_args(ids_as_arguments(["rename", "-Fc", "a name", "--profile", "p"]))
+    assert (args.session_id, args.name, args.profile) == ("-Fc", "a name", "p")
+    args = parser().parse_args(ids_as_arguments(["--profile", "p", "revoke", "-x"]))
+    assert (args.command, args.session_id) == ("revoke", "-x")

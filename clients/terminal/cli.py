@@ -12,8 +12,11 @@ import asyncio
 import getpass
 import json
 import os
+import platform
 import random
 import sys
+import unicodedata
+from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -31,6 +34,9 @@ from clients.terminal.profiles import (
 from service.wire import disconnect
 from service.wire.names import escaped
 
+VERSION = "0.1"
+# The API tells a terminal from a browser by this (device_type "terminal").
+USER_AGENT = f"sessionwire/{VERSION} ({platform.system()} {platform.machine()})".replace(" )", ")")
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_GATEWAY = "ws://127.0.0.1:8001/ws"
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
@@ -135,13 +141,93 @@ async def login(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
 async def devices(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
     token = load_profile(args.profile)["token"]
     answer = await call(http, "GET", f"{args.api}/sessions", token)
-    for s in answer["sessions"]:
-        mark = "*" if s.get("current") else " "
-        say(
-            f"{mark} {s['session_id']:24} {s['device_name'][:28]:28} {s['ip'] or '-':15} "
-            f"last seen {s['last_seen_at']}"
-        )
+    if args.json:  # the machine form: the API's own answer (JSON escapes every control)
+        print(json.dumps(answer, indent=2, ensure_ascii=True), flush=True)
+        return EXIT_OK
+    for line in aligned([DEVICE_COLUMNS, *(device_row(s) for s in answer["sessions"])]):
+        say(line)
     return EXIT_OK
+
+
+DEVICE_COLUMNS = ("", "ID", "NAME", "DEVICE", "WHERE", "LAST SEEN", "SIGNED IN")
+NAME_WIDTH = 28
+TYPE_WORDS = {"desktop": "computer", "phone": "phone", "tablet": "tablet", "terminal": "terminal"}
+ACTIVE_NOW_S = 120  # as the page and the client library say it
+
+
+def device_row(s: dict[str, Any], now: datetime | None = None) -> tuple[str, ...]:
+    """One session as `devices` prints it: every cell already escaped, so widths are true."""
+    name = s["device_name"]
+    if len(name) > NAME_WIDTH:  # cut before escaping: an escape is shown whole
+        name = name[: NAME_WIDTH - 1] + "…"
+    return (
+        "*" if s.get("current") else "",
+        s["session_id"][:8],
+        escaped(name),
+        escaped(device_in_words(s)),
+        escaped(where_in_words(s)),
+        "online now" if s.get("online") else seen_in_words(s["last_seen_at"], now),
+        local_time(s["created_at"]),
+    )
+
+
+def device_in_words(s: dict[str, Any]) -> str:
+    """ "terminal, sessionwire 0.1 on Linux", "phone, Safari 17 on iOS 17.1"."""
+    what = " on ".join(part for part in (s.get("browser"), s.get("os")) if part)
+    kind = TYPE_WORDS.get(s.get("device_type") or "", "")
+    return ", ".join(part for part in (kind, what) if part) or "-"
+
+
+def where_in_words(s: dict[str, Any]) -> str:
+    """ "203.0.113.5 (Berlin, Germany)", "127.0.0.1 (this network)", the address, or "-"."""
+    place = ""
+    if location := s.get("location"):
+        if location.get("this_network"):
+            place = "this network"
+        else:
+            city = location.get("city") or location.get("region")
+            place = ", ".join(p for p in (city, location.get("country")) if p)
+    address = s.get("ip") or ""
+    if address and place:
+        return f"{address} ({place})"
+    return address or place or "-"
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def seen_in_words(value: str, now: datetime | None = None) -> str:
+    """ "active now", "5 minutes ago", "2 hours ago", "3 days ago" (rounded down)."""
+    seconds = ((now or datetime.now(UTC)) - parse_time(value)).total_seconds()
+    if seconds < ACTIVE_NOW_S:
+        return "active now"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        n = int(seconds // size)
+        if n >= 1:
+            return f"{n} {unit}{'' if n == 1 else 's'} ago"
+    return "active now"
+
+
+def local_time(value: str) -> str:
+    """ "3 Dec 09:18", in this computer's time zone."""
+    when = parse_time(value).astimezone()
+    return f"{when.day} {when:%b %H:%M}"
+
+
+def width(text: str) -> int:
+    """Columns a terminal gives `text` (East Asian wide characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as lines of columns two spaces apart, each as wide as its widest cell."""
+    widths = [max(width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell + " " * (w - width(cell)) for cell, w in zip(row, widths, strict=True)]
+        lines.append((cells[0] + " " + "  ".join(cells[1:])).rstrip())  # "* " then the id
+    return lines
 
 
 async def revoke(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
@@ -149,6 +235,23 @@ async def revoke(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
     session_id = await resolve_session_id(args, http, token)
     answer = await call(http, "DELETE", f"{args.api}/sessions/{quote(session_id, safe='')}", token)
     say("signed out: " + ", ".join(answer["revoked"]))
+    return EXIT_OK
+
+
+async def rename(args: argparse.Namespace, http: aiohttp.ClientSession) -> int:
+    token = load_profile(args.profile)["token"]
+    session_id = await resolve_session_id(args, http, token)
+    path = f"{args.api}/sessions/{quote(session_id, safe='')}"
+    try:
+        answer = await call(http, "PATCH", path, token, {"device_name": args.name})
+    except CliError as error:
+        if error.code == "validation_error":
+            raise CliError(
+                f"{args.name!r} can't be a device name: 1 to 100 characters, none of them "
+                "control or format characters"
+            ) from None
+        raise
+    say(f"renamed {session_id} to {answer['device_name']!r}")
     return EXIT_OK
 
 
@@ -199,12 +302,21 @@ def describe(message: dict[str, Any]) -> str:
         return f"connected as {message['username']} (session {message['session_id']})"
     if kind == "sessions.changed":
         s = message["session"]
-        what = "new sign-in" if message["event"] == "created" else "signed out"
+        what = CHANGES.get(message["event"], message["event"])
         where = f" ({s['ip']})" if s.get("ip") else ""
         return f"{what}: {s['device_name']}{where}, session {s['session_id']}"
     if kind == "session.revoked":
         return signed_out_in_words(message)
     return f"message: {message}"
+
+
+CHANGES = {
+    "created": "new sign-in",
+    "revoked": "signed out",
+    "renamed": "renamed",
+    "online": "online now",
+    "offline": "offline",
+}
 
 
 def signed_out_in_words(revoked: dict[str, Any]) -> str:
@@ -274,12 +386,22 @@ def forgotten(profile: str) -> str:
     return f"profile {profile!r} forgotten: '{login_command(profile)}' signs this device in again"
 
 
+def is_own_presence(message: dict[str, Any], own: str | None) -> bool:
+    session = message.get("session") or {}
+    return message.get("event") in ("online", "offline") and session.get("session_id") == own
+
+
 async def _read(ws: aiohttp.ClientWebSocketResponse) -> int | None:
     """Print messages; None once the session ended, else the close code."""
+    own: str | None = None
     while True:
         msg = await ws.receive()
         if msg.type == aiohttp.WSMsgType.TEXT:
             message = json.loads(msg.data)
+            if message.get("type") == "ready":
+                own = message.get("session_id")
+            elif is_own_presence(message, own):
+                continue  # this very connection coming online is no news here
             say(describe(message))
             if message.get("type") == "session.revoked":
                 return None
@@ -297,6 +419,7 @@ COMMANDS = {
     "login": login,
     "devices": devices,
     "revoke": revoke,
+    "rename": rename,
     "revoke-others": revoke_others,
     "logout": logout,
     "listen": listen,
@@ -324,11 +447,17 @@ def parser() -> argparse.ArgumentParser:
     sign_in.add_argument("--username", "-u")
     sign_in.add_argument("--password", help="else $SESSIONWIRE_PASSWORD, else a prompt")
     sign_in.add_argument("--device-name", default="terminal")
-    sub.add_parser(
+    listing = sub.add_parser(
         "devices", parents=[common], help="list this user's signed-in devices (* = this one)"
+    )
+    listing.add_argument(
+        "--json", action="store_true", help="print the API's answer (GET /sessions) as JSON"
     )
     one = sub.add_parser("revoke", parents=[common], help="sign out one device")
     one.add_argument("session_id", help="a session id, or its start if no other id starts so")
+    renaming = sub.add_parser("rename", parents=[common], help="give a device another name")
+    renaming.add_argument("session_id", help="a session id, or its start (as for revoke)")
+    renaming.add_argument("name", help="the new name (1 to 100 characters)")
     sub.add_parser("revoke-others", parents=[common], help="sign out every other device")
     sub.add_parser("logout", parents=[common], help="sign out this device")
     sub.add_parser(
@@ -356,7 +485,9 @@ def _common_options(parser: argparse.ArgumentParser, defaults: dict[str, str] | 
 
 async def run(args: argparse.Namespace) -> int:
     args.api = args.api.rstrip("/")
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=5)) as http:
+    timeout = aiohttp.ClientTimeout(total=None, connect=5)
+    headers = {"User-Agent": USER_AGENT}
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as http:
         try:
             return await COMMANDS[args.command](args, http)
         except SessionEnded as ended:
@@ -372,8 +503,29 @@ def read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
+VALUED_OPTIONS = ("--api", "--gateway", "--profile")
+ID_COMMANDS = ("revoke", "rename")
+
+
+def ids_as_arguments(argv: list[str]) -> list[str]:
+    """A session id may start with "-" (URL-safe base64): after `revoke` or `rename`, all
+    that is not one of our options is an argument, put after "--" for argparse."""
+    at = next((i for i, arg in enumerate(argv) if arg in ID_COMMANDS), None)
+    if at is None or "--" in argv:
+        return argv
+    options, arguments, rest = [], [], iter(argv[at + 1 :])
+    for arg in rest:
+        if arg.split("=", 1)[0] in VALUED_OPTIONS or arg in ("-h", "--help"):
+            options.append(arg)
+            if arg in VALUED_OPTIONS:
+                options.append(next(rest, ""))
+        else:
+            arguments.append(arg)
+    return [*argv[: at + 1], *options, "--", *arguments]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(ids_as_arguments(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "login":  # prompts happen before the event loop starts
             args.username = args.username or input("username: ")

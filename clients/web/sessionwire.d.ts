@@ -6,10 +6,34 @@ export interface Session {
   device_id: string | null;
   device_name: string;
   user_agent: string;
-  ip: string;
+  /** Null when unknown (a session the admin API opened without one). */
+  ip: string | null;
   created_at: string;
+  /** Moves with requests, and while a socket is open. */
   last_seen_at: string;
   expires_at: string;
+  /** A live socket holds this session right now (on any worker process). */
+  online: boolean;
+  /** From the User-Agent: "Chrome 120", "sessionwire 0.1"; null when unknown. */
+  browser: string | null;
+  /** "Android 14", "iOS 17.5", "Windows 10", "macOS 14", "Ubuntu"; null when unknown. */
+  os: string | null;
+  device_type: DeviceType;
+  /** Null when the server has no GeoIP database, or it has no entry for the address. */
+  location: Location | null;
+}
+
+export type DeviceType = "desktop" | "phone" | "tablet" | "terminal" | "unknown";
+
+/** Where a session's address is (English names). */
+export interface Location {
+  country: string | null;
+  /** ISO 3166-1 alpha-2, e.g. "DE". */
+  country_code: string | null;
+  region: string | null;
+  city: string | null;
+  /** A loopback or private address ("this network"); the other fields are then null. */
+  this_network: boolean;
 }
 
 export interface SessionView extends Session {
@@ -44,7 +68,7 @@ export interface Me {
 
 export interface ActivityEvent {
   id: string;
-  type: "session.created" | "session.revoked";
+  type: "session.created" | "session.revoked" | "session.renamed" | "login.failed";
   at: string;
   session: { session_id: string; device_name: string; ip: string };
   reason: RevokeReason | null;
@@ -62,8 +86,9 @@ export interface SignedOut {
 }
 
 export interface SessionsChanged {
-  /** "resync": the socket (re)connected, so anything may have changed: list again. */
-  event: "created" | "revoked" | "resync";
+  /** "resync": the socket (re)connected, so anything may have changed: list again.
+   * "renamed", "online", "offline" come for this device's own session too. */
+  event: "created" | "revoked" | "renamed" | "online" | "offline" | "resync";
   session: Session | null;
 }
 
@@ -117,7 +142,13 @@ export type TextKey =
   | "hour"
   | "hours"
   | "day"
-  | "days";
+  | "days"
+  | "online_now"
+  | "active_now"
+  | "ago"
+  | "this_network"
+  | "browser_on_os"
+  | "signed_out";
 
 export const TEXTS: Readonly<Record<TextKey, Text>>;
 
@@ -172,10 +203,18 @@ export class Sessionwire {
   revoke(sessionId: string): Promise<string[]>;
   revokeOthers(): Promise<string[]>;
   activity(options?: { limit?: number }): Promise<ActivityEvent[]>;
+  /** Rename a device (PATCH /sessions/{id}); rejects with 422 validation_error or 404
+   * session_not_found. */
+  rename(sessionId: string, deviceName: string): Promise<SessionView>;
 
   errorText(error: unknown): string;
   reasonText(reason: string, by?: Actor | null, ownSessionId?: string | null): string;
   waitText(seconds: number): string;
+  /** The pure helpers below, in this client's texts. */
+  seenText(at: string | Date, now?: number): string;
+  presenceText(session: Pick<Session, "online" | "last_seen_at">, now?: number): string;
+  whereText(location: Location | null): string;
+  deviceText(session: Pick<Session, "browser" | "os">): string;
   /** Stop the socket and every listener. */
   close(): void;
 }
@@ -185,6 +224,22 @@ export const MAX_DELAY_MS: number;
 export const RECONNECT_CODES: readonly number[];
 export function isFinal(code: number): boolean;
 export function shouldReconnect(code: number): boolean;
+export interface WordsOptions {
+  /** Milliseconds since the epoch; default Date.now(). */
+  now?: number;
+  texts?: Partial<Record<TextKey, Text>>;
+}
+/** "active now" (under 2 minutes), "5 minutes ago", "2 hours ago", "3 days ago". */
+export function seenText(at: string | Date, options?: WordsOptions): string;
+/** "online now", else seenText(last_seen_at). */
+export function presenceText(
+  session: Pick<Session, "online" | "last_seen_at">,
+  options?: WordsOptions,
+): string;
+/** "Berlin, Germany", "this network", or "" for null. */
+export function whereText(location: Location | null, options?: WordsOptions): string;
+/** "Chrome 120 on Android 14", the one that is known, or "". */
+export function deviceText(session: Pick<Session, "browser" | "os">, options?: WordsOptions): string;
 export function reconnectDelay(failures: number, random?: () => number): number;
 
 export default Sessionwire;

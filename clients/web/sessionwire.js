@@ -85,7 +85,65 @@ export const TEXTS = Object.freeze({
   hours: "{n} hours",
   day: "{n} day",
   days: "{n} days",
+  // A device in words (seenText, whereText, deviceText, presenceText).
+  online_now: "online now",
+  active_now: "active now",
+  ago: "{time} ago",
+  this_network: "this network",
+  browser_on_os: "{browser} on {os}",
+  // Asked of a device that is signed out: what a call would have said, sent nowhere.
+  signed_out: "This device is signed out.",
 });
+
+// What `sessionsChanged` tells of this device's own session.
+const OWN_NEWS = new Set(["renamed", "online", "offline"]);
+// "active now" for this long after the last request or socket refresh.
+const ACTIVE_NOW_S = 120;
+const AGO_UNITS = [["day", 86400], ["hour", 3600], ["minute", 60]];
+
+function sayWith(texts, key, values = {}) {
+  const text = texts?.[key] ?? TEXTS[key] ?? key;
+  if (typeof text === "function") return String(text(values));
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+}
+
+/**
+ * When a device was last seen, in words: "active now", "5 minutes ago", "2 hours ago",
+ * "3 days ago" (rounded down; a time ahead of `now`, clock skew, is "active now").
+ * `at`: a Date or an RFC 3339 string; `texts`: replacements for TEXTS.
+ */
+export function seenText(at, { now = Date.now(), texts } = {}) {
+  const time = at instanceof Date ? at.getTime() : Date.parse(at);
+  if (Number.isNaN(time)) return "";
+  const seconds = (now - time) / 1000;
+  if (seconds < ACTIVE_NOW_S) return sayWith(texts, "active_now");
+  for (const [unit, size] of AGO_UNITS) {
+    const n = Math.floor(seconds / size);
+    if (n >= 1) return sayWith(texts, "ago", { time: sayWith(texts, n === 1 ? unit : `${unit}s`, { n }) });
+  }
+  return sayWith(texts, "active_now");
+}
+
+/** "online now" for a session with a live socket, else when it was last seen. */
+export function presenceText(session, { now = Date.now(), texts } = {}) {
+  if (session?.online) return sayWith(texts, "online_now");
+  return seenText(session?.last_seen_at, { now, texts });
+}
+
+/** Where a session is: "Berlin, Germany", "this network", or "" when nobody knows. */
+export function whereText(location, { texts } = {}) {
+  if (!location) return "";
+  if (location.this_network) return sayWith(texts, "this_network");
+  const city = location.city || location.region;
+  return [city, location.country || location.country_code].filter(Boolean).join(", ");
+}
+
+/** "Chrome 120 on Android 14"; the browser or the system alone; "" when neither is known. */
+export function deviceText(session, { texts } = {}) {
+  const { browser, os } = session ?? {};
+  if (browser && os) return sayWith(texts, "browser_on_os", { browser, os });
+  return browser || os || "";
+}
 
 const REASONS = new Set([
   "logout", "revoked", "revoke_others", "logout_all", "expired", "evicted", "replaced",
@@ -120,6 +178,9 @@ export class Sessionwire {
   #session = null;
   #username = null;
   #leaving = false;
+  // Signed out (here, elsewhere, or told so by the API): until the next sign-in, no call
+  // goes out with the credential that was revoked (the browser would still send its cookie).
+  #ended = false;
   #config = null;
   #status = "off";
   #connection = null;
@@ -217,6 +278,7 @@ export class Sessionwire {
       if (error.status !== 401) throw error;
       if (error.code !== "missing_token") this.#announceEnd(revocationOf(error), { own: null });
       this.#token = null;
+      this.#ended = error.code !== "missing_token";
       return null;
     }
   }
@@ -255,6 +317,16 @@ export class Sessionwire {
     return (await this.#authed("POST", "/sessions/revoke-others")).revoked;
   }
 
+  /** Rename a device of the account (this one too); resolves with the session. */
+  async rename(sessionId, deviceName) {
+    const path = `/sessions/${encodeURIComponent(sessionId)}`;
+    const session = await this.#authed("PATCH", path, { device_name: deviceName });
+    if (this.#session && session?.session_id === this.#session.session_id) {
+      this.#session = { ...this.#session, ...session };
+    }
+    return session;
+  }
+
   /** The account's recent session events, newest first. */
   async activity({ limit } = {}) {
     const query = limit ? `?limit=${encodeURIComponent(limit)}` : "";
@@ -277,6 +349,7 @@ export class Sessionwire {
         return this.#say(error.code, { wait: this.waitText(error.retryAfter || 1) });
       case "invalid_credentials":
       case "session_not_found":
+      case "signed_out":
       case "csrf_refused":
       case "redis_unavailable":
         return this.#say(error.code);
@@ -301,6 +374,23 @@ export class Sessionwire {
     return this.#plural(Math.ceil(seconds / 86400), "day");
   }
 
+  /** seenText, presenceText, whereText and deviceText, in this client's texts. */
+  seenText(at, now = Date.now()) {
+    return seenText(at, { now, texts: this.#texts });
+  }
+
+  presenceText(session, now = Date.now()) {
+    return presenceText(session, { now, texts: this.#texts });
+  }
+
+  whereText(location) {
+    return whereText(location, { texts: this.#texts });
+  }
+
+  deviceText(session) {
+    return deviceText(session, { texts: this.#texts });
+  }
+
   /** Stop the socket and every listener (a page taken down). */
   close() {
     this.#stopLive();
@@ -312,9 +402,7 @@ export class Sessionwire {
   // ---- inside ---------------------------------------------------------------------------
 
   #say(key, values = {}) {
-    const text = this.#texts[key] ?? TEXTS[key] ?? key;
-    if (typeof text === "function") return String(text(values));
-    return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+    return sayWith(this.#texts, key, values);
   }
 
   #plural(n, unit) {
@@ -366,6 +454,10 @@ export class Sessionwire {
   /** A call as the signed-in device: a 401 means this device is signed out, whatever the
    * call was, and "signedOut" says why. */
   async #authed(method, path, body) {
+    // Signing out (its answer still on the way) counts: the credential is being revoked.
+    if (this.#ended || this.#leaving) {
+      throw new SessionwireError(401, { code: "signed_out", detail: this.#say("signed_out") });
+    }
     try {
       return await this.#call(method, path, body);
     } catch (error) {
@@ -377,8 +469,10 @@ export class Sessionwire {
   /** End this device's own session ourselves: no "signedOut" here (the caller knows), but
    * the browser's other tabs hear it. */
   async #endOwn(method, path, reason) {
+    if (this.#ended) return []; // signed out already: nothing to send the old credential for
     const own = this.#session;
-    this.#leaving = true; // the gateway's notice of this is expected: not news here
+    this.#leaving = true; // the gateway's notice of this is expected: not news here, and
+    // the other devices' sign-outs it hears meanwhile must not call with this credential
     let revoked = [];
     try {
       revoked = (await this.#call(method, path)).revoked;
@@ -400,12 +494,14 @@ export class Sessionwire {
     this.#session = me.session;
     this.#username = me.username;
     this.#leaving = false;
+    this.#ended = false;
     if (changed) this.#stopLive();
     if (this.#autoLive) this.#goLive();
   }
 
   /** Forget the session and stop everything that used it. */
   #leave() {
+    this.#ended = true;
     this.#session = null;
     this.#username = null;
     this.#token = null;
@@ -436,7 +532,13 @@ export class Sessionwire {
         break;
       case "sessions.changed": {
         const { event, session } = message;
-        if (!this.#session || session?.session_id === this.#session.session_id) break;
+        if (!this.#session || !session) break;
+        if (session.session_id === this.#session.session_id) {
+          // This device's own sign-in and sign-out are no news here; a new name or its
+          // presence is (another device may have renamed it).
+          if (!OWN_NEWS.has(event)) break;
+          this.#session = { ...this.#session, ...session };
+        }
         this.#emit("sessionsChanged", { event, session });
         if (event === "created") {
           const device = session.device_name || this.#say("unknown_device");

@@ -31,7 +31,7 @@ DESKTOP = {"width": 1100, "height": 760}
 # screenshots (docs/img) show what a newcomer sees; with cheap hashes, as all tests have.
 USER, PASSWORD = "user123", "1234"
 DEMO_USERS = write_users(json.loads((ROOT / "demo_users.json").read_text())["users"], PASSWORD)
-PHONE = {"width": 390, "height": 780}
+PHONE = {"width": 390, "height": 844}  # an iPhone 14's CSS pixels
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,10 @@ def open_device(browser: Browser) -> Iterator[OpenDevice]:
     """Open the page as a separate device: its own context (storage) and User-Agent."""
     contexts = []
 
-    def open_page(url: str, user_agent: str, phone: bool = False, dark: bool = False) -> Page:
+    def open_page(
+        url: str, user_agent: str, phone: bool = False, dark: bool = False, clock: bool = False
+    ) -> Page:
+        """`clock`: the page's timers and Date are Playwright's, to fast-forward."""
         context = browser.new_context(
             user_agent=user_agent,
             viewport=PHONE if phone else DESKTOP,
@@ -116,6 +119,8 @@ def open_device(browser: Browser) -> Iterator[OpenDevice]:
             color_scheme="dark" if dark else "light",
         )
         contexts.append(context)
+        if clock:
+            context.clock.install()
         page = context.new_page()
         page.goto(url)
         return page

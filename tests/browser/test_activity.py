@@ -62,7 +62,7 @@ def expect_entry(
 ) -> None:
     """One line of the activity log: what happened, on which device, from where."""
     expect(entry.locator(".what")).to_have_text(what, timeout=timeout)
-    expect(entry.locator(".device")).to_have_text(device)
+    expect(entry.locator(".subject")).to_have_text(device)
     expect(entry).to_contain_text(f"{where} · ")
 
 
@@ -94,7 +94,7 @@ def test_recent_activity_is_shown_and_updated_live(
 
     laptop.get_by_role("list", name="Other devices").get_by_role("listitem").filter(
         has_text="Kiosk"
-    ).get_by_role("button").click()
+    ).get_by_role("button", name="Sign out").click()
     expect_entry(activity(laptop).first, f"Signed out by {LAPTOP}", "Kiosk", "203.0.113.5")
     expect(activity(laptop)).to_have_count(3)
     # The exact time is there for whoever points at it.

@@ -105,7 +105,7 @@ def test_two_tabs_are_one_device_and_hear_a_sign_out_together(
     signed_in(phone, PHONE)
     expect(other_devices(phone).get_by_role("listitem")).to_have_count(1)  # one laptop
 
-    card(phone, LAPTOP).get_by_role("button").click()
+    card(phone, LAPTOP).get_by_role("button", name="Sign out").click()
     for tab in (first, second):
         expect(signed_out_heading(tab)).to_be_visible(timeout=LIVE_WITHIN_MS)
         expect(tab.get_by_text("Another of your devices signed this one out.")).to_be_visible()
@@ -252,5 +252,5 @@ def test_the_fresh_session_guard_in_words(
         )
         expect(live_status(laptop)).to_have_text("Live")  # nothing happened to it
         # The older device may end the newer one, at once.
-        card(laptop, PHONE).get_by_role("button").click()
+        card(laptop, PHONE).get_by_role("button", name="Sign out").click()
         expect(signed_out_heading(thief)).to_be_visible(timeout=LIVE_WITHIN_MS)

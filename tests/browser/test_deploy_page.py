@@ -46,7 +46,7 @@ def test_the_page_through_nginx_goes_live_and_hears_a_sign_out(
     signed_in(phone, PHONE)
     expect(card(laptop, PHONE)).to_be_visible(timeout=LIVE_WITHIN_MS + 1000)
 
-    card(laptop, PHONE).get_by_role("button").click()
+    card(laptop, PHONE).get_by_role("button", name="Sign out").click()
     expect(signed_out_heading(phone)).to_be_visible(timeout=LIVE_WITHIN_MS)
     expect(phone.get_by_text("Another of your devices signed this one out.")).to_be_visible()
     expect(phone.get_by_text(f"Signed out by {LAPTOP}")).to_be_visible()

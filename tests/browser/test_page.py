@@ -157,7 +157,7 @@ def test_signing_out_a_device_shows_it_signed_out_within_a_second(
 ) -> None:
     laptop, phone = laptop_and_phone(stack, open_device)
 
-    card(laptop, PHONE).get_by_role("button").click()
+    card(laptop, PHONE).get_by_role("button", name="Sign out").click()
     expect(signed_out_heading(phone)).to_be_visible(timeout=LIVE_WITHIN_MS)
     expect(phone.get_by_text("Another of your devices signed this one out.")).to_be_visible()
     expect(phone.get_by_text(f"Signed out by {LAPTOP} (127.0.0.1)")).to_be_visible()
@@ -239,7 +239,7 @@ def test_reconnects_after_the_worker_restarts(stack: Stack, open_device: OpenDev
     stack.worker.stop()
     expect(live_status(laptop)).to_have_text("Reconnecting…")
     # With no socket, the phone learns of its sign-out from the API's 401 `session_revoked`.
-    card(laptop, PHONE).get_by_role("button").click()
+    card(laptop, PHONE).get_by_role("button", name="Sign out").click()
     expect(signed_out_heading(phone)).to_be_visible(timeout=STARTUP_MS)
     expect(phone.get_by_text(f"Signed out by {LAPTOP}")).to_be_visible()
     sockets_when_signed_out = len(phone_sockets)

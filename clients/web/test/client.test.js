@@ -116,8 +116,13 @@ describe("events from the socket", () => {
     mock.timers.tick(60_000);
     await settle();
     assert.equal(sockets.opened.length, 1);
-    await sw.sessions(); // the token is forgotten: nothing signs this call any more
-    assert.equal(api.calls.at(-1).init.headers.Authorization, undefined);
+    // Nothing goes out any more with the revoked credential (nor the browser's cookie).
+    const sent = api.calls.length;
+    const refused = await sw.sessions().catch((e) => e);
+    assert.equal(refused.code, "signed_out");
+    assert.equal(sw.errorText(refused), "This device is signed out.");
+    await sw.signOut();
+    assert.equal(api.calls.length, sent);
   });
 
   it("uses the texts option for what it says", async () => {
@@ -230,5 +235,129 @@ describe("signing out from here", () => {
     const error = await sw.signOutEverywhere().catch((e) => e);
     assert.equal(sw.errorText(error), "This device signed in too recently to sign out your older devices. Try again in 10 minutes.");
     assert.ok(sw.session);
+  });
+});
+
+describe("after this device is signed out, no request goes out with its credential", () => {
+  const endings = {
+    "its own signOut()": async ({ sw }) => sw.signOut(),
+    "a session.revoked notice": async ({ sockets }) => {
+      sockets.opened[0].send({ type: "session.revoked", session_id: SESSION.session_id, reason: "revoked", at: "t", by: PHONE });
+      sockets.opened[0].drop(4501);
+    },
+    "a 4501 close alone (the API says why, once)": async ({ sockets, api }) => {
+      api.answers["GET /me"] = [401, { code: "session_revoked", revoked: { reason: "revoked", at: "t", by: PHONE } }];
+      sockets.opened[0].drop(4501);
+      await settle();
+    },
+    "a 401 answer to any call": async ({ sw, api }) => {
+      api.answers["GET /sessions"] = [401, { code: "session_revoked", revoked: { reason: "admin", at: "t", by: null } }];
+      await sw.sessions().catch(() => {});
+    },
+  };
+  for (const [how, end] of Object.entries(endings)) {
+    it(`after ${how}`, async () => {
+      const c = await signedInAndLive({
+        "DELETE /sessions/s-phone": [200, { revoked: ["s-phone"] }],
+        "PATCH /sessions/s-phone": [200, PHONE],
+        "GET /activity": [200, { events: [] }],
+      });
+      await end(c);
+      await settle();
+      const sent = c.api.calls.length;
+      for (const call of [
+        () => c.sw.sessions(),
+        () => c.sw.me(),
+        () => c.sw.activity(),
+        () => c.sw.revoke("s-phone"),
+        () => c.sw.revokeOthers(),
+        () => c.sw.rename("s-phone", "x"),
+        () => c.sw.signOut(),
+        () => c.sw.signOutEverywhere(),
+      ]) {
+        await call().catch(() => {});
+      }
+      c.sockets.opened[0].drop(1006); // a late close of the old socket: no retry either
+      mock.timers.tick(120_000);
+      await settle();
+      assert.deepEqual(c.api.calls.slice(sent).map((call) => call.key), []);
+      assert.equal(c.sockets.opened.length, 1);
+      // A new sign-in starts over.
+      c.api.answers["GET /sessions"] = [200, { sessions: [] }];
+      await c.sw.signIn({ username: "alice", password: "pw" });
+      await c.sw.sessions();
+      assert.equal(c.api.calls.at(-1).key, "GET /sessions");
+    });
+  }
+});
+
+describe("renaming", () => {
+  it("PATCHes the device name and keeps this device's new name", async () => {
+    const renamed = { ...SESSION, device_name: "Work laptop" };
+    const { sw, api } = await signedInAndLive({ "PATCH /sessions/s-laptop": [200, renamed] });
+    assert.deepEqual(await sw.rename("s-laptop", "Work laptop"), renamed);
+    const call = api.calls.at(-1);
+    assert.equal(call.init.method, "PATCH");
+    assert.deepEqual(call.body, { device_name: "Work laptop" });
+    assert.equal(sw.session.device_name, "Work laptop");
+  });
+
+  it("rejects with the API's words for a bad name or a device gone", async () => {
+    const { sw } = await signedInAndLive({
+      "PATCH /sessions/s-phone": [422, { code: "validation_error", detail: "device_name: at most 100 characters" }],
+      "PATCH /sessions/gone": [404, { code: "session_not_found" }],
+    });
+    const bad = await sw.rename("s-phone", "x".repeat(101)).catch((e) => e);
+    assert.equal(sw.errorText(bad), "device_name: at most 100 characters");
+    const gone = await sw.rename("gone", "x").catch((e) => e);
+    assert.equal(sw.errorText(gone), "That device was already signed out.");
+  });
+});
+
+describe("sessionsChanged kinds", () => {
+  it("tells of renamed, online and offline, this device's own too (but not its own sign-in)", async () => {
+    const { sw, sockets, of } = await signedInAndLive();
+    const [socket] = sockets.opened;
+    socket.send({ type: "sessions.changed", event: "online", session: { ...PHONE, online: true } });
+    socket.send({ type: "sessions.changed", event: "renamed", session: { ...PHONE, device_name: "Pixel" } });
+    socket.send({ type: "sessions.changed", event: "offline", session: { ...PHONE, online: false } });
+    socket.send({ type: "sessions.changed", event: "created", session: SESSION });
+    socket.send({ type: "sessions.changed", event: "renamed", session: { ...SESSION, device_name: "Mine" } });
+    assert.deepEqual(of("sessionsChanged").map((e) => [e.event, e.session?.device_name ?? null]), [
+      ["resync", null],
+      ["online", "Phone"],
+      ["renamed", "Pixel"],
+      ["offline", "Phone"],
+      ["renamed", "Mine"],
+    ]);
+    assert.equal(sw.session.device_name, "Mine");
+    assert.equal(of("newSignIn").length, 0);
+  });
+});
+
+describe("while its own sign-out is on the way", () => {
+  it("sends nothing more with the credential, whatever the socket tells meanwhile", async () => {
+    let answer;
+    const held = new Promise((resolve) => {
+      answer = resolve;
+    });
+    const c = await signedInAndLive({ "POST /logout-all": () => held, "GET /activity": [200, { events: [] }] });
+    c.sw.on("sessionsChanged", () => c.sw.activity().catch(() => {})); // as a page does
+    const ending = c.sw.signOutEverywhere();
+    await settle();
+    const sent = c.api.calls.length;
+    c.sockets.opened[0].send({ type: "sessions.changed", event: "revoked", session: PHONE });
+    await settle();
+    assert.deepEqual(c.api.calls.slice(sent).map((call) => call.key), []);
+    answer([200, { revoked: [SESSION.session_id, PHONE.session_id] }]);
+    assert.deepEqual(await ending, [SESSION.session_id, PHONE.session_id]);
+    assert.equal(c.sw.session, null);
+  });
+
+  it("a refused sign-out leaves the device as it was: its calls go out again", async () => {
+    const c = await signedInAndLive({ "POST /logout-all": [403, { code: "session_too_new", retry_after: 60 }] });
+    await c.sw.signOutEverywhere().catch(() => {});
+    await c.sw.sessions();
+    assert.equal(c.api.calls.at(-1).key, "GET /sessions");
   });
 });

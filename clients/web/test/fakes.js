@@ -27,7 +27,8 @@ export function fakeApi(overrides = {}) {
     const path = new URL(url).pathname;
     const key = `${init.method ?? "GET"} ${path}`;
     calls.push({ key, url, init, body: init.body ? JSON.parse(init.body) : undefined });
-    const answer = answers[key];
+    let answer = answers[key];
+    if (typeof answer === "function") answer = await answer(); // the test decides when
     if (answer instanceof Error) throw answer;
     const [status, body, headers = {}] = answer ?? [404, { code: "not_found" }];
     return new Response(JSON.stringify(body), {

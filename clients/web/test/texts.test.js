@@ -3,7 +3,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { Sessionwire, SessionwireError, TEXTS } from "../sessionwire.js";
+import {
+  Sessionwire,
+  SessionwireError,
+  TEXTS,
+  deviceText,
+  presenceText,
+  seenText,
+  whereText,
+} from "../sessionwire.js";
 
 const REASONS = {
   logout: "This device was signed out.",
@@ -99,5 +107,50 @@ describe("the texts option", () => {
     assert.equal(sw.reasonText("expired"), "Your session expired.");
     assert.equal(new Sessionwire({ api: "http://api.test" }).reasonText("admin"), REASONS.admin);
     assert.ok(Object.isFrozen(TEXTS));
+  });
+});
+
+describe("a device in words", () => {
+  const now = Date.parse("2026-12-03T10:00:00Z");
+  const ago = (seconds) => new Date(now - seconds * 1000).toISOString();
+
+  it("says when it was last seen, rounded down", () => {
+    const cases = [
+      [0, "active now"], [119, "active now"], [-30, "active now"], [120, "2 minutes ago"],
+      [3599, "59 minutes ago"], [3600, "1 hour ago"], [2 * 3600 + 1799, "2 hours ago"],
+      [86400, "1 day ago"], [5 * 86400, "5 days ago"],
+    ];
+    for (const [seconds, words] of cases) assert.equal(seenText(ago(seconds), { now }), words, String(seconds));
+    assert.equal(seenText(new Date(now - 7200_000), { now }), "2 hours ago");
+    assert.equal(seenText("not a time", { now }), "");
+  });
+
+  it("says online now for a live socket, else when last seen", () => {
+    assert.equal(presenceText({ online: true, last_seen_at: ago(9000) }, { now }), "online now");
+    assert.equal(presenceText({ online: false, last_seen_at: ago(7200) }, { now }), "2 hours ago");
+  });
+
+  it("says where, and what", () => {
+    const berlin = { country: "Germany", country_code: "DE", region: "Land Berlin", city: "Berlin", this_network: false };
+    assert.equal(whereText(berlin), "Berlin, Germany");
+    assert.equal(whereText({ ...berlin, city: null }), "Land Berlin, Germany");
+    assert.equal(whereText({ ...berlin, city: null, region: null }), "Germany");
+    assert.equal(whereText({ country: null, country_code: null, region: null, city: null, this_network: true }), "this network");
+    assert.equal(whereText(null), "");
+    assert.equal(deviceText({ browser: "Chrome 120", os: "Android 14" }), "Chrome 120 on Android 14");
+    assert.equal(deviceText({ browser: null, os: "Linux" }), "Linux");
+    assert.equal(deviceText({ browser: null, os: null }), "");
+  });
+
+  it("takes texts, as the client does", () => {
+    const texts = { active_now: "gerade aktiv", ago: "vor {time}", hours: "{n} Stunden", this_network: "dieses Netz", online_now: "jetzt online" };
+    assert.equal(seenText(ago(7200), { now, texts }), "vor 2 Stunden");
+    assert.equal(seenText(ago(5), { now, texts }), "gerade aktiv");
+    assert.equal(whereText({ this_network: true }, { texts }), "dieses Netz");
+    const sw = new Sessionwire({ api: "http://api.test", texts });
+    assert.equal(sw.presenceText({ online: true }), "jetzt online");
+    assert.equal(sw.seenText(ago(7200), now), "vor 2 Stunden");
+    assert.equal(sw.whereText({ this_network: true }), "dieses Netz");
+    assert.equal(sw.deviceText({ browser: "Firefox 120", os: "Ubuntu" }), "Firefox 120 on Ubuntu");
   });
 });

@@ -6,6 +6,7 @@
 import { Sessionwire } from "/sdk/sessionwire.js";
 import {
   $,
+  closeRename,
   refreshRelativeTimes,
   renderActivity,
   renderDevices,
@@ -20,17 +21,28 @@ const CLOCK_MS = 15_000;
 const RESYNC_MS = 60_000;
 const ACTIVITY_LIMIT = 20;
 const ACTIVITY_SETTLE_MS = 100; // one re-read for a burst of changes (say, "sign out all")
+const BAD_NAME =
+  "That name can't be used: a name has 1 to 100 characters, none of them control or " +
+  "format characters (such as a line break).";
 const SIGN_OUT_EVERYWHERE_QUESTION =
   "Sign out everywhere? Every device signed in to your account will be signed out, this one too.";
 
 const sw = new Sessionwire();
-const state = { username: "", sessions: [], resync: null, activityTimer: null };
+const state = { username: "", sessions: [], resync: null, activityTimer: null, live: false };
 
 const signedIn = () => sw.session !== null;
 
 // ---- what the library hears --------------------------------------------------------------
 
-sw.on("status", ({ status }) => showLive(signedIn() ? status : null));
+sw.on("status", ({ status }) => {
+  showLive(signedIn() ? status : null);
+  // This device's own "online now" follows its socket: redraw when that flips.
+  const live = status === "live";
+  if (live !== state.live && signedIn() && !$("devices").hidden) {
+    state.live = live;
+    draw();
+  }
+});
 
 /** This device's session ended elsewhere (another device, an administrator, expiry...). */
 sw.on("signedOut", (signedOut) => {
@@ -47,10 +59,17 @@ sw.on("sessionsChanged", ({ event, session }) => {
     resync().catch(() => {});
     return;
   }
-  state.sessions = state.sessions.filter((s) => s.session_id !== session.session_id);
-  if (event === "created") state.sessions.unshift(session);
+  const known = state.sessions.find((s) => s.session_id === session.session_id);
+  if (event === "revoked") {
+    state.sessions = state.sessions.filter((s) => s !== known);
+  } else if (known) {
+    // renamed, online, offline: the same device, told afresh (`current` stays ours)
+    state.sessions = state.sessions.map((s) => (s === known ? { ...s, ...session } : s));
+  } else {
+    state.sessions.unshift(session);
+  }
   draw();
-  loadActivitySoon();
+  if (event !== "online" && event !== "offline") loadActivitySoon();
 });
 
 sw.on("newSignIn", ({ text }) => showNotice(text));
@@ -111,7 +130,13 @@ async function loadSessions() {
 }
 
 function draw() {
-  renderDevices(state.sessions, sw.session?.session_id, signOutDevice);
+  // This device is online while its own socket is live: the page knows that first-hand
+  // (the list may have been read before the socket came up; the gateway tells the others).
+  const own = sw.session?.session_id;
+  const live = sw.status === "live";
+  state.live = live;
+  const sessions = state.sessions.map((s) => (s.session_id === own ? { ...s, online: live } : s));
+  renderDevices(sessions, own, { signOut: signOutDevice, rename });
 }
 
 async function loadActivity() {
@@ -180,6 +205,23 @@ function signOutDevice(session, button) {
     showNotice(`Signed out ${session.device_name}.`);
     $("other-devices-title").focus(); // its button is gone; keep keyboard users in place
   });
+}
+
+/** Rename a device; rejects with what went wrong, in words, for its card to show. */
+async function rename(session, name) {
+  let renamed;
+  try {
+    renamed = await sw.rename(session.session_id, name);
+  } catch (error) {
+    if (!signedIn()) return; // a 401: the signed-out screen is up
+    throw error.code === "validation_error" ? BAD_NAME : sw.errorText(error);
+  }
+  state.sessions = state.sessions.map((s) =>
+    s.session_id === renamed.session_id ? { ...s, ...renamed } : s,
+  );
+  closeRename(session.session_id);
+  draw();
+  showNotice(`Renamed ${session.device_name || "the device"} to ${renamed.device_name}.`);
 }
 
 function signOutOthers(button) {

@@ -6,18 +6,20 @@ const relativeFormat = new Intl.RelativeTimeFormat(LANG, { numeric: "auto" });
 const clockFormat = new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "medium" });
 const UNITS = [["day", 86400], ["hour", 3600], ["minute", 60]];
 
-// The activity log's line for a session that ended; `by` names the device that did it.
+// The activity log's words for a session that ended; when a device did it, its name
+// follows the words (the page sets it apart: "Signed out by “Firefox on Ubuntu”").
 const SIGNED_OUT = {
-  logout: () => "Signed out",
-  revoked: (by) => `Signed out by ${by}`,
-  revoke_others: (by) => `Signed out with all other devices, by ${by}`,
-  logout_all: (by) => `Signed out everywhere, by ${by}`,
-  expired: () => "Session expired",
-  evicted: () => "Signed out: too many devices",
-  replaced: () => "Replaced by a new sign-in on the same device",
-  admin: () => "Signed out by an administrator",
-  password_changed: () => "Signed out: password changed",
+  logout: "Signed out",
+  revoked: "Signed out by",
+  revoke_others: "Signed out with all other devices, by",
+  logout_all: "Signed out everywhere, by",
+  expired: "Session expired",
+  evicted: "Signed out: too many devices",
+  replaced: "Replaced by a new sign-in on the same device",
+  admin: "Signed out by an administrator",
+  password_changed: "Signed out: password changed",
 };
+const BY_DEVICE = new Set(["revoked", "revoke_others", "logout_all"]);
 
 /** "just now", "5 minutes ago", "yesterday"; a past time, so clock skew never says "in …". */
 export function relativeTime(date, now = Date.now()) {
@@ -34,12 +36,17 @@ export function clockTime(date) {
   return clockFormat.format(date);
 }
 
-/** What an activity event says happened: "Signed in", "Signed out by an administrator"… */
+/** What an activity event says happened, and the name of the device that did it (or
+ * null): ["Signed in", null], ["Signed out by", "Firefox on Ubuntu"]… */
 export function eventInWords(event) {
-  if (event.type === "session.created") return "Signed in";
-  if (event.type === "login.failed") return failuresInWords(event.failures);
-  const words = SIGNED_OUT[event.reason] ?? SIGNED_OUT.logout;
-  return words(event.by?.device_name || "another device");
+  if (event.type === "session.created") return ["Signed in", null];
+  if (event.type === "login.failed") return [failuresInWords(event.failures), null];
+  if (event.type === "session.renamed") {
+    return event.by ? ["Renamed by", event.by.device_name || "another device"] : ["Renamed by an administrator", null];
+  }
+  const reason = event.reason in SIGNED_OUT ? event.reason : "logout";
+  if (!BY_DEVICE.has(reason)) return [SIGNED_OUT[reason], null];
+  return [SIGNED_OUT[reason], event.by?.device_name || "another device"];
 }
 
 /** "Someone tried your password 4 times from 203.0.113.9 and 2 other addresses". */
