@@ -98,6 +98,23 @@ async def test_online_while_a_socket_is_open_and_tabs_share_a_session(
     await wait_for(lambda: w.online(token), lambda seen: not seen[sid], ONLINE_WITHIN)
 
 
+async def test_a_rename_reaches_every_tab_of_the_renamed_device(
+    world: Callable[..., Awaitable[World]],
+) -> None:
+    w = await world()
+    laptop = await login(w.api, device_name="Laptop")
+    sid, token = session_id(laptop), laptop["token"]
+    tab1, tab2 = await w.socket(token), await w.socket(token)
+    resp = await w.api.patch(
+        f"/sessions/{sid}", json={"device_name": "Work"}, headers=bearer(token)
+    )
+    assert resp.status == 200
+    for tab in (tab1, tab2):
+        renamed = await tab.change()
+        assert (renamed["event"], renamed["session"]["session_id"]) == ("renamed", sid)
+        assert renamed["session"]["device_name"] == "Work"
+
+
 async def test_other_devices_are_told_online_and_offline(
     world: Callable[..., Awaitable[World]],
 ) -> None:

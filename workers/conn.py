@@ -204,5 +204,7 @@ class Conn:
         if event.session_id == self.session_id:
             if event.type == "session.revoked":
                 self.revoke(frames.revoked, event.at)
-            return
+                return
+            if event.type != "session.renamed":  # its own presence it knows; a new name
+                return  # given in another tab (the same browser, the same session) it doesn't
         self.send(frames.changed, "sessions.changed", event.at)
