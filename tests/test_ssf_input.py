@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from service.api import ssf as ssf_api
 from service.sessions import keys
 from service.settings import ConfigError, Settings
 from service.ssf.signing import load_key, new_pem
@@ -153,6 +154,29 @@ async def test_a_stream_holds_at_most_two_long_polls(api: TestClient) -> None:
     for task in waiting:
         task.cancel()
     await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_removed_subjects_are_bounded_and_never_dropped(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ssf_api, "MAX_EXCLUDED", 3)
+    auth = await token(api, await receiver(api))
+    sid = (await answer(api, "POST", "/ssf/stream", 201, headers=auth, json={}))["stream_id"]
+
+    def remove(name: str) -> dict[str, Any]:
+        subject = {"format": "iss_sub", "iss": ISSUER, "sub": name}
+        return {"json": {"stream_id": sid, "subject": subject}, "headers": auth}
+
+    for name in ("a", "b", "c", "a"):  # "a" twice: already removed, nothing more kept
+        await answer(api, "POST", "/ssf/subjects:remove", 204, **remove(name))
+    found = await answer(api, "POST", "/ssf/subjects:remove", 400, **remove("d"))
+    assert "at most 3" in found["detail"]
+    # Nothing was dropped to make room (that would deliver "a" again, unasked): adding
+    # one back makes room.
+    add_a = {"format": "iss_sub", "iss": ISSUER, "sub": "a"}
+    await answer(api, "POST", "/ssf/subjects:add", 200, headers=auth,
+                 json={"stream_id": sid, "subject": add_a})  # fmt: skip
+    await answer(api, "POST", "/ssf/subjects:remove", 204, **remove("d"))
 
 
 async def test_scopes_tokens_and_other_receivers_streams(api: TestClient) -> None:

@@ -53,6 +53,7 @@ LONG_POLL = 30.0  # seconds a poll waits at most for a SET
 RECHECK = 0.25  # seconds between looks while a poll waits
 TOKEN_FAILURES = 20  # failed token requests per client address per minute
 MIN_VERIFICATION_INTERVAL = 15  # seconds between verification requests of one stream
+MAX_EXCLUDED = 1000  # subjects removed from one stream
 WAITING_POLLS = 2  # long polls one stream may hold open per API process; more answer at once
 
 
@@ -509,7 +510,9 @@ async def remove_subject(request: web.Request) -> web.Response:
     user = _subject_user(request, body.get("subject"))
     stream.included = [u for u in stream.included if u != user]
     if stream.default_subjects == "ALL" and user not in stream.excluded:
-        stream.excluded = [*stream.excluded, user][-10_000:]
+        if len(stream.excluded) >= MAX_EXCLUDED:  # every delivery reads the stream's list
+            raise _bad(f"at most {MAX_EXCLUDED} subjects may be removed from a stream")
+        stream.excluded = [*stream.excluded, user]
     await _save(request, receiver, stream)
     return web.Response(status=204)
 
