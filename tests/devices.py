@@ -18,6 +18,7 @@ from service.sessions.tokens import TokenCodec
 from service.settings import Settings
 
 WAIT = 5.0  # how long a test waits for a message that must come
+PRESENCE = ("online", "offline")  # sessions.changed events a socket opening or closing causes
 T = TypeVar("T")
 
 
@@ -103,7 +104,7 @@ class Device:
         user's devices are told whenever another opens or closes its socket."""
         while True:
             message = await self.expect("sessions.changed", wait)
-            if message["event"] not in ("online", "offline"):
+            if message["event"] not in PRESENCE:
                 return message
 
     async def ready(self) -> dict[str, Any]:
@@ -119,8 +120,11 @@ class Device:
         return self.ws.close_code
 
     async def revoked(self, wait: float = WAIT) -> dict[str, Any]:
-        """Expect the session.revoked notice, then the 4501 close."""
-        message = await self.expect("session.revoked", wait)
+        """Expect the session.revoked notice (after presence notices, if any), then 4501."""
+        message = await self.next(wait)
+        while message["type"] == "sessions.changed" and message["event"] in PRESENCE:
+            message = await self.next(wait)
+        assert message["type"] == "session.revoked", message
         assert await self.closed() == 4501
         return message
 

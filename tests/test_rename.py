@@ -52,6 +52,16 @@ async def test_rename_another_device(api: TestClient, watch_events: Watch) -> No
     assert activity["events"][0]["session"]["device_name"] == "Anna's phone"
 
 
+async def test_the_same_name_again_changes_and_logs_nothing(api: TestClient) -> None:
+    mine = await login(api, device_name="Laptop")
+    sid = mine["session"]["session_id"]
+    for _ in range(3):
+        view = await rename(api, mine["token"], sid, {"device_name": "Laptop"})
+        assert view["device_name"] == "Laptop"
+    activity = await (await api.get("/activity", headers=bearer(mine["token"]))).json()
+    assert [e["type"] for e in activity["events"]] == ["session.created"]
+
+
 async def test_rename_this_device(api: TestClient) -> None:
     mine = await login(api)
     sid = mine["session"]["session_id"]

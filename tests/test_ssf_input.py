@@ -4,6 +4,7 @@ own stream. The API in process, on a real Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from service.api import ssf as ssf_api
 from service.sessions import keys
 from service.settings import ConfigError, Settings
 from service.ssf.signing import load_key, new_pem
@@ -97,18 +99,84 @@ async def test_the_token_endpoint_answers_as_rfc_6749_says(
     await answer(api, "GET", "/ssf/stream", 401, headers=bearer)
 
 
-async def test_guessing_client_secrets_is_slowed_down(api: TestClient) -> None:
+async def test_guessing_client_secrets_is_slowed_down_but_never_locks_out(
+    api: TestClient,
+) -> None:
     created = await receiver(api)
+    form = {"grant_type": "client_credentials"}
     wrong = {"Authorization": basic(created["client_id"], "guess")}
     for _ in range(20):
-        await answer(
-            api, "POST", "/ssf/token", 401, headers=wrong, data={"grant_type": "client_credentials"}
-        )
-    right = {"Authorization": basic(created["client_id"], created["client_secret"])}
-    found = await answer(
-        api, "POST", "/ssf/token", 429, headers=right, data={"grant_type": "client_credentials"}
-    )
+        await answer(api, "POST", "/ssf/token", 401, headers=wrong, data=form)
+    found = await answer(api, "POST", "/ssf/token", 429, headers=wrong, data=form)
     assert found["error"] == "slow_down"
+    # Someone behind the same address guessed: the receiver with its secret still gets in.
+    right = {"Authorization": basic(created["client_id"], created["client_secret"])}
+    found = await answer(api, "POST", "/ssf/token", 200, headers=right, data=form)
+    assert found["token_type"] == "Bearer"
+
+
+async def test_a_form_in_an_unknown_charset_is_a_400(api: TestClient) -> None:
+    created = await receiver(api)
+    right = {
+        "Authorization": basic(created["client_id"], created["client_secret"]),
+        "Content-Type": "application/x-www-form-urlencoded; charset=bogus",
+    }
+    body = b"grant_type=client_credentials"
+    found = await answer(api, "POST", "/ssf/token", 400, headers=right, data=body)
+    assert found["error"] == "invalid_request"
+
+
+async def test_verification_at_most_once_per_interval(api: TestClient) -> None:
+    auth = await token(api, await receiver(api))
+    stream = await answer(api, "POST", "/ssf/stream", 201, headers=auth, json={})
+    sid = stream["stream_id"]
+    assert stream["min_verification_interval"] == 15
+    await answer(api, "POST", "/ssf/verify", 204, headers=auth, json={"stream_id": sid})
+    async with api.post("/ssf/verify", headers=auth, json={"stream_id": sid}) as r:
+        assert r.status == 429 and 1 <= int(r.headers["Retry-After"]) <= 15
+    polled = await answer(
+        api, "POST", f"/ssf/poll/{sid}", 200, headers=auth, json={"returnImmediately": True}
+    )
+    assert len(polled["sets"]) == 1  # the refused one signed and kept nothing
+
+
+async def test_a_stream_holds_at_most_two_long_polls(api: TestClient) -> None:
+    auth = await token(api, await receiver(api))
+    sid = (await answer(api, "POST", "/ssf/stream", 201, headers=auth, json={}))["stream_id"]
+    path = f"/ssf/poll/{sid}"
+    waiting = [
+        asyncio.create_task(answer(api, "POST", path, 200, headers=auth, json={})) for _ in range(2)
+    ]
+    await asyncio.sleep(0.5)  # both are waiting for a SET now
+    third = await answer(api, "POST", path, 200, headers=auth, json={})
+    assert third == {"sets": {}, "moreAvailable": False}
+    assert not any(task.done() for task in waiting)  # the third did not wait like them
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_removed_subjects_are_bounded_and_never_dropped(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ssf_api, "MAX_EXCLUDED", 3)
+    auth = await token(api, await receiver(api))
+    sid = (await answer(api, "POST", "/ssf/stream", 201, headers=auth, json={}))["stream_id"]
+
+    def remove(name: str) -> dict[str, Any]:
+        subject = {"format": "iss_sub", "iss": ISSUER, "sub": name}
+        return {"json": {"stream_id": sid, "subject": subject}, "headers": auth}
+
+    for name in ("a", "b", "c", "a"):  # "a" twice: already removed, nothing more kept
+        await answer(api, "POST", "/ssf/subjects:remove", 204, **remove(name))
+    found = await answer(api, "POST", "/ssf/subjects:remove", 400, **remove("d"))
+    assert "at most 3" in found["detail"]
+    # Nothing was dropped to make room (that would deliver "a" again, unasked): adding
+    # one back makes room.
+    add_a = {"format": "iss_sub", "iss": ISSUER, "sub": "a"}
+    await answer(api, "POST", "/ssf/subjects:add", 200, headers=auth,
+                 json={"stream_id": sid, "subject": add_a})  # fmt: skip
+    await answer(api, "POST", "/ssf/subjects:remove", 204, **remove("d"))
 
 
 async def test_scopes_tokens_and_other_receivers_streams(api: TestClient) -> None:

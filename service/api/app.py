@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -25,6 +26,7 @@ from service.api.appkeys import (
     SSF_POLL,
     SSF_RECEIVERS,
     SSF_SIGNER,
+    SSF_WAITING,
     USERS,
     WEBHOOKS,
 )
@@ -123,6 +125,7 @@ def create_app(
         app[OUTBOX] = Outbox(client, engine)
         app[SSF_RECEIVERS] = ReceiverStore(client, clock)
         app[SSF_POLL] = PollStore(client, settings.events_retention * 1000)
+        app[SSF_WAITING] = Counter()
 
     app[USERS] = users or UserDirectory.load(settings.users_file)
     if users is None:  # a given directory is its owner's to follow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from aiohttp import web
 
 from service.api.metrics import ApiMetrics
@@ -33,3 +35,5 @@ OUTBOX = web.AppKey("outbox", Outbox)
 SSF_RECEIVERS = web.AppKey("ssf_receivers", ReceiverStore)
 SSF_SIGNER = web.AppKey("ssf_signer", Signer)
 SSF_POLL = web.AppKey("ssf_poll", PollStore)
+# Long polls waiting in this process, per stream (bounded per stream: see api/ssf.py).
+SSF_WAITING = web.AppKey("ssf_waiting", Counter[str])

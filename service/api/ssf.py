@@ -22,7 +22,7 @@ import msgspec
 from aiohttp import web
 
 from service.api.admin import authorize
-from service.api.appkeys import SSF_POLL, SSF_RECEIVERS, SSF_SIGNER
+from service.api.appkeys import SSF_POLL, SSF_RECEIVERS, SSF_SIGNER, SSF_WAITING
 from service.api.inputs import MAX_BODY, client_ip
 from service.api.problems import ApiError
 from service.events import urls
@@ -52,6 +52,9 @@ MAX_AUTH_HEADER = 4096
 LONG_POLL = 30.0  # seconds a poll waits at most for a SET
 RECHECK = 0.25  # seconds between looks while a poll waits
 TOKEN_FAILURES = 20  # failed token requests per client address per minute
+MIN_VERIFICATION_INTERVAL = 15  # seconds between verification requests of one stream
+MAX_EXCLUDED = 1000  # subjects removed from one stream
+WAITING_POLLS = 2  # long polls one stream may hold open per API process; more answer at once
 
 
 def _bad(detail: str, code: str = "invalid_request") -> ApiError:
@@ -173,18 +176,20 @@ def _oauth_error(status: int, error: str, description: str) -> web.Response:
 @routes.post("/ssf/token")
 async def token(request: web.Request) -> web.Response:
     store = request.app[SSF_RECEIVERS]
-    ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
-    if await store.failures(ip) >= TOKEN_FAILURES:
-        response = _oauth_error(429, "slow_down", "Too many failed requests; wait a minute.")
-        response.headers["Retry-After"] = "60"
-        return response
+    # The right credentials always pass: a secret is 32 random bytes, so there is no guess
+    # to slow down, and counting first would let anyone behind the same address lock every
+    # receiver out. Failures only make further failures a 429.
     credentials = _basic(request.headers.get("Authorization", ""))
-    if credentials is None:
-        await store.count_failure(ip)
-        return _oauth_error(401, "invalid_client", "Authenticate with HTTP Basic.")
-    receiver = await store.check_secret(*credentials)
+    receiver = None if credentials is None else await store.check_secret(*credentials)
     if receiver is None:
+        ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
+        if await store.failures(ip) >= TOKEN_FAILURES:
+            response = _oauth_error(429, "slow_down", "Too many failed requests; wait a minute.")
+            response.headers["Retry-After"] = "60"
+            return response
         await store.count_failure(ip)
+        if credentials is None:
+            return _oauth_error(401, "invalid_client", "Authenticate with HTTP Basic.")
         return _oauth_error(401, "invalid_client", "Unknown client or wrong secret.")
     form = await _form(request)
     if form is None:
@@ -225,7 +230,7 @@ async def _form(request: web.Request) -> dict[str, str] | None:
     try:
         async with body_deadline(request.app[SETTINGS].request_timeout):
             form = await request.post()
-    except ValueError:
+    except (ValueError, LookupError):  # LookupError: a charset Python doesn't know
         return None
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
@@ -288,6 +293,7 @@ def _config(request: web.Request, receiver: Receiver, stream: Stream) -> dict[st
         "events_requested": stream.events_requested,
         "events_delivered": stream.events_delivered,
         "delivery": delivery,
+        "min_verification_interval": MIN_VERIFICATION_INTERVAL,
         "description": stream.description,
     }
 
@@ -504,7 +510,9 @@ async def remove_subject(request: web.Request) -> web.Response:
     user = _subject_user(request, body.get("subject"))
     stream.included = [u for u in stream.included if u != user]
     if stream.default_subjects == "ALL" and user not in stream.excluded:
-        stream.excluded = [*stream.excluded, user][-10_000:]
+        if len(stream.excluded) >= MAX_EXCLUDED:  # every delivery reads the stream's list
+            raise _bad(f"at most {MAX_EXCLUDED} subjects may be removed from a stream")
+        stream.excluded = [*stream.excluded, user]
     await _save(request, receiver, stream)
     return web.Response(status=204)
 
@@ -522,6 +530,15 @@ async def verify(request: web.Request) -> web.Response:
         raise _bad("state: a string of up to 1000 characters")
     if stream.status == "disabled":
         raise ApiError(409, "stream_disabled", "Conflict", "The stream is disabled.")
+    wait = await request.app[SSF_RECEIVERS].may_verify(stream.stream_id, MIN_VERIFICATION_INTERVAL)
+    if wait:  # each verification is a signature and a SET kept for the receiver
+        raise ApiError(
+            429,
+            "rate_limited",
+            "Too Many Requests",
+            f"One verification per {MIN_VERIFICATION_INTERVAL} s (min_verification_interval).",
+            headers={"Retry-After": str(wait)},
+        )
     event = {"state": state} if state is not None else {}
     await _send_stream_set(request, receiver, stream, sets.VERIFICATION, event)
     return web.Response(status=204)
@@ -570,9 +587,20 @@ async def poll(request: web.Request) -> web.Response:
     deadline = asyncio.get_running_loop().time() + min(
         LONG_POLL, request.app[SETTINGS].request_timeout - 1
     )
-    while not found and count and not immediately and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(RECHECK)  # a short re-check: any worker may append, any node
-        found, more = await store.take(stream.stream_id, count, _now(request))
+    waiting = request.app[SSF_WAITING]
+    if waiting[stream.stream_id] >= WAITING_POLLS:  # a receiver can't tie up the process
+        immediately = True
+    waiting[stream.stream_id] += 1
+    try:
+        while (
+            not found and count and not immediately and asyncio.get_running_loop().time() < deadline
+        ):
+            await asyncio.sleep(RECHECK)  # a short re-check: any worker may append, any node
+            found, more = await store.take(stream.stream_id, count, _now(request))
+    finally:
+        waiting[stream.stream_id] -= 1
+        if not waiting[stream.stream_id]:
+            del waiting[stream.stream_id]
     return json_response({"sets": found, "moreAvailable": more})
 
 

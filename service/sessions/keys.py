@@ -283,6 +283,11 @@ def ssf_poll_sets(stream_id: str) -> str:
     return _ssf_stream(stream_id) + "sets"
 
 
+def ssf_verified(stream_id: str) -> str:
+    """STRING whose TTL is the stream's min_verification_interval: a verification was asked."""
+    return _ssf_stream(stream_id) + "verified"
+
+
 def ssf_control(stream_id: str) -> str:
     """LIST of signed verification and stream-updated SETs a push stream has to send."""
     return _ssf_stream(stream_id) + "ctl"

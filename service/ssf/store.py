@@ -231,6 +231,14 @@ class ReceiverStore:
             count, _ = await pipe.execute()
         return int(count)
 
+    async def may_verify(self, stream_id: str, interval: int) -> int:
+        """0 when a verification may be sent now (and the interval starts), else the seconds
+        until one may (SSF 1.0 min_verification_interval)."""
+        key = keys.ssf_verified(stream_id)
+        if await self.redis.set(key, 1, nx=True, ex=interval):
+            return 0
+        return max(1, int(await self.redis.ttl(key)))
+
     async def failures(self, client: str) -> int:
         return int(await self.redis.get(keys.ssf_token_failures(client)) or 0)
 
