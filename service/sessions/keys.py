@@ -184,6 +184,21 @@ def slot_of_user(username: str) -> int:
     return key_slot(session_index(username).encode())
 
 
+def script_keys(username: str) -> list[str]:
+    """KEYS[1..8] of every session script, in the order lib.lua names them."""
+    slot = slot_of_user(username)
+    return [
+        session_index(username),
+        device_index(username),
+        event_log(username),
+        channel(username),
+        tombstone_index(username),
+        revoked_credentials(username),
+        outbox(slot),
+        outbox_wake(slot),
+    ]
+
+
 def _slot_prefix(slot: int) -> str:
     return f"{PREFIX}:{{{_slot_tags()[slot]}}}:"
 

@@ -31,6 +31,7 @@ from service.engine.connect import RedisClient
 from service.engine.errors import REDIS_DOWN
 from service.sessions import keys
 from service.sessions.scripts import session_script
+from service.sessions.store import GRACE_MS
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,20 +83,10 @@ class Presence:
         return results
 
     def _command(self, username: str, report: UserReport, now: int) -> tuple[Any, ...]:
-        user_keys = [
-            keys.session_index(username),
-            keys.device_index(username),
-            keys.event_log(username),
-            keys.channel(username),
-            keys.tombstone_index(username),
-            keys.revoked_credentials(username),
-            keys.outbox(keys.slot_of_user(username)),
-            keys.outbox_wake(keys.slot_of_user(username)),
-            keys.presence(username),
-        ]
+        user_keys = [*keys.script_keys(username), keys.presence(username)]
         arguments = {
             "now": now,
-            "grace": 60_000,
+            "grace": GRACE_MS,
             "user": username,
             "record_prefix": keys.session_record(username, ""),
             "tomb_prefix": keys.tombstone(username, ""),

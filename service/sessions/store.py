@@ -139,17 +139,7 @@ class SessionStore:
 
     def _call_args(self, username: str, now: int, **named: Any) -> dict[str, Any]:
         """KEYS and the one JSON argument every session script takes (see lib.lua)."""
-        slot = keys.slot_of_user(username)
-        user_keys = [
-            keys.session_index(username),
-            keys.device_index(username),
-            keys.event_log(username),
-            keys.channel(username),
-            keys.tombstone_index(username),
-            keys.revoked_credentials(username),
-            keys.outbox(slot),
-            keys.outbox_wake(slot),
-        ]
+        user_keys = keys.script_keys(username)
         arguments = {
             "now": now,
             "grace": GRACE_MS,
