@@ -317,13 +317,8 @@ async def _delivery(request: web.Request, given: object, stream_id: str) -> tupl
         raise _bad("delivery.endpoint_url: the receiver's URL is required for push")
     if not isinstance(auth, str) or len(auth) > MAX_AUTH_HEADER or not auth.isprintable():
         raise _bad("delivery.authorization_header: a string of up to 4096 printable characters")
-    settings = request.app[SETTINGS]
     try:
-        await urls.check(
-            url,
-            allow_http=settings.app_env != "production",
-            allow_private=settings.webhook_allow_private,
-        )
+        await urls.check_configured(url, request.app[SETTINGS])
     except urls.UrlRefused as exc:
         raise _bad(f"delivery.endpoint_url: {exc}") from None
     return PUSH, url, auth

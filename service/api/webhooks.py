@@ -128,13 +128,8 @@ async def replay(request: web.Request) -> web.Response:
 
 
 async def _check_url(request: web.Request, url: str) -> None:
-    settings = request.app[SETTINGS]
     try:
-        await urls.check(
-            url,
-            allow_http=settings.app_env != "production",
-            allow_private=settings.webhook_allow_private,
-        )
+        await urls.check_configured(url, request.app[SETTINGS])
     except urls.UrlRefused as exc:
         raise ApiError(422, "webhook_url_refused", "Webhook URL refused", str(exc)) from None
 

@@ -15,6 +15,8 @@ import ipaddress
 import socket
 from urllib.parse import SplitResult, urlsplit
 
+from service.settings import Settings
+
 RESOLVE_TIMEOUT = 5.0
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv4 addresses embedded in IPv6
 
@@ -72,6 +74,15 @@ async def check(url: str, *, allow_http: bool, allow_private: bool) -> None:
     for address in await _resolve(host, parts.port or 443):
         if not address_allowed(address):
             raise UrlRefused(f"{host} resolves to {address}, which is not a public address")
+
+
+async def check_configured(url: str, settings: Settings) -> None:
+    """`check` as the settings say: http outside production, private with the opt-in."""
+    await check(
+        url,
+        allow_http=settings.app_env != "production",
+        allow_private=settings.webhook_allow_private,
+    )
 
 
 async def _resolve(host: str, port: int) -> list[str]:
