@@ -490,9 +490,7 @@ async def add_subject(request: web.Request) -> web.Response:
     body = await _json_object(request)
     stream = _own_stream(receiver, body.get("stream_id"))
     user = _subject_user(request, body.get("subject"))
-    stream.excluded = [u for u in stream.excluded if u != user]
-    if stream.default_subjects == "NONE" and user not in stream.included:
-        stream.included = [*stream.included, user][-10_000:]
+    stream.excluded.discard(user)
     await _save(request, receiver, stream)
     return web.Response(status=200)
 
@@ -503,11 +501,10 @@ async def remove_subject(request: web.Request) -> web.Response:
     body = await _json_object(request)
     stream = _own_stream(receiver, body.get("stream_id"))
     user = _subject_user(request, body.get("subject"))
-    stream.included = [u for u in stream.included if u != user]
-    if stream.default_subjects == "ALL" and user not in stream.excluded:
+    if user not in stream.excluded:
         if len(stream.excluded) >= MAX_EXCLUDED:  # every delivery reads the stream's list
             raise _bad(f"at most {MAX_EXCLUDED} subjects may be removed from a stream")
-        stream.excluded = [*stream.excluded, user]
+        stream.excluded.add(user)
     await _save(request, receiver, stream)
     return web.Response(status=204)
 

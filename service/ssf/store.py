@@ -51,17 +51,15 @@ class Stream(msgspec.Struct, kw_only=True):
     reason: str = ""
     created_ms: int = 0
     drop_before_ms: int = 0
-    default_subjects: str = "ALL"
-    included: list[str] = []  # users added while default_subjects is NONE
-    excluded: list[str] = []  # users removed while it is ALL
+    # default_subjects is always ALL: every user's events but those removed (a set: it is
+    # asked for every event the stream is offered).
+    excluded: set[str] = set()
 
     @property
     def subscriber(self) -> Subscriber:
         return Subscriber(self.stream_id, (), self.created_ms)
 
     def wants(self, username: str) -> bool:
-        if self.default_subjects == "NONE":
-            return username in self.included
         return username not in self.excluded
 
 
