@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Locator, Page, Request, expect
+from playwright.sync_api import APIResponse, Locator, Page, Request, Route, expect
 
 from tests.browser.conftest import PASSWORD, USER, OpenDevice, Stack, running_stack
 from tests.browser.test_page import (
@@ -308,6 +308,48 @@ LONDON = {
 }
 
 
+def admin_sign_in(stack: Stack, ip: str, user_agent: str) -> None:
+    """The product's back end signs user123 in on a device (the admin API)."""
+    request = urllib.request.Request(
+        stack.api.url + "/admin/sessions",
+        data=json.dumps({"username": USER, "ip": ip, "user_agent": user_agent}).encode(),
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 200
+
+
+def test_a_list_read_before_a_change_does_not_undo_it(
+    redis_url: str, tmp_path: Path, open_device: OpenDevice
+) -> None:
+    """The once-a-minute re-read is answered late, after a new device was heard of live: the
+    answer predates the tablet, and the tablet stays listed (the change is replayed on it)."""
+    with running_stack(redis_url, tmp_path, ADMIN_TOKEN=ADMIN_TOKEN) as admin:
+        desk = open_device(admin.url, CHROME_LINUX, clock=True)
+        sign_in(desk)
+        signed_in(desk, CHROME)
+        held: list[tuple[Route, APIResponse]] = []
+
+        def hold(route: Route) -> None:
+            held.append((route, route.fetch()))  # read now, answered when the test says
+
+        desk.route(admin.api.url + "/sessions", hold)
+        desk.clock.fast_forward("01:05")
+        while not held:  # Playwright calls `hold` while the test waits on it
+            desk.wait_for_timeout(20)
+        admin_sign_in(admin, "192.0.2.7", ANDROID_TABLET)
+        tablet = other_devices(desk).get_by_role("listitem")
+        expect(tablet).to_have_count(1, timeout=STARTUP_MS)
+
+        ((route, answer),) = held
+        stale = answer.json()
+        assert len(stale["sessions"]) == 1, stale  # it was read before the tablet
+        stale["sessions"][0]["device_name"] = "Read late"  # to see when the page has used it
+        route.fulfill(response=answer, json=stale)
+        expect(this_device(desk).get_by_role("heading", name="Read late")).to_be_visible()
+        expect(tablet).to_have_count(1)
+
+
 def test_where_a_device_is_from_the_geoip_database(
     redis_url: str, tmp_path: Path, open_device: OpenDevice
 ) -> None:
@@ -319,15 +361,7 @@ def test_where_a_device_is_from_the_geoip_database(
         sign_in(desk)
         signed_in(desk, CHROME)
         # The product's back end signs user123 in on a tablet it saw at a London address.
-        request = urllib.request.Request(
-            geo.api.url + "/admin/sessions",
-            data=json.dumps(
-                {"username": USER, "ip": "81.2.69.10", "user_agent": ANDROID_TABLET}
-            ).encode(),
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            assert answer.status == 200
+        admin_sign_in(geo, "81.2.69.10", ANDROID_TABLET)
         tablet = other_devices(desk).get_by_role("listitem")
         expect(tablet).to_have_count(1, timeout=STARTUP_MS)
         expect(tablet.locator(".where")).to_have_text("London, United Kingdom · 81.2.69.10")

@@ -28,7 +28,16 @@ const SIGN_OUT_EVERYWHERE_QUESTION =
   "Sign out everywhere? Every device signed in to your account will be signed out, this one too.";
 
 const sw = new Sessionwire();
-const state = { username: "", sessions: [], resync: null, activityTimer: null, live: false };
+const state = {
+  username: "",
+  sessions: [],
+  // While the list is being read: every change made or heard since the read was sent,
+  // replayed on its answer (which may predate them); null when no read is in flight.
+  replay: null,
+  resync: null,
+  activityTimer: null,
+  live: false,
+};
 
 const signedIn = () => sw.session !== null;
 
@@ -59,16 +68,13 @@ sw.on("sessionsChanged", ({ event, session }) => {
     resync().catch(() => {});
     return;
   }
-  const known = state.sessions.find((s) => s.session_id === session.session_id);
-  if (event === "revoked") {
-    state.sessions = state.sessions.filter((s) => s !== known);
-  } else if (known) {
+  change((sessions) => {
+    const known = sessions.find((s) => s.session_id === session.session_id);
+    if (event === "revoked") return sessions.filter((s) => s !== known);
     // renamed, online, offline: the same device, told afresh (`current` stays ours)
-    state.sessions = state.sessions.map((s) => (s === known ? { ...s, ...session } : s));
-  } else {
-    state.sessions.unshift(session);
-  }
-  draw();
+    if (known) return sessions.map((s) => (s === known ? { ...s, ...session } : s));
+    return [session, ...sessions];
+  });
   if (event !== "online" && event !== "offline") loadActivitySoon();
 });
 
@@ -90,6 +96,7 @@ function leave() {
   clearInterval(state.resync);
   clearTimeout(state.activityTimer);
   state.sessions = [];
+  state.replay = null; // a read still in flight is dropped
   renderActivity([]);
   showLive(null);
 }
@@ -125,7 +132,19 @@ function resync() {
 }
 
 async function loadSessions() {
-  state.sessions = await sw.sessions();
+  const replay = [];
+  state.replay = replay;
+  const sessions = await sw.sessions();
+  if (state.replay !== replay) return; // a newer read is on its way, or we signed out
+  state.replay = null;
+  state.sessions = replay.reduce((list, edit) => edit(list), sessions);
+  draw();
+}
+
+/** Change the list now, and again on the answer of a read in flight (it may be older). */
+function change(edit) {
+  state.sessions = edit(state.sessions);
+  state.replay?.push(edit);
   draw();
 }
 
@@ -200,8 +219,7 @@ function signOutDevice(session, button) {
     } catch (error) {
       if (error.code !== "session_not_found") throw error; // already gone is fine
     }
-    state.sessions = state.sessions.filter((s) => s.session_id !== session.session_id);
-    draw();
+    change((sessions) => sessions.filter((s) => s.session_id !== session.session_id));
     showNotice(`Signed out ${session.device_name}.`);
     $("other-devices-title").focus(); // its button is gone; keep keyboard users in place
   });
@@ -216,19 +234,17 @@ async function rename(session, name) {
     if (!signedIn()) return; // a 401: the signed-out screen is up
     throw error.code === "validation_error" ? BAD_NAME : sw.errorText(error);
   }
-  state.sessions = state.sessions.map((s) =>
-    s.session_id === renamed.session_id ? { ...s, ...renamed } : s,
+  change((sessions) =>
+    sessions.map((s) => (s.session_id === renamed.session_id ? { ...s, ...renamed } : s)),
   );
   closeRename(session.session_id);
-  draw();
   showNotice(`Renamed ${session.device_name || "the device"} to ${renamed.device_name}.`);
 }
 
 function signOutOthers(button) {
   return act(button, async () => {
     const revoked = await sw.revokeOthers();
-    state.sessions = state.sessions.filter((s) => !revoked.includes(s.session_id));
-    draw();
+    change((sessions) => sessions.filter((s) => !revoked.includes(s.session_id)));
     const count = revoked.length;
     showNotice(`Signed out ${count} other device${count === 1 ? "" : "s"}.`);
   });
