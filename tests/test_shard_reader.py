@@ -56,5 +56,6 @@ async def test_a_pong_later_than_one_read_but_within_the_deadline_keeps_the_feed
     finally:
         os.kill(own_redis.proc.pid, signal.SIGCONT)
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        done, _ = await asyncio.wait([task], timeout=10)
         await client.aclose()
+        assert done, "the reader did not stop when cancelled"

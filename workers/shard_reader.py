@@ -136,6 +136,7 @@ class ShardReader:
                 await conn.ping(ping)
             if sender.done():
                 sender.result()  # a failed write: the connection is broken
+            raise_if_cancelling()  # a read that took a cancellation for its own timeout
 
     def _handle(self, push: Push) -> None:
         if push.kind == "smessage":
