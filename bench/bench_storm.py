@@ -72,6 +72,7 @@ class Result:
     cpu: dict[str, float]  # CPU seconds spent during the storm: worker B, Redis, clients
     watch_samples: list[tuple[float, float]]  # (seconds since the go, notice latency ms)
     worker_p99_ms: float = float("nan")  # the worker's own p99 during the storm (a bucket)
+    listen_drops: int = 0  # connection attempts the kernel dropped: the listen queue was full
 
     @property
     def cpu_per_connect_us(self) -> float:
@@ -249,6 +250,22 @@ def bucket_p99(before: dict[float, float], after: dict[float, float]) -> float:
     return next(bound for bound, n in counts if n >= 0.99 * total) * 1000
 
 
+def listen_drops() -> int:
+    """The kernel's count of connection attempts dropped at a listening socket (TcpExt
+    ListenDrops: a full accept queue, or no memory), all sockets of the machine. Each such
+    device waits for its SYN's retransmission: 1 s, then 2 s more, and so on."""
+    lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines()]
+    for names, values in zip(lines[::2], lines[1::2], strict=True):
+        if names[0] == "TcpExt:":
+            return int(values[names.index("ListenDrops")])
+    return 0
+
+
+def somaxconn() -> int:
+    """The kernel's cap on any listen backlog (what `listen(n)` gets at most)."""
+    return int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process and its living children so far (Linux
     /proc), so a GATEWAY_CONCURRENCY supervisor counts the processes that serve."""
@@ -370,6 +387,7 @@ async def measure(
         cpu_before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
         by_metrics = not floor and concurrency == 1
         buckets_before = await asyncio.to_thread(notice_buckets, port_b) if by_metrics else {}
+        drops_before = listen_drops()
         go = time.monotonic_ns()
         await tell(clients)
         all_ready = asyncio.gather(*(all_ready_line(c) for c in clients))
@@ -387,6 +405,7 @@ async def measure(
                 raise RuntimeError(f"storm not over after 120 s; see {tmp}")
             await asyncio.sleep(POLL)
         caught_up_s = (time.monotonic_ns() - go) / 1e9
+        drops = listen_drops() - drops_before
         cpu = {n: sum(cpu_seconds(p) for p in ps) - cpu_before[n] for n, ps in pids.items()}
         storm_over.set()
         during = await during_task
@@ -423,6 +442,7 @@ async def measure(
         cpu=cpu,
         watch_samples=samples({**before, **during}, told, go),
         worker_p99_ms=worker_p99,
+        listen_drops=drops,
     )
 
 
@@ -498,7 +518,7 @@ def report(results: list[Result], command: str) -> str:
             if r.watch_samples
             else "| | | "
         )
-        + f"{r.cpu_per_connect_us:.0f} | "
+        + f"{r.listen_drops:,} | {r.cpu_per_connect_us:.0f} | "
         f"{r.cpu['worker']:.2f} / {r.cpu['redis']:.2f} / {r.cpu['clients']:.2f} s "
         f"| {r.load:.1f} / {r.load_after:.1f} |"
         for n, r in runs_numbered(results)
@@ -517,12 +537,15 @@ def report(results: list[Result], command: str) -> str:
         " in the worker\" is the bucket of the worker's own notice-latency histogram (event"
         " time in Redis to frame written) holding the p99 of the notices written during the"
         " storm; the rest of the watchers' latency is the client processes' (scheduling on"
-        " the shared cores). Load is the 1-minute load average at the go / at the end.",
+        " the shared cores). SYNs dropped counts the connection attempts the kernel dropped"
+        " because the worker's accept queue was full (TcpExt ListenDrops, net.core.somaxconn"
+        f" = {somaxconn()}): each waits for its retransmission, 1 s and then 3 s after its"
+        " first try. Load is the 1-minute load average at the go / at the end.",
         "",
         "| worker | run | all `ready` | all caught up | watchers before | watchers during "
-        "| of which in the worker, p99 | worker CPU µs per connect "
+        "| of which in the worker, p99 | SYNs dropped | worker CPU µs per connect "
         "| CPU: worker / Redis / clients | load |",
-        "|---|---|---|---|---|---|---|---:|---|---|",
+        "|---|---|---|---|---|---|---|---:|---:|---|---|",
         *rows,
         "",
     ]

@@ -20,7 +20,7 @@ from workers.shard_reader import PING_DEADLINE, ShardReader
 PAUSE = 1.0  # the node answers this late: many reads, half the ping's deadline
 READ = 0.1  # a short read, so that a pong is almost always more than one read late
 EVERY = PING_DEADLINE + 0.1  # pings as rare as the deadline allows (they are rarer still)
-ROUNDS = 4  # pings answered late
+ROUNDS = 2  # pings answered late
 
 
 async def test_a_pong_later_than_one_read_but_within_the_deadline_keeps_the_feed(

@@ -38,8 +38,10 @@ EXIT_CONFIG = 2
 EXIT_LISTEN = 3  # the port is taken or may not be used
 # aiohttp's default listen backlog of 128 drops SYNs when hundreds of clients connect at
 # once (a worker restart brings every device back); each then waits a 1 s retransmit.
-# 4096 is Linux's default cap (net.core.somaxconn), which bounds whatever is asked.
-LISTEN_BACKLOG = 4096
+# Linux silently caps what is asked at net.core.somaxconn (4096 by default): asking for
+# the most it can give lets an operator who raises it for a storm of more devices than
+# that (docs/DEPLOY.md) get it without a new release.
+LISTEN_BACKLOG = 65535
 
 
 def setup_logging(level: str, log_format: str = "text") -> None:
