@@ -63,7 +63,10 @@ def setup_logging(level: str, log_format: str = "text") -> None:
 # objects, and a default full collection rescans them all every few hundred connects: in
 # a reconnect storm of 10,000 devices that was a third of the worker's CPU (698 against
 # 416 µs per connect, bench/bench_storm.py). Cycles are still collected, a little later.
-GC_THRESHOLDS = (20_000, 20, 50)
+# The middle generation is collected every 2 young collections, not 20: each then looks at
+# ~40,000 objects, not ~400,000, which in a storm held the event loop for 230-250 ms at a
+# time (and every notice with it); the full collections stay as rare (2 x 500 = 20 x 50).
+GC_THRESHOLDS = (20_000, 2, 500)
 
 
 def tune_gc() -> None:

@@ -68,18 +68,21 @@ class Presence:
         """Apply a worker's reports; for each user, when a held-back notice is due (ms,
         0: none). A user whose script failed is absent (its sockets are in the next one)."""
         now = self.clock.now_ms()
-        by_node: dict[Node, list[tuple[str, tuple[Any, ...]]]] = {}
+        by_node: dict[Node, list[tuple[str, UserReport]]] = {}
         for username, report in reports.items():
-            command = self._command(username, report, now)
-            by_node.setdefault(self.engine.node_of(command[3]), []).append((username, command))
+            node = self.engine.node_of(keys.presence(username))
+            by_node.setdefault(node, []).append((username, report))
         results: dict[str, int] = {}
-        parts = [
-            part[i : i + MAX_PIPELINE]
-            for part in by_node.values()
-            for i in range(0, len(part), MAX_PIPELINE)
-        ]
-        for found in await asyncio.gather(*(self._run(part) for part in parts)):
-            results.update(found)
+
+        async def report_to(users: list[tuple[str, UserReport]]) -> None:
+            # One pipeline at a time, each built just before it leaves: built at once, a
+            # worker's full refresh of 10,000 sockets is 10,000 scripts packed in one turn
+            # of the event loop, and every notice to an open socket waits for it.
+            for i in range(0, len(users), MAX_PIPELINE):
+                part = [(u, self._command(u, r, now)) for u, r in users[i : i + MAX_PIPELINE]]
+                results.update(await self._run(part))
+
+        await asyncio.gather(*(report_to(users) for users in by_node.values()))
         return results
 
     def _command(self, username: str, report: UserReport, now: int) -> tuple[Any, ...]:
