@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import resource
 import secrets
@@ -514,7 +515,7 @@ def report(results: list[Result], command: str) -> str:
         + (
             f"{r.watch_before[0]:.1f} / {r.watch_before[1]:.1f} ms | "
             f"{r.watch_during[0]:.1f} / {r.watch_during[1]:.1f} ms | "
-            f"≤ {r.worker_p99_ms:.0f} ms | "
+            + ("| " if math.isnan(r.worker_p99_ms) else f"≤ {r.worker_p99_ms:.0f} ms | ")
             if r.watch_samples
             else "| | | "
         )
