@@ -232,6 +232,11 @@ async def push_stream(
     return receiver, stream["stream_id"]
 
 
+# Workers apply a stream change at their next reload (every second, later on a loaded
+# machine: 1.5 s was once too little in CI); the limit is in docs/SSF.md.
+RELOADED = 3.0
+
+
 async def test_pause_holds_events_in_order_and_enable_delivers_them(
     single_redis_url: str,
     tmp_path: Path,
@@ -251,7 +256,7 @@ async def test_pause_holds_events_in_order_and_enable_delivers_them(
         )
         await receiver.until(lambda v: receiver.of(STREAM_UPDATED))
         assert receiver.of(STREAM_UPDATED)[0].event == {"status": "paused", "reason": "maintenance"}
-        await asyncio.sleep(1.5)  # the worker has seen the change (it reloads every second)
+        await asyncio.sleep(RELOADED)  # the worker has seen the change
         sessions = [await sign_in(http, api, f"device{i}") for i in range(3)]
         for signed in sessions:
             await sign_out(http, api, signed["token"])
@@ -284,24 +289,24 @@ async def test_disabled_drops_events_and_subjects_filter(
         status_url = api.url + "/ssf/status"
         await receiver.call("POST", status_url, {"stream_id": sid, "status": "disabled"})
         await receiver.until(lambda v: receiver.of(STREAM_UPDATED))
-        await asyncio.sleep(1.5)  # the worker has seen the change (it reloads every second)
+        await asyncio.sleep(RELOADED)  # the worker has seen the change (it reloads every second)
         dropped = await sign_in(http, api, "while-disabled")
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(RELOADED)
         await receiver.call("POST", status_url, {"stream_id": sid, "status": "enabled"})
         subject = {"format": "iss_sub", "iss": api.url, "sub": "alice"}
         remove = api.url + "/ssf/subjects:remove"
         status, _ = await receiver.call("POST", remove, {"stream_id": sid, "subject": subject})
         assert status == 204
-        await asyncio.sleep(1.5)  # workers reload streams every second
+        await asyncio.sleep(RELOADED)  # workers reload streams every second
         await sign_in(http, api, "removed")
         add = api.url + "/ssf/subjects:add"
         complex_subject = {"format": "complex", "user": subject}
         status, _ = await receiver.call("POST", add, {"stream_id": sid, "subject": complex_subject})
         assert status == 200
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(RELOADED)
         kept = await sign_in(http, api, "added-again")
         await receiver.until(lambda v: receiver.of(SESSION_ESTABLISHED))
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(RELOADED)
         ids = [v.session_id for v in receiver.of(SESSION_ESTABLISHED)]
         assert ids == [kept["session"]["session_id"]]
         assert dropped["session"]["session_id"] not in ids
