@@ -74,15 +74,15 @@ class Presence:
             by_node.setdefault(node, []).append((username, report))
         results: dict[str, int] = {}
 
-        async def report_to(users: list[tuple[str, UserReport]]) -> None:
+        async def report_to(node: Node, users: list[tuple[str, UserReport]]) -> None:
             # One pipeline at a time, each built just before it leaves: built at once, a
             # worker's full refresh of 10,000 sockets is 10,000 scripts packed in one turn
             # of the event loop, and every notice to an open socket waits for it.
             for i in range(0, len(users), MAX_PIPELINE):
                 part = [(u, self._command(u, r, now)) for u, r in users[i : i + MAX_PIPELINE]]
-                results.update(await self._run(part))
+                results.update(await self._run(node, part))
 
-        await asyncio.gather(*(report_to(users) for users in by_node.values()))
+        await asyncio.gather(*(report_to(node, users) for node, users in by_node.items()))
         return results
 
     def _command(self, username: str, report: UserReport, now: int) -> tuple[Any, ...]:
@@ -101,8 +101,7 @@ class Presence:
         }
         return ("EVALSHA", self._script.sha, len(user_keys), *user_keys, _json.encode(arguments))
 
-    async def _run(self, part: list[tuple[str, tuple[Any, ...]]]) -> dict[str, int]:
-        node = self.engine.node_of(part[0][1][3])
+    async def _run(self, node: Node, part: list[tuple[str, tuple[Any, ...]]]) -> dict[str, int]:
         try:
             replies = await self.engine.run_on(node, [command for _, command in part])
         except NodeGone:
