@@ -31,17 +31,29 @@ from service.sessions.tickets import SocketTickets
 from service.sessions.tokens import TokenCodec
 from service.settings import Settings
 from workers import gateway
-from workers.appkeys import HEARTBEAT_INTERVAL, HUB, LISTENER, METRICS, PRESENCE, REFUSED_ORIGINS
+from workers.appkeys import (
+    HEARTBEAT_INTERVAL,
+    HUB,
+    LISTENER,
+    METRICS,
+    PACER,
+    PRESENCE,
+    REFUSED_ORIGINS,
+)
 from workers.catchup import CatchUp
 from workers.delivery import DeliveryDuty
 from workers.hub import Hub
 from workers.listener import Listener
 from workers.metrics import Metrics
 from workers.origins import RefusedOrigins
+from workers.pacer import TurnPacer
 from workers.presence import PresenceKeeper
 from workers.sweeper import INTERVAL, Sweeper
 from workers.tasks import background
 from workers.webhook_http import http_client
+
+# Admitted sockets that start per turn of the loop (workers/pacer.py): ~8 x 0.3-0.5 ms.
+STARTS_PER_TURN = 8
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
@@ -65,6 +77,7 @@ def create_gateway_app(
     app[HUB] = Hub(metrics, clock, queue_size=queue_size)
     app[HEARTBEAT_INTERVAL] = heartbeat
     app[REFUSED_ORIGINS] = RefusedOrigins(clock, settings.origins)
+    app[PACER] = TurnPacer(STARTS_PER_TURN)
 
     def attach(app: web.Application, client: RedisClient) -> None:
         engine = app[ENGINE] = engine_for(client)

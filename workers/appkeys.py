@@ -8,6 +8,7 @@ from workers.hub import Hub
 from workers.listener import Listener
 from workers.metrics import Metrics
 from workers.origins import RefusedOrigins
+from workers.pacer import TurnPacer
 from workers.presence import PresenceKeeper
 
 METRICS = web.AppKey("metrics", Metrics)
@@ -15,5 +16,6 @@ HUB = web.AppKey("hub", Hub)
 LISTENER = web.AppKey("listener", Listener)
 REFUSED_ORIGINS = web.AppKey("refused_origins", RefusedOrigins)
 PRESENCE = web.AppKey("presence", PresenceKeeper)
+PACER = web.AppKey("pacer", TurnPacer)
 # Seconds between pings; a peer that doesn't answer within half of it is dropped.
 HEARTBEAT_INTERVAL = web.AppKey("heartbeat_interval", float)

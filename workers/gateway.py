@@ -36,6 +36,7 @@ from workers.appkeys import (
     HUB,
     LISTENER,
     METRICS,
+    PACER,
     PRESENCE,
     REFUSED_ORIGINS,
 )
@@ -89,6 +90,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if not hub.take_slot(sid, limit):  # no await since admit: the count can't be raced
         return too_many_connections(limit)
     try:
+        await request.app[PACER].turn()  # workers/pacer.py: a storm's sockets start paced
         await ws.prepare(request)
         if admission.gone is not None:
             await send_revoked(request.app, ws, admission)
