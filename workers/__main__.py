@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from service.runtime.process import WORKER, serve
+from service.runtime.process import SMALL_STEPS_GC, WORKER, serve
 from workers.app import create_gateway_app
 from workers.gateway import HEARTBEAT
 
@@ -23,6 +23,7 @@ if __name__ == "__main__":
             create_gateway_app,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             accept_per_turn=ACCEPT_PER_TURN,
+            gc_thresholds=SMALL_STEPS_GC,
             # aiohttp rounds timers longer than this up to whole seconds, which would make
             # every socket's 25 s heartbeat fire in once-a-second bursts that delay notices.
             timeout_ceil_threshold=HEARTBEAT + 5,

@@ -67,13 +67,17 @@ def setup_logging(level: str, log_format: str = "text") -> None:
 # ~40,000 objects, not ~400,000, which in a storm held the event loop for 230-250 ms at a
 # time (and every notice with it); the full collections stay as rare (2 x 500 = 20 x 50).
 GC_THRESHOLDS = (20_000, 2, 500)
+# The worker, whose pauses hold notices, collects in smaller steps: a middle collection
+# looks at ~15,000 objects, and stalled a storm for 5-27 ms, not 11-69 (docs/BENCHMARKS.md).
+# The full ones are as rare (5,000 x 2 x 2,000 = 20,000 x 2 x 500).
+SMALL_STEPS_GC = (5_000, 2, 2_000)
 
 
-def tune_gc() -> None:
+def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
     """Fewer collections; what exists at start-up (modules, the app) is never rescanned."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    gc.set_threshold(*thresholds)
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -234,14 +238,15 @@ def _run(
 ) -> int:
     """Serve `app` in this process until signalled; `announce` once the socket listens.
 
-    `accept_per_turn` among the options paces accepting (service/runtime/accept.py).
+    `accept_per_turn` among the options paces accepting (service/runtime/accept.py),
+    `gc_thresholds` replaces GC_THRESHOLDS.
     """
     # SIGHUP means "reread the users file": the API's own handler takes it; nobody else dies.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    tune_gc()
+    options = dict(options)
+    tune_gc(options.pop("gc_thresholds", GC_THRESHOLDS))  # type: ignore[arg-type]
     loop = new_event_loop(settings.event_loop)
     log.info("%s runs on %s", what, type(loop).__module__.split(".")[0])
-    options = dict(options)
     per_turn = options.pop("accept_per_turn", None)
     run_app = partial(accept.run_app, per_turn=per_turn) if per_turn else web.run_app
     try:
