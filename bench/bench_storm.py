@@ -9,7 +9,7 @@ worker A, from client processes; `WATCHERS` devices sit on worker B. Worker A st
 same moment, as a load balancer would send them. The run ends when B holds every device
 and none is still syncing (its user's subscription confirmed and its log caught up), read
 from B's /metrics. Meanwhile the watchers' sessions are revoked at a steady rate and their
-notice latency is compared with the same measure just before the storm.
+notice latency is compared with the same measure just before the storm and just after it.
 
 `--compare DIR` runs the same storm, in every run, against the worker of another checkout
 (the code before a change), `--floor` against bench/floor.py (a hand-written 101 and one
@@ -74,6 +74,7 @@ class Result:
     watch_samples: list[tuple[float, float]]  # (seconds since the go, notice latency ms)
     worker_p99_ms: float = float("nan")  # the worker's own p99 during the storm (a bucket)
     listen_drops: int = 0  # connection attempts the kernel dropped: the listen queue was full
+    watch_after: tuple[float, float] = (math.nan, math.nan)  # ... in the 3 s after it
 
     @property
     def cpu_per_connect_us(self) -> float:
@@ -413,6 +414,8 @@ async def measure(
         worker_p99 = float("nan")
         if by_metrics:
             worker_p99 = bucket_p99(buckets_before, await asyncio.to_thread(notice_buckets, port_b))
+        rest = plan[WATCH_RATE * 3 + len(during) :][: WATCH_RATE * 3]
+        after = await revoke_steadily(sessions, rest, quiet) if watcher else {}
         await asyncio.wait_for(all_ready, 120)
         await tell(clients)  # the end
         await asyncio.gather(*(proc.wait() for proc in clients))
@@ -441,9 +444,10 @@ async def measure(
         load=load,
         load_after=load_after,
         cpu=cpu,
-        watch_samples=samples({**before, **during}, told, go),
+        watch_samples=samples({**before, **during, **after}, told, go),
         worker_p99_ms=worker_p99,
         listen_drops=drops,
+        watch_after=percentiles(after, told),
     )
 
 
@@ -515,9 +519,10 @@ def report(results: list[Result], command: str) -> str:
         + (
             f"{r.watch_before[0]:.1f} / {r.watch_before[1]:.1f} ms | "
             f"{r.watch_during[0]:.1f} / {r.watch_during[1]:.1f} ms | "
+            f"{r.watch_after[0]:.1f} / {r.watch_after[1]:.1f} ms | "
             + ("| " if math.isnan(r.worker_p99_ms) else f"≤ {r.worker_p99_ms:.0f} ms | ")
             if r.watch_samples
-            else "| | | "
+            else "| | | | "
         )
         + f"{r.listen_drops:,} | {r.cpu_per_connect_us:.0f} | "
         f"{r.cpu['worker']:.2f} / {r.cpu['redis']:.2f} / {r.cpu['clients']:.2f} s "
@@ -533,7 +538,8 @@ def report(results: list[Result], command: str) -> str:
         f" {WATCHERS} watching devices; the client processes share the two cores. Caught"
         " up means the worker holds every device and none is still syncing (subscribed,"
         " and its user's log replayed), read from its /metrics. Watchers' notice latency"
-        f" is p50 / p99 of revocations at {WATCH_RATE}/s, before and during the storm. CPU"
+        f" is p50 / p99 of revocations at {WATCH_RATE}/s, for 3 s before the storm, during it"
+        " and for 3 s after it. CPU"
         " per connect is worker B's CPU time during the storm over the devices. \"Of which"
         " in the worker\" is the bucket of the worker's own notice-latency histogram (event"
         " time in Redis to frame written) holding the p99 of the notices written during the"
@@ -544,9 +550,9 @@ def report(results: list[Result], command: str) -> str:
         " first try. Load is the 1-minute load average at the go / at the end.",
         "",
         "| worker | run | all `ready` | all caught up | watchers before | watchers during "
-        "| of which in the worker, p99 | SYNs dropped | worker CPU µs per connect "
-        "| CPU: worker / Redis / clients | load |",
-        "|---|---|---|---|---|---|---|---:|---:|---|---|",
+        "| watchers after | of which in the worker, p99 | SYNs dropped "
+        "| worker CPU µs per connect | CPU: worker / Redis / clients | load |",
+        "|---|---|---|---|---|---|---|---|---:|---:|---|---|",
         *rows,
         "",
     ]
@@ -558,11 +564,13 @@ def report(results: list[Result], command: str) -> str:
         if mine[0].watch_samples:
             before = statistics.median(r.watch_before[1] for r in mine)
             during = statistics.median(r.watch_during[1] for r in mine)
-            line += f", watchers' p99 **{before:.1f} ms** before and **{during:.1f} ms** during"
+            after = statistics.median(r.watch_after[1] for r in mine)
             line += (
-                f" (targets 3 s: {'met' if caught <= 3 else 'not met'}; 400 µs:"
-                f" {'met' if cpu <= 400 else 'not met'}; p99 during ≤ 50 ms:"
-                f" {'met' if during <= 50 else 'not met'})"
+                f", watchers' p99 **{before:.1f} ms** before, **{during:.1f} ms** during and"
+                f" **{after:.1f} ms** after (targets 3 s: {'met' if caught <= 3 else 'not met'};"
+                f" 400 µs: {'met' if cpu <= 400 else 'not met'}; p99 during ≤ 50 ms:"
+                f" {'met' if during <= 50 else 'not met'}; before and after ≤ 10 ms:"
+                f" {'met' if max(before, after) <= 10 else 'not met'})"
             )
         lines.append(line + ".")
     lines += [
@@ -615,7 +623,8 @@ def main() -> None:
             print(
                 f"run {n + 1}, {target}: ready {result.all_ready_s:.2f} s, caught up "
                 f"{result.caught_up_s:.2f} s, watchers {result.watch_before} -> "
-                f"{result.watch_during} ms, {result.cpu_per_connect_us:.0f} us/connect, "
+                f"{result.watch_during} -> {result.watch_after} ms, "
+                f"{result.cpu_per_connect_us:.0f} us/connect, "
                 f"cpu {result.cpu}, load {result.load:.1f}/{result.load_after:.1f}",
                 flush=True,
             )
