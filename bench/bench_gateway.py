@@ -571,6 +571,12 @@ rounded to a whole second, so pings went out in bursts; 5-second trial runs at 1
 sockets then had p99 ~17 ms and max ~35 ms."""
 
 
+def show_logs(tmp: Path) -> None:
+    for log in sorted(tmp.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-20:]
+        print(f"-- {log.name}", *tail, sep="\n", file=sys.stderr)
+
+
 def main() -> None:
     if len(sys.argv) == 6 and sys.argv[1] == "--client":
         spec, out, url, source = sys.argv[2:]
@@ -600,9 +606,13 @@ def main() -> None:
     for run in range(args.runs):
         for engine, size, mode in plan:  # interleaved: each run sees every configuration
             with tempfile.TemporaryDirectory(prefix="sw-bench-") as tmp:
-                result = asyncio.run(
-                    measure(size, mode, args.rate, args.seconds, Path(tmp), engine)
-                )
+                try:
+                    result = asyncio.run(
+                        measure(size, mode, args.rate, args.seconds, Path(tmp), engine)
+                    )
+                except BaseException:
+                    show_logs(Path(tmp))  # the directory goes with the exception
+                    raise
             result.engine = engine
             print(f"run {run + 1}: {result}", flush=True)
             runs[(engine, size, mode)].append(result)
