@@ -26,8 +26,10 @@ def server_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 def free_port() -> int:
+    """A port free on every address: the clients' ports on 127.0.0.2, 127.0.0.3, ... (and
+    their TIME_WAITs) do not block 127.0.0.1, but they do block redis-server's `*:port`."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("", 0))
         return sock.getsockname()[1]
 
 
