@@ -556,9 +556,9 @@ NOTES = """\
 Notes. The API's own answer time is part of the latency (the revoke must commit before
 there is anything to notify). The notice reaches the other device within a fraction of a
 millisecond of the API's answer reaching the caller ("notice minus API answer"), at 100
-and at 10,000 sockets alike: the worker's share is a dict lookup and a socket write. RSS
+and at 19,500 sockets alike: the worker's share is a dict lookup and a socket write. RSS
 per socket at 100 sockets is dominated by one-off allocations (pools, caches), so it is
-not a per-socket cost; the 10,000-socket figure is. tracemalloc puts most of it in
+not a per-socket cost; the figures from 10,000 up are. tracemalloc puts most of it in
 aiohttp's request, protocol and WebSocket objects and the handler's coroutine frames; the
 hub's own per-socket state is a few hundred bytes. "max load" is the highest 1-minute load
 average when a timed phase began: the whole system and the load generators share 2 cores,
@@ -568,7 +568,9 @@ socket open is bounded by the worker's 3 s close budget; at 10,000 sockets it is
 system calls, which are slow on this VM (`socket.send` ~110 us in cProfile). Before the
 worker raised aiohttp's `timeout_ceil_threshold`, every socket's 25 s heartbeat was
 rounded to a whole second, so pings went out in bursts; 5-second trial runs at 10,000
-sockets then had p99 ~17 ms and max ~35 ms."""
+sockets then had p99 ~17 ms and max ~35 ms. From 10,000 sockets up the p99 grows with the
+count and the p50 does not: the presence refresh, measured under "50,000 sockets on one
+worker" below. 19,500 is the most this machine allows one process (20,000 descriptors)."""
 
 
 def show_logs(tmp: Path) -> None:
