@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
@@ -33,7 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.bench_gateway import machine
-from bench.common import ROOT, free_port, markers, server_env, wait_http, write_section
+from bench.common import (
+    ROOT,
+    cpu_seconds,
+    free_port,
+    markers,
+    server_env,
+    wait_http,
+    write_section,
+)
 
 NOTES = """Notes. Every server here but the WEB_CONCURRENCY row is one process, CPU-bound
 on one of the two cores (Redis and wrk share the other), so requests/s measures the server's
@@ -121,15 +128,6 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 def _ms(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
     return float(value) * _UNITS[unit]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its living children so far, from /proc
-    (so a WEB_CONCURRENCY supervisor counts the processes that serve)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def wrk(

@@ -5,7 +5,8 @@
 
 Each measurement starts a private redis-server, one API process (`python -m service`) and
 one worker process (`python -m workers`), creates the sessions directly in Redis (2 devices
-per user), connects every device from client processes (separate from the worker), waits
+per user), connects every device from client processes (separate from the worker, each from a source
+address of its own on 127.0.0.0/8, so no address runs out of ephemeral ports), waits
 until all got `ready`, reads the worker's RSS, then revokes sessions through the API at a
 steady rate (open loop) and times each request against the notice's arrival at the user's
 *other* device (both sides read CLOCK_MONOTONIC, shared by processes on one machine).
@@ -21,6 +22,7 @@ import argparse
 import asyncio
 import gc
 import json
+import math
 import os
 import platform
 import resource
@@ -38,7 +40,16 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import ROOT, SECRET, free_port, markers, server_env, wait_http, write_section
+from bench.common import (
+    ROOT,
+    SECRET,
+    cpu_seconds,
+    free_port,
+    markers,
+    server_env,
+    wait_http,
+    write_section,
+)
 from service.engine.connect import RedisClient, connected
 from service.sessions.store import SessionStore
 from service.sessions.tokens import TokenCodec
@@ -46,7 +57,11 @@ from service.settings import Settings
 from tests.rediscluster import LocalCluster
 
 START, END = markers("bench_gateway")
-CLIENT_PROCESSES = 4
+CLIENT_PROCESSES = 4  # at least; more when there are more sockets than these can hold
+# Sockets per client process: below the ~28,000 ephemeral ports of one source address to
+# one server port (net.ipv4.ip_local_port_range), and below a 20,000-descriptor hard limit.
+SOCKETS_PER_CLIENT = 15_000
+WORKER_SPARE_FDS = 200  # the worker's own descriptors: listeners, Redis, epoll, logs
 CONNECT_CONCURRENCY = 64
 SETTLE = 2.0  # seconds idle before reading RSS, and for late notices after the last revoke
 
@@ -65,6 +80,7 @@ class Result:
     rss_per_socket_kib: float
     connect_s: float
     shutdown_s: float
+    worker_cpu: float  # share of one core the worker used during the timed phase
     load: float  # 1-minute load average when the timed phase began: other work on the box
     engine: str = "single"
     latencies: list[float] = field(default_factory=list, repr=False)  # ms, sorted
@@ -73,13 +89,14 @@ class Result:
 # -- client processes ---------------------------------------------------------------------
 
 
-async def client_main(devices: list[list[str]], out_path: Path, url: str) -> None:
-    """Connect every (token, sid) device; record (subject, own sid, type, t_ns) receipts."""
+async def client_main(devices: list[list[str]], out_path: Path, url: str, source: str) -> None:
+    """Connect every (token, sid) device from address `source`; record (subject, own sid,
+    type, t_ns) receipts."""
     receipts: list[tuple[str, str, str, int]] = []
     ready = 0
     all_ready = asyncio.Event()
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    connector = aiohttp.TCPConnector(limit=0)
+    connector = aiohttp.TCPConnector(limit=0, local_addr=(source, 0))
 
     async def device(http: aiohttp.ClientSession, token: str, sid: str) -> None:
         nonlocal ready
@@ -112,6 +129,28 @@ async def client_main(devices: list[list[str]], out_path: Path, url: str) -> Non
 
 
 # -- the driver ---------------------------------------------------------------------------
+
+
+def client_count(sockets: int) -> int:
+    return max(CLIENT_PROCESSES, math.ceil(sockets / SOCKETS_PER_CLIENT))
+
+
+def open_files_limit(pid: int) -> int:
+    """The soft RLIMIT_NOFILE of a running process (the worker raises its own at start)."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise RuntimeError("no Max open files")
+
+
+def check_room(pid: int, sockets: int) -> None:
+    """Fail at once, not after a 300 s wait for sockets the worker cannot accept."""
+    limit = open_files_limit(pid)
+    if sockets + WORKER_SPARE_FDS > limit:
+        raise SystemExit(
+            f"the worker may open {limit:,} files (RLIMIT_NOFILE), too few for {sockets:,} "
+            "sockets: raise the hard limit (ulimit -Hn; above it needs CAP_SYS_RESOURCE)"
+        )
 
 
 def rss_kib(pid: int) -> int:
@@ -226,12 +265,14 @@ async def _measure(
         )
         wait_http(f"http://127.0.0.1:{api_port}/readyz", timeout=60)
         wait_http(f"http://127.0.0.1:{gw_port}/readyz", timeout=60)
+        check_room(worker.pid, size)
         extras = revocations if mode == "changed" else 0
         people = await make_sessions(redis_url, users, extras)
         rss_before = rss_kib(worker.pid)
 
         devices = [d for p in people for d in (p["a"], p["b"])]
-        chunks = [devices[i::CLIENT_PROCESSES] for i in range(CLIENT_PROCESSES)]
+        processes = client_count(size)
+        chunks = [devices[i::processes] for i in range(processes)]
         clients = []
         started_at = time.monotonic()
         for i, chunk in enumerate(chunks):
@@ -245,6 +286,7 @@ async def _measure(
                 str(spec),
                 str(tmp / f"out-{i}.json"),
                 f"ws://127.0.0.1:{gw_port}/ws",
+                f"127.0.0.{2 + i}",
                 cwd=ROOT,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -260,7 +302,9 @@ async def _measure(
 
         targets = revocation_plan(people, mode, revocations)
         load = os.getloadavg()[0]
+        cpu_before, timed_from = cpu_seconds(worker.pid), time.monotonic()
         sent, answered = await revoke_steadily(f"http://127.0.0.1:{api_port}", targets, rate)
+        worker_cpu = (cpu_seconds(worker.pid) - cpu_before) / (time.monotonic() - timed_from)
         await asyncio.sleep(SETTLE)
         stopping = time.monotonic()  # SIGTERM with every socket still open, as honcho does
         worker.terminate()
@@ -272,9 +316,7 @@ async def _measure(
             await proc.stdin.drain()
         await asyncio.gather(*(proc.wait() for proc in clients))
         receipts = [
-            r
-            for i in range(CLIENT_PROCESSES)
-            for r in json.loads((tmp / f"out-{i}.json").read_text())
+            r for i in range(processes) for r in json.loads((tmp / f"out-{i}.json").read_text())
         ]
 
     watcher = {subject: watch for subject, watch, _ in targets}
@@ -298,6 +340,7 @@ async def _measure(
         rss_per_socket_kib=(rss_after - rss_before) / size,
         connect_s=connect_s,
         shutdown_s=shutdown_s,
+        worker_cpu=worker_cpu,
         load=load,
         latencies=latencies,
     )
@@ -396,6 +439,7 @@ def median_result(results: list[Result]) -> Result:
         rss_per_socket_kib=med("rss_per_socket_kib"),
         connect_s=med("connect_s"),
         shutdown_s=med("shutdown_s"),
+        worker_cpu=med("worker_cpu"),
         load=max(r.load for r in results),
         engine=first.engine,
     )
@@ -407,8 +451,10 @@ def report(runs: dict[Key, list[Result]], args: argparse.Namespace) -> str:
         START,
         "## Worker gateway",
         "",
-        f"Machine: {machine()}. Everything (Redis, API, worker, {CLIENT_PROCESSES} client "
-        "processes, the driver) shares these cores.",
+        f"Machine: {machine()}. Everything (Redis, API, worker, the client processes, the "
+        f"driver) shares these cores. Clients: {CLIENT_PROCESSES} processes, or one per "
+        f"{SOCKETS_PER_CLIENT:,} sockets if that is more, each connecting from its own "
+        "source address (127.0.0.2, 127.0.0.3, ...).",
         "",
         f"Command: `python -m bench.bench_gateway --runs {args.runs} --seconds {args.seconds} "
         f"--rate {args.rate} --sizes {args.sizes} --engines {args.engines}"
@@ -421,8 +467,9 @@ def report(runs: dict[Key, list[Result]], args: argparse.Namespace) -> str:
         "",
         "| Redis | sockets | notice | p50 ms | p99 ms | max ms | API answer p50 ms "
         "| notice minus API answer, p50 ms | p99 of each run "
-        "| samples (missing) | RSS per idle socket | connect all | SIGTERM to exit | max load |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| samples (missing) | RSS per idle socket | connect all | SIGTERM to exit "
+        "| worker CPU, timed phase | max load |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (engine, size, mode), r in sorted(results.items()):
         notice = "sessions.changed" if mode == "changed" else "session.revoked"
@@ -432,7 +479,7 @@ def report(runs: dict[Key, list[Result]], args: argparse.Namespace) -> str:
             f"| {', '.join(f'{x.p99_ms:.1f}' for x in runs[(engine, size, mode)])} "
             f"| {r.samples} ({r.missing}) "
             f"| {r.rss_per_socket_kib:.1f} KiB "
-            f"| {r.connect_s:.1f} s | {r.shutdown_s:.1f} s | {r.load:.1f} |"
+            f"| {r.connect_s:.1f} s | {r.shutdown_s:.1f} s | {r.worker_cpu:.0%} | {r.load:.1f} |"
         )
     plot(runs, PLOT)
     lines += [
@@ -509,9 +556,9 @@ NOTES = """\
 Notes. The API's own answer time is part of the latency (the revoke must commit before
 there is anything to notify). The notice reaches the other device within a fraction of a
 millisecond of the API's answer reaching the caller ("notice minus API answer"), at 100
-and at 10,000 sockets alike: the worker's share is a dict lookup and a socket write. RSS
+and at 19,500 sockets alike: the worker's share is a dict lookup and a socket write. RSS
 per socket at 100 sockets is dominated by one-off allocations (pools, caches), so it is
-not a per-socket cost; the 10,000-socket figure is. tracemalloc puts most of it in
+not a per-socket cost; the figures from 10,000 up are. tracemalloc puts most of it in
 aiohttp's request, protocol and WebSocket objects and the handler's coroutine frames; the
 hub's own per-socket state is a few hundred bytes. "max load" is the highest 1-minute load
 average when a timed phase began: the whole system and the load generators share 2 cores,
@@ -521,13 +568,21 @@ socket open is bounded by the worker's 3 s close budget; at 10,000 sockets it is
 system calls, which are slow on this VM (`socket.send` ~110 us in cProfile). Before the
 worker raised aiohttp's `timeout_ceil_threshold`, every socket's 25 s heartbeat was
 rounded to a whole second, so pings went out in bursts; 5-second trial runs at 10,000
-sockets then had p99 ~17 ms and max ~35 ms."""
+sockets then had p99 ~17 ms and max ~35 ms. From 10,000 sockets up the p99 grows with the
+count and the p50 does not: the presence refresh, measured under "50,000 sockets on one
+worker" below. 19,500 is the most this machine allows one process (20,000 descriptors)."""
+
+
+def show_logs(tmp: Path) -> None:
+    for log in sorted(tmp.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-20:]
+        print(f"-- {log.name}", *tail, sep="\n", file=sys.stderr)
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--client":
-        spec, out, url = sys.argv[2:]
-        asyncio.run(client_main(json.loads(Path(spec).read_text()), Path(out), url))
+    if len(sys.argv) == 6 and sys.argv[1] == "--client":
+        spec, out, url, source = sys.argv[2:]
+        asyncio.run(client_main(json.loads(Path(spec).read_text()), Path(out), url, source))
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
@@ -553,9 +608,13 @@ def main() -> None:
     for run in range(args.runs):
         for engine, size, mode in plan:  # interleaved: each run sees every configuration
             with tempfile.TemporaryDirectory(prefix="sw-bench-") as tmp:
-                result = asyncio.run(
-                    measure(size, mode, args.rate, args.seconds, Path(tmp), engine)
-                )
+                try:
+                    result = asyncio.run(
+                        measure(size, mode, args.rate, args.seconds, Path(tmp), engine)
+                    )
+                except BaseException:
+                    show_logs(Path(tmp))  # the directory goes with the exception
+                    raise
             result.engine = engine
             print(f"run {run + 1}: {result}", flush=True)
             runs[(engine, size, mode)].append(result)

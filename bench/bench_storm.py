@@ -41,7 +41,16 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bench.bench_gateway import machine, started
-from bench.common import ROOT, SECRET, free_port, markers, server_env, wait_http, write_section
+from bench.common import (
+    ROOT,
+    SECRET,
+    cpu_seconds,
+    free_port,
+    markers,
+    server_env,
+    wait_http,
+    write_section,
+)
 from bench.wsraw import RawSocket
 from service.engine.connect import single_client
 from service.sessions.store import SessionStore
@@ -266,15 +275,6 @@ def listen_drops() -> int:
 def somaxconn() -> int:
     """The kernel's cap on any listen backlog (what `listen(n)` gets at most)."""
     return int(Path("/proc/sys/net/core/somaxconn").read_text())
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process and its living children so far (Linux
-    /proc), so a GATEWAY_CONCURRENCY supervisor counts the processes that serve."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 async def spawn(role: str, tmp: Path, spec: object, name: str) -> asyncio.subprocess.Process:

@@ -1,5 +1,5 @@
 """What the benchmarks share: the servers' environment, free ports, waiting for a server,
-and the results file."""
+process CPU time, and the results file."""
 
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ def server_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 def free_port() -> int:
+    """A port free on every address: the clients' ports on 127.0.0.2, 127.0.0.3, ... (and
+    their TIME_WAITs) do not block 127.0.0.1, but they do block redis-server's `*:port`."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("", 0))
         return sock.getsockname()[1]
 
 
@@ -43,6 +45,15 @@ def wait_http(url: str, timeout: float = 20) -> None:
                 return
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not come up")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its living children so far (Linux
+    /proc), so a GATEWAY_CONCURRENCY supervisor counts the processes that serve."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def markers(name: str) -> tuple[str, str]:
