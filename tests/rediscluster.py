@@ -256,6 +256,12 @@ class LocalCluster:
         for port in self.masters():
             self._cmd(port, "FLUSHALL")
 
+    def emptied_url(self) -> str:
+        """A URL of the cluster, once it is ready and emptied."""
+        self.wait_ready(timeout=10)  # a few ms when healthy; names the culprit if not
+        self.flush()
+        return self.url
+
     # --- what the cluster looks like now ----------------------------------------------
 
     @property
@@ -471,9 +477,7 @@ def redis_cluster() -> Iterator[LocalCluster]:
 @pytest.fixture
 def cluster_url(redis_cluster: LocalCluster) -> str:
     """A URL of the shared cluster, emptied for this test."""
-    redis_cluster.wait_ready(timeout=10)  # a few ms when healthy; names the culprit if not
-    redis_cluster.flush()
-    return redis_cluster.url
+    return redis_cluster.emptied_url()
 
 
 @pytest.fixture
