@@ -39,9 +39,17 @@ from tests.rediscluster import (  # noqa: E402  (fixtures, registered by being i
     make_cluster,
     own_cluster,
     redis_cluster,
+    spare_clusters,
 )
 
-__all__ = ["cluster_url", "free_port", "make_cluster", "own_cluster", "redis_cluster"]
+__all__ = [
+    "cluster_url",
+    "free_port",
+    "make_cluster",
+    "own_cluster",
+    "redis_cluster",
+    "spare_clusters",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 # The engines a test module can run on, by overriding `redis_url` (see `on_engine`).
