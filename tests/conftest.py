@@ -33,14 +33,23 @@ from service.users.passwords import PasswordChecker
 # The fixture modules' own asserts are rewritten too (their failures explain themselves).
 pytest.register_assert_rewrite("tests.rediscluster")
 from tests.rediscluster import (  # noqa: E402  (fixtures, registered by being imported)
+    LocalCluster,
     cluster_url,
     free_port,
     make_cluster,
     own_cluster,
     redis_cluster,
+    spare_clusters,
 )
 
-__all__ = ["cluster_url", "free_port", "make_cluster", "own_cluster", "redis_cluster"]
+__all__ = [
+    "cluster_url",
+    "free_port",
+    "make_cluster",
+    "own_cluster",
+    "redis_cluster",
+    "spare_clusters",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 # The engines a test module can run on, by overriding `redis_url` (see `on_engine`).
@@ -121,6 +130,13 @@ class RedisServer:
         with redis.Redis(port=self.port) as client:
             client.flushall()
 
+    def emptied_url(self) -> str:
+        """Its URL, running again (a test may have stopped it) and emptied."""
+        if self.proc is None:
+            self.start()
+        self.flush()
+        return self.url
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
@@ -134,10 +150,7 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def single_redis_url(redis_server: RedisServer) -> str:
     """The run's redis-server, emptied for this test."""
-    if redis_server.proc is None:
-        redis_server.start()
-    redis_server.flush()
-    return redis_server.url
+    return redis_server.emptied_url()
 
 
 @pytest.fixture
@@ -155,6 +168,16 @@ def on_engine(request: pytest.FixtureRequest) -> str:
     """The emptied URL of the engine named by the fixture's param: one server or a cluster."""
     name = "single_redis_url" if request.param == "single" else "cluster_url"
     return str(request.getfixturevalue(name))
+
+
+def shared_engine(request: pytest.FixtureRequest) -> str:
+    """As `on_engine`, for a fixture of a wider scope (a class's processes): the run's
+    server or cluster, emptied now, once for all the fixture's tests."""
+    if request.param == "single":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.emptied_url()
+    cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+    return cluster.emptied_url()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ imported before `pytest_plugins` loads it, pytest warns that it cannot rewrite i
 
 from __future__ import annotations
 
+import itertools
 import random
 import shutil
 import signal
@@ -21,6 +22,8 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -62,12 +65,20 @@ BASE_ARGS = (
 )  # fmt: skip
 
 
-def free_port(avoid: Collection[int] = ()) -> int:
-    """A port free now, below the ephemeral range (32768+ on Linux): outgoing connections
-    (of other test processes too) take their local ports from that range, and one of them
-    on a bus port makes redis-server abort with "Address already in use"."""
+# Ports below the ephemeral range (32768+ on Linux): outgoing connections (of other test
+# processes too) take their local ports from that range, and one of them on a bus port
+# makes redis-server abort with "Address already in use". The spare clusters, started in
+# a thread while a test runs, take theirs apart: a port is only probed, not held, so the
+# test's own processes might otherwise be handed the same one in the same second. And
+# two halves, in turn: the next spare never takes the port of a node the test killed.
+PORTS = range(20000, 30000)
+SPARE_PORTS = (range(30000, 31000), range(31000, 32000))
+
+
+def free_port(avoid: Collection[int] = (), ports: range = PORTS) -> int:
+    """A port of `ports` free now."""
     while True:
-        port = random.randrange(20000, 32000)
+        port = random.choice(ports)
         if port in avoid:
             continue
         with socket.socket() as sock:
@@ -158,11 +169,17 @@ class LocalCluster:
     cluster."""
 
     def __init__(
-        self, *, node_timeout_ms: int = 1000, extra_args: tuple[str, ...] = (), masters: int = 3
+        self,
+        *,
+        node_timeout_ms: int = 1000,
+        extra_args: tuple[str, ...] = (),
+        masters: int = 3,
+        ports: range = PORTS,
     ) -> None:
         if not (shutil.which("redis-server") and shutil.which("redis-cli")):
             raise ClusterNotReady("redis-server and redis-cli must be on PATH")
         self.masters_wanted = masters
+        self.ports = ports
         self.node_timeout_ms = node_timeout_ms
         self.extra_args = extra_args
         self.root = Path(tempfile.mkdtemp(prefix="sw-cluster-"))
@@ -255,6 +272,12 @@ class LocalCluster:
         """Empty every master (the replicas follow), for a test that starts from nothing."""
         for port in self.masters():
             self._cmd(port, "FLUSHALL")
+
+    def emptied_url(self) -> str:
+        """A URL of the cluster, once it is ready and emptied."""
+        self.wait_ready(timeout=10)  # a few ms when healthy; names the culprit if not
+        self.flush()
+        return self.url
 
     # --- what the cluster looks like now ----------------------------------------------
 
@@ -393,8 +416,8 @@ class LocalCluster:
         # redis-server binds it: then try other ports.
         for attempt in range(attempts):
             taken = {p for node in self.nodes.values() for p in (node.port, node.bus_port)}
-            port = free_port(taken)
-            node = Node(port, free_port({*taken, port}), self.root / str(port))
+            port = free_port(taken, self.ports)
+            node = Node(port, free_port({*taken, port}, self.ports), self.root / str(port))
             node.dir.mkdir()
             self._spawn(node)
             try:
@@ -471,15 +494,50 @@ def redis_cluster() -> Iterator[LocalCluster]:
 @pytest.fixture
 def cluster_url(redis_cluster: LocalCluster) -> str:
     """A URL of the shared cluster, emptied for this test."""
-    redis_cluster.wait_ready(timeout=10)  # a few ms when healthy; names the culprit if not
-    redis_cluster.flush()
-    return redis_cluster.url
+    return redis_cluster.emptied_url()
+
+
+class SpareClusters:
+    """Clusters started a test ahead. A start is mostly waiting (a new master reports
+    cluster_state:ok only 2 s after it started), so the next test's cluster waits in a
+    thread while this test runs; each cluster still serves one test only."""
+
+    def __init__(self) -> None:
+        self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spare-cluster")
+        self._next: Future[LocalCluster] | None = None
+        self._ports = itertools.cycle(SPARE_PORTS)
+
+    def take(self) -> LocalCluster:
+        """A new cluster, ready; the one after it starts now."""
+        taken = self._next or self._start()
+        self._next = self._start()
+        cluster = taken.result()
+        cluster.wait_ready(timeout=10)  # a few ms: it was ready, and nobody touched it since
+        return cluster
+
+    def close(self) -> None:
+        if self._next is not None:
+            with suppress(Exception):  # a spare that failed to start failed no test
+                self._next.result().stop()
+        self._starter.shutdown()
+
+    def _start(self) -> Future[LocalCluster]:
+        ports = next(self._ports)
+        return self._starter.submit(lambda: LocalCluster(ports=ports).start())
+
+
+@pytest.fixture(scope="session")
+def spare_clusters() -> Iterator[SpareClusters]:
+    spares = SpareClusters()
+    yield spares
+    spares.close()
 
 
 @pytest.fixture
-def own_cluster() -> Iterator[LocalCluster]:
-    """A cluster for this test alone (a few seconds to create), to kill, restart, reshard."""
-    cluster = LocalCluster().start()
+def own_cluster(spare_clusters: SpareClusters) -> Iterator[LocalCluster]:
+    """A cluster for this test alone, to kill, restart, reshard (started while the test
+    before ran: creating one takes 2 s)."""
+    cluster = spare_clusters.take()
     yield cluster
     cluster.stop()
 

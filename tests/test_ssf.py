@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from service.ssf.signing import new_pem
-from tests.conftest import ENGINES, PASSWORD, on_engine
+from tests.conftest import ENGINES, PASSWORD, on_engine, shared_engine, write_users
 from tests.processes import Process, running
 from tests.ssf_receiver import (
     POLL,
@@ -73,6 +73,42 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+# One user per test of the shared stack: a stream takes every user's events, and a
+# logout-all must revoke this test's sessions alone.
+SHARED_USERS = ("pat", "polly", "paula", "dina", "rea", "dan", "ref")
+SHARED_USERS_FILE = write_users(
+    [{"username": name, "email": f"{name}@example.com"} for name in SHARED_USERS], PASSWORD
+)
+
+
+@pytest.fixture(scope="class", params=ENGINES)
+def stack(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    key_files: tuple[Path, Path],
+) -> Iterator[tuple[Process, Process]]:
+    """One API and one worker for all the tests of a class (two process starts, not two
+    per test), on a Redis emptied for them. Only these processes use that Redis meanwhile:
+    the class's tests run one after the other, with no other test in between."""
+    tmp = tmp_path_factory.mktemp("ssf")
+    users = {"USERS_FILE": str(SHARED_USERS_FILE)}
+    with services(shared_engine(request), tmp, key_files[0], **users) as both:
+        yield both
+
+
+@pytest.fixture
+async def transmitter(
+    stack: tuple[Process, Process], http: aiohttp.ClientSession
+) -> AsyncIterator[Process]:
+    """The shared API, for a test that registers its own receivers (deleted afterwards,
+    streams and all, so the next test's events go to its streams alone)."""
+    yield stack[0]
+    found = await call(http, "GET", stack[0].url + "/admin/ssf/receivers", 200, headers=ADMIN)
+    for receiver in found["receivers"]:
+        url = f"{stack[0].url}/admin/ssf/receivers/{receiver['client_id']}"
+        await call(http, "DELETE", url, 204, headers=ADMIN)
+
+
 async def call(
     http: aiohttp.ClientSession, method: str, url: str, status: int | None = None, **kwargs: Any
 ) -> Any:
@@ -106,9 +142,9 @@ async def connect(
 
 
 async def sign_in(
-    http: aiohttp.ClientSession, api: Process, device: str = "laptop"
+    http: aiohttp.ClientSession, api: Process, device: str = "laptop", user: str = "alice"
 ) -> dict[str, Any]:
-    body = {"username": "alice", "password": PASSWORD, "device_name": device}
+    body = {"username": user, "password": PASSWORD, "device_name": device}
     return await call(http, "POST", api.url + "/login", 200, json=body)  # type: ignore[no-any-return]
 
 
@@ -125,10 +161,63 @@ def revoked_of(found: list[Any], session_id: str) -> list[Any]:
     return [v for v in found if v.event_type == SESSION_REVOKED and v.session_id == session_id]
 
 
-async def test_discovery_and_jwks(
-    redis_url: str, tmp_path: Path, key_files: tuple[Path, Path], http: aiohttp.ClientSession
-) -> None:
-    with services(redis_url, tmp_path, key_files[0]) as (api, _):
+@pytest.fixture
+async def pushed(http: aiohttp.ClientSession) -> AsyncIterator[tuple[SsfReceiver, str]]:
+    receiver = SsfReceiver(http, "", AUDIENCE)
+    url = await receiver.listen()
+    yield receiver, url
+    await receiver.close()
+
+
+async def push_stream(
+    http: aiohttp.ClientSession, api: Process, pushed: tuple[SsfReceiver, str]
+) -> tuple[SsfReceiver, str]:
+    receiver, url = pushed
+    _, _, stream = await connect(http, api, {"method": PUSH, "endpoint_url": url}, receiver)
+    return receiver, stream["stream_id"]
+
+
+async def reloaded(http: aiohttp.ClientSession, api: Process) -> None:
+    """Wait until the worker applies every stream change answered so far.
+
+    Workers apply a change when they next read the streams, all at once (every second, or
+    later on a loaded machine; docs/SSF.md). They send a push stream's verification SET
+    only once a read has shown them that stream: the first SET of a stream created now
+    comes after a read that saw every earlier change.
+    """
+    probe = SsfReceiver(http, "", AUDIENCE)
+    probe_url = await probe.listen()
+    try:
+        probe, created, stream = await connect(
+            http, api, {"method": PUSH, "endpoint_url": probe_url}, probe
+        )
+        verify = {"stream_id": stream["stream_id"], "state": "reloaded"}
+        status, _ = await probe.call("POST", api.url + "/ssf/verify", verify)
+        assert status == 204
+        await probe.until(lambda v: any(x.event_type == VERIFICATION for x in v))
+        url = f"{api.url}/admin/ssf/receivers/{created['client_id']}"
+        await call(http, "DELETE", url, 204, headers=ADMIN)
+    finally:
+        await probe.close()
+
+
+# How long nothing must come, to believe nothing will: past the worker's next reload of
+# the streams (every second, later on a loaded machine: 1.5 s was once too little in CI).
+QUIET = 3.0
+
+
+# These run on one server only, as they did with a stack each.
+one_server = pytest.mark.parametrize("stack", ["single"], indirect=True)
+
+
+class TestOnOneStack:
+    """Tests that share the class's API and worker (the `transmitter` fixture), each with
+    its own user."""
+
+    async def test_discovery_and_jwks(
+        self, transmitter: Process, http: aiohttp.ClientSession
+    ) -> None:
+        api = transmitter
         config = await call(http, "GET", api.url + "/.well-known/ssf-configuration", 200)
         assert config["spec_version"] == "1_0" and config["issuer"] == api.url
         assert config["delivery_methods_supported"] == [PUSH, POLL]
@@ -143,56 +232,50 @@ async def test_discovery_and_jwks(
         thumb = base64.urlsafe_b64encode(hashlib.sha256(members.encode()).digest()).rstrip(b"=")
         assert key["kid"] == thumb.decode()  # RFC 7638
 
+    async def test_push_delivers_verified_caep_sets(
+        self,
+        transmitter: Process,
+        http: aiohttp.ClientSession,
+        pushed: tuple[SsfReceiver, str],
+    ) -> None:
+        api, (receiver, url) = transmitter, pushed
+        receiver, _, stream = await connect(
+            http,
+            api,
+            {"method": PUSH, "endpoint_url": url, "authorization_header": "Bearer r1"},
+            receiver,
+        )
+        sid = stream["stream_id"]
+        status, _ = await receiver.call(
+            "POST", api.url + "/ssf/verify", {"stream_id": sid, "state": "abc"}
+        )
+        assert status == 204
+        found = await receiver.until(lambda v: any(x.event_type == VERIFICATION for x in v))
+        check = next(x for x in found if x.event_type == VERIFICATION)
+        assert check.event == {"state": "abc"}
+        assert check.claims["sub_id"] == {"format": "opaque", "id": sid}
+        signed_in = await sign_in(http, api, user="pat")
+        session_id = signed_in["session"]["session_id"]
+        await receiver.until(lambda v: any(x.event_type == SESSION_ESTABLISHED for x in v))
+        out_at = await sign_out(http, api, signed_in["token"])
+        await receiver.until(lambda v: revoked_of(v, session_id))
+        revoked = revoked_of(receiver.verified, session_id)[0]
+        print(f"sign-out -> verified push SET: {(revoked.at - out_at) * 1000:.0f} ms")
+        assert revoked.user == "pat"
+        assert revoked.event["initiating_entity"] == "user"
+        assert revoked.event["reason_admin"] == {"en": "The user signed out on this device."}
+        assert revoked.claims["txn"].startswith("msg_")
+        assert all(h.get("Authorization") == "Bearer r1" for h in receiver.push_headers)
+        assert all(h["Content-Type"] == "application/secevent+jwt" for h in receiver.push_headers)
 
-async def test_push_delivers_verified_caep_sets(
-    redis_url: str, tmp_path: Path, key_files: tuple[Path, Path], http: aiohttp.ClientSession
-) -> None:
-    receiver = SsfReceiver(http, "", AUDIENCE)
-    url = await receiver.listen()
-    try:
-        with services(redis_url, tmp_path, key_files[0]) as (api, _):
-            receiver, _, stream = await connect(
-                http,
-                api,
-                {"method": PUSH, "endpoint_url": url, "authorization_header": "Bearer r1"},
-                receiver,
-            )
-            sid = stream["stream_id"]
-            status, _ = await receiver.call(
-                "POST", api.url + "/ssf/verify", {"stream_id": sid, "state": "abc"}
-            )
-            assert status == 204
-            found = await receiver.until(lambda v: any(x.event_type == VERIFICATION for x in v))
-            check = next(x for x in found if x.event_type == VERIFICATION)
-            assert check.event == {"state": "abc"}
-            assert check.claims["sub_id"] == {"format": "opaque", "id": sid}
-            signed_in = await sign_in(http, api)
-            session_id = signed_in["session"]["session_id"]
-            await receiver.until(lambda v: any(x.event_type == SESSION_ESTABLISHED for x in v))
-            out_at = await sign_out(http, api, signed_in["token"])
-            await receiver.until(lambda v: revoked_of(v, session_id))
-            revoked = revoked_of(receiver.verified, session_id)[0]
-            print(f"sign-out -> verified push SET: {(revoked.at - out_at) * 1000:.0f} ms")
-            assert revoked.user == "alice"
-            assert revoked.event["initiating_entity"] == "user"
-            assert revoked.event["reason_admin"] == {"en": "The user signed out on this device."}
-            assert revoked.claims["txn"].startswith("msg_")
-            assert all(h.get("Authorization") == "Bearer r1" for h in receiver.push_headers)
-            assert all(
-                h["Content-Type"] == "application/secevent+jwt" for h in receiver.push_headers
-            )
-    finally:
-        await receiver.close()
-
-
-async def test_poll_delivers_and_offers_unacknowledged_sets_again(
-    redis_url: str, tmp_path: Path, key_files: tuple[Path, Path], http: aiohttp.ClientSession
-) -> None:
-    with services(redis_url, tmp_path, key_files[0]) as (api, _):
+    async def test_poll_delivers_and_offers_unacknowledged_sets_again(
+        self, transmitter: Process, http: aiohttp.ClientSession
+    ) -> None:
+        api = transmitter
         receiver, _, stream = await connect(http, api, {"method": POLL})
         poll_url = stream["delivery"]["endpoint_url"]
         assert stream["delivery"]["method"] == POLL and poll_url.startswith(api.url)
-        signed_in = await sign_in(http, api)
+        signed_in = await sign_in(http, api, user="polly")
         session_id = signed_in["session"]["session_id"]
         # Not acknowledged: offered again on the next poll (same jti).
         first = []
@@ -215,36 +298,14 @@ async def test_poll_delivers_and_offers_unacknowledged_sets_again(
         status, empty = await receiver.call("POST", poll_url, {"returnImmediately": True})
         assert empty == {"sets": {}, "moreAvailable": False}
 
-
-@pytest.fixture
-async def pushed(http: aiohttp.ClientSession) -> AsyncIterator[tuple[SsfReceiver, str]]:
-    receiver = SsfReceiver(http, "", AUDIENCE)
-    url = await receiver.listen()
-    yield receiver, url
-    await receiver.close()
-
-
-async def push_stream(
-    http: aiohttp.ClientSession, api: Process, pushed: tuple[SsfReceiver, str]
-) -> tuple[SsfReceiver, str]:
-    receiver, url = pushed
-    _, _, stream = await connect(http, api, {"method": PUSH, "endpoint_url": url}, receiver)
-    return receiver, stream["stream_id"]
-
-
-# Workers apply a stream change at their next reload (every second, later on a loaded
-# machine: 1.5 s was once too little in CI); the limit is in docs/SSF.md.
-RELOADED = 3.0
-
-
-async def test_pause_holds_events_in_order_and_enable_delivers_them(
-    single_redis_url: str,
-    tmp_path: Path,
-    key_files: tuple[Path, Path],
-    http: aiohttp.ClientSession,
-    pushed: tuple[SsfReceiver, str],
-) -> None:
-    with services(single_redis_url, tmp_path, key_files[0]) as (api, _):
+    @one_server
+    async def test_pause_holds_events_in_order_and_enable_delivers_them(
+        self,
+        transmitter: Process,
+        http: aiohttp.ClientSession,
+        pushed: tuple[SsfReceiver, str],
+    ) -> None:
+        api = transmitter
         receiver, sid = await push_stream(http, api, pushed)
         status_url = api.url + "/ssf/status"
         status, answer = await receiver.call(
@@ -256,8 +317,8 @@ async def test_pause_holds_events_in_order_and_enable_delivers_them(
         )
         await receiver.until(lambda v: receiver.of(STREAM_UPDATED))
         assert receiver.of(STREAM_UPDATED)[0].event == {"status": "paused", "reason": "maintenance"}
-        await asyncio.sleep(RELOADED)  # the worker has seen the change
-        sessions = [await sign_in(http, api, f"device{i}") for i in range(3)]
+        await reloaded(http, api)
+        sessions = [await sign_in(http, api, f"device{i}", "paula") for i in range(3)]
         for signed in sessions:
             await sign_out(http, api, signed["token"])
         await asyncio.sleep(1.5)  # nothing comes while paused (the worker reloads each second)
@@ -276,52 +337,51 @@ async def test_pause_holds_events_in_order_and_enable_delivers_them(
         expected += [(SESSION_REVOKED, s["session"]["session_id"]) for s in sessions]
         assert order == expected  # one user's events, in order
 
-
-async def test_disabled_drops_events_and_subjects_filter(
-    single_redis_url: str,
-    tmp_path: Path,
-    key_files: tuple[Path, Path],
-    http: aiohttp.ClientSession,
-    pushed: tuple[SsfReceiver, str],
-) -> None:
-    with services(single_redis_url, tmp_path, key_files[0]) as (api, _):
+    @one_server
+    async def test_disabled_drops_events_and_subjects_filter(
+        self,
+        transmitter: Process,
+        http: aiohttp.ClientSession,
+        pushed: tuple[SsfReceiver, str],
+    ) -> None:
+        api = transmitter
         receiver, sid = await push_stream(http, api, pushed)
         status_url = api.url + "/ssf/status"
         await receiver.call("POST", status_url, {"stream_id": sid, "status": "disabled"})
         await receiver.until(lambda v: receiver.of(STREAM_UPDATED))
-        await asyncio.sleep(RELOADED)  # the worker has seen the change (it reloads every second)
-        dropped = await sign_in(http, api, "while-disabled")
-        await asyncio.sleep(RELOADED)
+        await reloaded(http, api)
+        dropped = await sign_in(http, api, "while-disabled", "dina")
+        await reloaded(http, api)  # the worker saw it while disabled
         await receiver.call("POST", status_url, {"stream_id": sid, "status": "enabled"})
-        subject = {"format": "iss_sub", "iss": api.url, "sub": "alice"}
+        subject = {"format": "iss_sub", "iss": api.url, "sub": "dina"}
         remove = api.url + "/ssf/subjects:remove"
         status, _ = await receiver.call("POST", remove, {"stream_id": sid, "subject": subject})
         assert status == 204
-        await asyncio.sleep(RELOADED)  # workers reload streams every second
-        await sign_in(http, api, "removed")
+        await reloaded(http, api)
+        await sign_in(http, api, "removed", "dina")
         add = api.url + "/ssf/subjects:add"
         complex_subject = {"format": "complex", "user": subject}
         status, _ = await receiver.call("POST", add, {"stream_id": sid, "subject": complex_subject})
         assert status == 200
-        await asyncio.sleep(RELOADED)
-        kept = await sign_in(http, api, "added-again")
+        await reloaded(http, api)
+        kept = await sign_in(http, api, "added-again", "dina")
         await receiver.until(lambda v: receiver.of(SESSION_ESTABLISHED))
-        await asyncio.sleep(RELOADED)
+        await asyncio.sleep(QUIET)  # nothing else comes
         ids = [v.session_id for v in receiver.of(SESSION_ESTABLISHED)]
         assert ids == [kept["session"]["session_id"]]
         assert dropped["session"]["session_id"] not in ids
 
-
-async def test_reasons_map_to_initiating_entities(
-    single_redis_url: str,
-    tmp_path: Path,
-    key_files: tuple[Path, Path],
-    http: aiohttp.ClientSession,
-    pushed: tuple[SsfReceiver, str],
-) -> None:
-    with services(single_redis_url, tmp_path, key_files[0]) as (api, _):
+    @one_server
+    async def test_reasons_map_to_initiating_entities(
+        self,
+        transmitter: Process,
+        http: aiohttp.ClientSession,
+        pushed: tuple[SsfReceiver, str],
+    ) -> None:
+        api = transmitter
         receiver, _ = await push_stream(http, api, pushed)
-        laptop, phone = await sign_in(http, api, "laptop"), await sign_in(http, api, "phone")
+        laptop = await sign_in(http, api, "laptop", "rea")
+        phone = await sign_in(http, api, "phone", "rea")
         auth = {"Authorization": f"Bearer {phone['token']}"}
         await call(
             http,
@@ -331,7 +391,7 @@ async def test_reasons_map_to_initiating_entities(
             headers=auth,
         )
         await call(
-            http, "POST", api.url + "/admin/users/alice/logout-all", 200, headers=ADMIN,
+            http, "POST", api.url + "/admin/users/rea/logout-all", 200, headers=ADMIN,
             json={"reason": "password_changed"},
         )  # fmt: skip
         await receiver.until(lambda v: len(receiver.of(SESSION_REVOKED)) == 2)
@@ -340,6 +400,58 @@ async def test_reasons_map_to_initiating_entities(
         changed = by_session[phone["session"]["session_id"]]
         assert changed["initiating_entity"] == "admin"
         assert changed["reason_user"] == {"en": "Your password was changed."}
+
+    @one_server
+    async def test_a_receiver_down_then_up_gets_its_sets(
+        self,
+        transmitter: Process,
+        http: aiohttp.ClientSession,
+        pushed: tuple[SsfReceiver, str],
+    ) -> None:
+        api = transmitter
+        receiver, _ = await push_stream(http, api, pushed)
+        receiver.push_status = 503
+        signed = await sign_in(http, api, user="dan")
+        deadline = time.monotonic() + 10
+        while len(receiver.push_headers) < 2:  # tried, and tried again
+            assert time.monotonic() < deadline, receiver.push_headers
+            await asyncio.sleep(0.05)
+        assert not receiver.verified
+        receiver.push_status = 202
+        await receiver.until(lambda v: receiver.of(SESSION_ESTABLISHED))
+        assert receiver.of(SESSION_ESTABLISHED)[0].session_id == signed["session"]["session_id"]
+
+    @one_server
+    async def test_a_refused_set_is_failed_for_good_and_counted(
+        self,
+        stack: tuple[Process, Process],
+        transmitter: Process,
+        http: aiohttp.ClientSession,
+        pushed: tuple[SsfReceiver, str],
+    ) -> None:
+        api, worker = transmitter, stack[1]
+        logged = len(worker.log())  # the log of the tests before this one
+        receiver, sid = await push_stream(http, api, pushed)
+        receiver.push_status = 400
+        refused = await sign_in(http, api, "refused", "ref")
+        deadline = time.monotonic() + 10
+        while not receiver.push_headers:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        receiver.push_status = 202
+        taken = await sign_in(http, api, "taken", "ref")
+        await receiver.until(lambda v: receiver.of(SESSION_ESTABLISHED))
+        # In order per user: once the second came, the first was not going to be retried.
+        assert [v.session_id for v in receiver.of(SESSION_ESTABLISHED)] == [
+            taken["session"]["session_id"]
+        ]
+        assert len(receiver.push_headers) == 2
+        async with http.get(worker.url + "/metrics") as r:
+            text = await r.text()
+        line = f'sessionwire_webhook_deliveries_total{{endpoint="{sid}",outcome="failed"}} 1.0'
+        assert line in text, [x for x in text.splitlines() if sid in x]
+        assert "invalid_key: told to refuse" in worker.log()[logged:]
+        assert refused["session"]["session_id"] not in {v.session_id for v in receiver.verified}
 
 
 async def test_key_rotation_keeps_the_previous_key_in_the_jwks(
@@ -371,27 +483,6 @@ async def test_key_rotation_keeps_the_previous_key_in_the_jwks(
         assert sid
 
 
-async def test_a_receiver_down_then_up_gets_its_sets(
-    single_redis_url: str,
-    tmp_path: Path,
-    key_files: tuple[Path, Path],
-    http: aiohttp.ClientSession,
-    pushed: tuple[SsfReceiver, str],
-) -> None:
-    with services(single_redis_url, tmp_path, key_files[0]) as (api, _):
-        receiver, _ = await push_stream(http, api, pushed)
-        receiver.push_status = 503
-        signed = await sign_in(http, api)
-        deadline = time.monotonic() + 10
-        while len(receiver.push_headers) < 2:  # tried, and tried again
-            assert time.monotonic() < deadline, receiver.push_headers
-            await asyncio.sleep(0.05)
-        assert not receiver.verified
-        receiver.push_status = 202
-        await receiver.until(lambda v: receiver.of(SESSION_ESTABLISHED))
-        assert receiver.of(SESSION_ESTABLISHED)[0].session_id == signed["session"]["session_id"]
-
-
 async def test_the_worker_killed_mid_delivery_loses_nothing(
     single_redis_url: str,
     tmp_path: Path,
@@ -418,34 +509,3 @@ async def test_the_worker_killed_mid_delivery_loses_nothing(
             await receiver.until(lambda v: len(receiver.of(SESSION_ESTABLISHED)) == 5)
         got = [v.session_id for v in receiver.of(SESSION_ESTABLISHED)]
         assert got == [s["session"]["session_id"] for s in sessions]
-
-
-async def test_a_refused_set_is_failed_for_good_and_counted(
-    single_redis_url: str,
-    tmp_path: Path,
-    key_files: tuple[Path, Path],
-    http: aiohttp.ClientSession,
-    pushed: tuple[SsfReceiver, str],
-) -> None:
-    with services(single_redis_url, tmp_path, key_files[0]) as (api, worker):
-        receiver, sid = await push_stream(http, api, pushed)
-        receiver.push_status = 400
-        refused = await sign_in(http, api, "refused")
-        deadline = time.monotonic() + 10
-        while not receiver.push_headers:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        receiver.push_status = 202
-        taken = await sign_in(http, api, "taken")
-        await receiver.until(lambda v: receiver.of(SESSION_ESTABLISHED))
-        # In order per user: once the second came, the first was not going to be retried.
-        assert [v.session_id for v in receiver.of(SESSION_ESTABLISHED)] == [
-            taken["session"]["session_id"]
-        ]
-        assert len(receiver.push_headers) == 2
-        async with http.get(worker.url + "/metrics") as r:
-            text = await r.text()
-        line = f'sessionwire_webhook_deliveries_total{{endpoint="{sid}",outcome="failed"}} 1.0'
-        assert line in text, [x for x in text.splitlines() if sid in x]
-        assert "invalid_key: told to refuse" in worker.log()
-        assert refused["session"]["session_id"] not in {v.session_id for v in receiver.verified}

@@ -23,7 +23,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service.sessions import keys
-from tests.conftest import ENGINES, PASSWORD, on_engine
+from tests.conftest import ENGINES, PASSWORD, on_engine, shared_engine
 from tests.devices import wait_for
 from tests.processes import Process, running
 
@@ -170,19 +170,72 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def test_every_event_reaches_the_endpoint_signed_and_in_order(
-    redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
-) -> None:
-    with services(redis_url, tmp_path) as (api_proc, _):
-        api = Api(http, api_proc.url)
-        endpoint = await api.webhook(receiver.url("hook"), description="audit")
+# The retry schedule of the shared stack: the outage test's (its comments say why); the
+# other tests on that stack never see a failure.
+SHARED_SCHEDULE = "0,0.05,1.2,0.1"
+
+
+@pytest.fixture(scope="class", params=ENGINES)
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Process, Process]]:
+    """One API and one worker for all the tests of a class (two process starts, not two
+    per test), on a Redis emptied for them. Only these processes use that Redis meanwhile:
+    the class's tests run one after the other, with no other test in between."""
+    tmp = tmp_path_factory.mktemp("webhooks")
+    with services(shared_engine(request), tmp, WEBHOOK_RETRY_SCHEDULE=SHARED_SCHEDULE) as both:
+        yield both
+
+
+@pytest.fixture
+async def shared(stack: tuple[Process, Process], http: aiohttp.ClientSession) -> AsyncIterator[Api]:
+    """The shared API, for a test that creates its own endpoints (removed afterwards, so
+    the next test's events go to its endpoints alone) and signs its own users in."""
+    api = Api(http, stack[0].url)
+    yield api
+    for endpoint in (await api.admin("GET", "/admin/webhooks"))["webhooks"]:
+        await api.admin("DELETE", f"/admin/webhooks/{endpoint['id']}", 204)
+
+
+def statuses(*answers: tuple[int, dict[str, str]]) -> Answer:
+    """Answer with these (status, headers) in turn, then 200 for ever."""
+    queue = list(answers)
+
+    async def answer(got: Received) -> web.StreamResponse:
+        status, headers = queue.pop(0) if queue else (200, {})
+        return web.Response(status=status, headers=headers)
+
+    return answer
+
+
+def usernames(got: list[Received], *secrets: str) -> set[str]:
+    """Whose events these are, from the messages any of `secrets` verify."""
+    found = set()
+    for r in got:
+        for secret in secrets:
+            with suppress(WebhookVerificationError):
+                found.add(r.verified(secret)["data"]["username"])
+    return found
+
+
+def first_seen(got: list[Received]) -> list[str]:
+    return list(dict.fromkeys(r.id for r in got))
+
+
+class TestOnOneStack:
+    """Tests that share the class's API and worker (the `shared` fixture)."""
+
+    async def test_every_event_reaches_the_endpoint_signed_and_in_order(
+        self, shared: Api, receiver: Receiver
+    ) -> None:
+        endpoint = await shared.webhook(receiver.url("hook"), description="audit")
         assert endpoint["secret"].startswith("whsec_") and endpoint["status"] == "enabled"
         assert endpoint["events"] == ["session.created", "session.revoked"]
-        laptop = await api.login("alice", "laptop")
-        phone = await api.login("alice", "phone")
+        laptop = await shared.login("alice", "laptop")
+        phone = await shared.login("alice", "phone")
         auth = {"Authorization": f"Bearer {phone['token']}"}
-        await api.call("DELETE", f"/sessions/{laptop['session']['session_id']}", headers=auth)
-        await api.admin(
+        await shared.call("DELETE", f"/sessions/{laptop['session']['session_id']}", headers=auth)
+        await shared.admin(
             "POST", "/admin/users/alice/logout-all", json={"reason": "password_changed"}
         )
         got = await receiver.until("hook", lambda r: len(r) >= 4)
@@ -212,65 +265,79 @@ async def test_every_event_reaches_the_endpoint_signed_and_in_order(
         path = f"/admin/webhooks/{endpoint['id']}/deliveries"
         delivered = {r.id: "delivered" for r in got}
         await wait_for(
-            lambda: api.admin("GET", path),
+            lambda: shared.admin("GET", path),
             lambda found: {d["message_id"]: d["state"] for d in found["deliveries"]} == delivered,
             WAIT,
         )
 
-
-def statuses(*answers: tuple[int, dict[str, str]]) -> Answer:
-    """Answer with these (status, headers) in turn, then 200 for ever."""
-    queue = list(answers)
-
-    async def answer(got: Received) -> web.StreamResponse:
-        status, headers = queue.pop(0) if queue else (200, {})
-        return web.Response(status=status, headers=headers)
-
-    return answer
-
-
-def usernames(got: list[Received], *secrets: str) -> set[str]:
-    """Whose events these are, from the messages any of `secrets` verify."""
-    found = set()
-    for r in got:
-        for secret in secrets:
-            with suppress(WebhookVerificationError):
-                found.add(r.verified(secret)["data"]["username"])
-    return found
-
-
-def first_seen(got: list[Received]) -> list[str]:
-    return list(dict.fromkeys(r.id for r in got))
-
-
-async def test_an_outage_with_retry_after_then_every_message_in_order(
-    redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
-) -> None:
-    receiver.answers["flaky"] = statuses(
-        (500, {}),  # the schedule's next delay: 0.05 s
-        (429, {"Retry-After": "3600"}),  # capped at the schedule's longest: 1.2 s
-        (503, {"Retry-After": "1"}),  # replaces the schedule's 0.1 s
-    )
-    schedule = "0,0.05,1.2,0.1"
-    with services(redis_url, tmp_path, WEBHOOK_RETRY_SCHEDULE=schedule) as (api_proc, _):
-        api = Api(http, api_proc.url)
-        endpoint = await api.webhook(receiver.url("flaky"))
-        sessions = [(await api.open("dave", f"device-{i}"))["session"] for i in range(5)]
+    async def test_an_outage_with_retry_after_then_every_message_in_order(
+        self, shared: Api, receiver: Receiver
+    ) -> None:
+        receiver.answers["flaky"] = statuses(
+            (500, {}),  # the schedule's next delay: 0.05 s
+            (429, {"Retry-After": "3600"}),  # capped at the schedule's longest: 1.2 s
+            (503, {"Retry-After": "1"}),  # replaces the schedule's 0.1 s
+        )
+        endpoint = await shared.webhook(receiver.url("flaky"))
+        sessions = [(await shared.open("dave", f"device-{i}"))["session"] for i in range(5)]
         got = await receiver.until("flaky", lambda r: len(first_seen(r)) == 5 and len(r) >= 8)
-        deliveries = await api.admin("GET", f"/admin/webhooks/{endpoint['id']}/deliveries")
-    messages = {r.id: r.verified(endpoint["secret"]) for r in got}
-    order = [messages[i]["data"]["session"]["session_id"] for i in first_seen(got)]
-    assert order == [s["session_id"] for s in sessions]  # one user's events, in order
-    head = got[0].id
-    assert [r.id for r in got[:4]] == [head] * 4  # the first held the others back
-    assert len(got) == 8  # and each later one went once
-    gaps = [b.at - a.at for a, b in itertools.pairwise(got[:4])]
-    assert gaps[1] < 5  # Retry-After 3600 was capped
-    assert gaps[2] >= 0.9  # Retry-After 1 replaced the schedule's 0.1 s
-    # Each attempt was signed afresh (its own timestamp), under the same id.
-    assert len({r.headers["webhook-timestamp"] for r in got[:4]}) >= 2
-    [first] = [d for d in deliveries["deliveries"] if d["message_id"] == head]
-    assert first["state"] == "delivered" and first["attempts"] == 4
+        deliveries = await shared.admin("GET", f"/admin/webhooks/{endpoint['id']}/deliveries")
+        messages = {r.id: r.verified(endpoint["secret"]) for r in got}
+        order = [messages[i]["data"]["session"]["session_id"] for i in first_seen(got)]
+        assert order == [s["session_id"] for s in sessions]  # one user's events, in order
+        head = got[0].id
+        assert [r.id for r in got[:4]] == [head] * 4  # the first held the others back
+        assert len(got) == 8  # and each later one went once
+        gaps = [b.at - a.at for a, b in itertools.pairwise(got[:4])]
+        assert gaps[1] < 5  # Retry-After 3600 was capped
+        assert gaps[2] >= 0.9  # Retry-After 1 replaced the schedule's 0.1 s
+        # Each attempt was signed afresh (its own timestamp), under the same id.
+        assert len({r.headers["webhook-timestamp"] for r in got[:4]}) >= 2
+        [first] = [d for d in deliveries["deliveries"] if d["message_id"] == head]
+        assert first["state"] == "delivered" and first["attempts"] == 4
+
+    async def test_a_hanging_endpoint_never_delays_a_healthy_one(
+        self, shared: Api, receiver: Receiver
+    ) -> None:
+        release = asyncio.Event()
+
+        async def hang(got: Received) -> web.StreamResponse:
+            await release.wait()
+            return web.Response(status=204)
+
+        receiver.answers["hang"] = hang
+        hanging = await shared.webhook(receiver.url("hang"))
+        healthy = await shared.webhook(receiver.url("ok"))
+        users = [f"user{i}" for i in range(40)]  # more users than one endpoint's 32 at once
+        for user in users:
+            await shared.open(user)
+        got = await receiver.until("ok", lambda r: len(r) == len(users))
+        assert len(receiver.at("hang")) <= 32  # the hanging one holds only its own share
+        release.set()
+        late = await receiver.until("hang", lambda r: len(first_seen(r)) == len(users))
+        assert {r.verified(healthy["secret"])["data"]["username"] for r in got} == set(users)
+        assert {r.verified(hanging["secret"])["data"]["username"] for r in late} == set(users)
+
+    async def test_410_disables_the_endpoint_and_enabling_resumes_where_it_stopped(
+        self, shared: Api, receiver: Receiver
+    ) -> None:
+        receiver.answers["gone"] = statuses((410, {}))
+        endpoint = await shared.webhook(receiver.url("gone"))
+        path = f"/admin/webhooks/{endpoint['id']}"
+        await shared.open("fay", "one")
+        [refused] = await receiver.until("gone", lambda r: len(r) == 1)
+        found = await wait_for(
+            lambda: shared.admin("GET", path), lambda e: e["status"] == "disabled", WAIT
+        )
+        assert found["disabled_reason"] == "gone"
+        assert found["last_delivery"]["last_status"] == 410
+        await shared.open("fay", "two")  # held while disabled
+        changed = await shared.admin("PATCH", path, json={"status": "enabled"})
+        assert changed["status"] == "enabled" and changed["disabled_reason"] is None
+        got = await receiver.until("gone", lambda r: len(first_seen(r)) == 2)
+        assert got[1].id == refused.id  # the refused message first, then the held one
+        devices = [r.verified(endpoint["secret"])["data"]["session"]["device_name"] for r in got]
+        assert devices == ["one", "one", "two"]
 
 
 async def metric_sum(worker: Process, http: aiohttp.ClientSession, name: str) -> float:
@@ -330,55 +397,6 @@ def held_shards(worker: Process) -> set[int]:
             shards = {int(n) for n in listed.split(",") if n.strip()}
             held = held | shards if line.rstrip().endswith("delivered here") else held - shards
     return held
-
-
-async def test_a_hanging_endpoint_never_delays_a_healthy_one(
-    redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
-) -> None:
-    release = asyncio.Event()
-
-    async def hang(got: Received) -> web.StreamResponse:
-        await release.wait()
-        return web.Response(status=204)
-
-    receiver.answers["hang"] = hang
-    with services(redis_url, tmp_path) as (api_proc, _):
-        api = Api(http, api_proc.url)
-        hanging = await api.webhook(receiver.url("hang"))
-        healthy = await api.webhook(receiver.url("ok"))
-        users = [f"user{i}" for i in range(40)]  # more users than one endpoint's 32 at once
-        for user in users:
-            await api.open(user)
-        got = await receiver.until("ok", lambda r: len(r) == len(users))
-        assert len(receiver.at("hang")) <= 32  # the hanging one holds only its own share
-        release.set()
-        late = await receiver.until("hang", lambda r: len(first_seen(r)) == len(users))
-    assert {r.verified(healthy["secret"])["data"]["username"] for r in got} == set(users)
-    assert {r.verified(hanging["secret"])["data"]["username"] for r in late} == set(users)
-
-
-async def test_410_disables_the_endpoint_and_enabling_resumes_where_it_stopped(
-    redis_url: str, tmp_path: Path, receiver: Receiver, http: aiohttp.ClientSession
-) -> None:
-    receiver.answers["gone"] = statuses((410, {}))
-    with services(redis_url, tmp_path) as (api_proc, _):
-        api = Api(http, api_proc.url)
-        endpoint = await api.webhook(receiver.url("gone"))
-        path = f"/admin/webhooks/{endpoint['id']}"
-        await api.open("fay", "one")
-        [refused] = await receiver.until("gone", lambda r: len(r) == 1)
-        found = await wait_for(
-            lambda: api.admin("GET", path), lambda e: e["status"] == "disabled", WAIT
-        )
-        assert found["disabled_reason"] == "gone"
-        assert found["last_delivery"]["last_status"] == 410
-        await api.open("fay", "two")  # held while disabled
-        changed = await api.admin("PATCH", path, json={"status": "enabled"})
-        assert changed["status"] == "enabled" and changed["disabled_reason"] is None
-        got = await receiver.until("gone", lambda r: len(first_seen(r)) == 2)
-    assert got[1].id == refused.id  # the refused message first, then the held one
-    devices = [r.verified(endpoint["secret"])["data"]["session"]["device_name"] for r in got]
-    assert devices == ["one", "one", "two"]
 
 
 async def test_replay_and_a_rotated_secret(
