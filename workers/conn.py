@@ -33,13 +33,14 @@ class Conn:
     idle socket costs neither. While `pending` is a list the socket is catching up from the
     log, and live events wait there, in order, until the catch-up is merged in.
 
-    The socket's handler waits on `closing`: whoever decides the socket must end (the writer
-    after a revocation, the read guard, the heartbeat, the reader) sets it to the close to
-    send, and the handler closes from its own task, so the closing handshake is finished.
+    The socket's handler reads its frames in its own task (`reader` while it does), so an
+    idle socket has no task of its own. Whoever else decides the socket must end (the
+    writer after a revocation, the read guard, the heartbeat) sets `bye` and cancels that
+    read; the handler then closes from its own task, so the closing handshake is finished.
     """
 
     __slots__ = (
-        "closing",
+        "bye",
         "cursor",
         "done",
         "guard",
@@ -50,6 +51,7 @@ class Conn:
         "ping_asked_at",
         "queue",
         "queue_size",
+        "reader",
         "recheck",
         "session_id",
         "timer",
@@ -77,7 +79,8 @@ class Conn:
         self.queue: deque[tuple[str, int, str]] | None = None
         self.writer: asyncio.Task[None] | None = None
         self.guard = ReadGuard()
-        self.closing: asyncio.Future[Disconnect | None] = asyncio.get_running_loop().create_future()
+        self.bye: Disconnect | None = None  # the close to send, once decided
+        self.reader: asyncio.Task[object] | None = None  # the handler, while it reads
         self.heartbeat, self.next_ping_at = 0.0, 0.0
         self.ping_asked_at: float | None = None  # a ping is queued or unanswered since
         self.timer: asyncio.TimerHandle | None = None
@@ -102,10 +105,15 @@ class Conn:
         self.send(data, "session.revoked", at_ms)
         self.done = True
 
-    def close(self, bye: Disconnect | None) -> None:
-        """Ask the socket's handler to close with `bye` (None: the peer is gone already)."""
-        if not self.closing.done():
-            self.closing.set_result(bye)
+    def close(self, bye: Disconnect) -> None:
+        """Ask the socket's handler to close with `bye`; the first close asked for wins."""
+        if self.bye is not None:
+            return
+        self.bye = bye
+        # Cancel the handler's read (it closes next); the handler itself (a pong that
+        # showed the client too slow) sees `bye` before it reads again.
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader.cancel()
 
     async def _write(self, queue: deque[tuple[str, int, str]]) -> None:
         metrics, guard = self.metrics, self.guard

@@ -226,43 +226,45 @@ async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> 
     listener.join(conn)
     app[PRESENCE].opened(conn)
     conn.start_heartbeat(app[HEARTBEAT_INTERVAL])
-    reader = asyncio.create_task(read_frames(ws, conn, app[HUB].clock))
     try:
-        bye = await conn.closing
+        await read_frames(ws, conn, app[HUB].clock)
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
         listener.leave(conn)
         app[PRESENCE].closed(conn)
         await conn.finish()
-    if bye is not None and not ws.closed:
-        await close(ws, bye)
+    if conn.bye is not None and not ws.closed:
+        await close(ws, conn.bye)
 
 
 async def read_frames(ws: web.WebSocketResponse, conn: Conn, clock: Clock) -> None:
-    """Answer pings, hand pongs to the read guard, and cut a client that floods.
+    """Answer pings, hand pongs to the read guard, and cut a client that floods, until the
+    client leaves or a close is asked for (Conn.close cancels this read).
 
-    However it ends, the socket's handler is told (a close already asked for wins).
+    It runs in the handler's own task: an idle socket has no task of its own.
     """
+    task = conn.reader = asyncio.current_task()
+    assert task is not None
     try:
-        while (msg := await ws.receive()).type not in ENDED:
+        while conn.bye is None and (msg := await ws.receive()).type not in ENDED:
             if not conn.guard.frame(clock.now_ms()):
                 log.warning(
                     "closing the socket of %s session %s: frame flood",
                     conn.username,
                     conn.session_id,
                 )
-                conn.close(disconnect.FLOODING)
-                return
-            if msg.type is WSMsgType.PING:
+                conn.bye = disconnect.FLOODING
+            elif msg.type is WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type is WSMsgType.PONG:
                 conn.pong(msg.data)
     except ConnectionError as exc:
         log.debug("reading from session %s failed: %s", conn.session_id, exc)
+    except asyncio.CancelledError:
+        # Ours, from Conn.close: the handler goes on to close. Any other cancel goes on.
+        if conn.bye is None or task.uncancel() > 0:
+            raise
     finally:
-        conn.close(None)
+        conn.reader = None
 
 
 async def close(ws: web.WebSocketResponse, bye: Disconnect) -> None:
