@@ -13,6 +13,7 @@ from service.sessions.eventlog import StreamId, parse_id
 from service.sessions.records import Event
 from service.wire import disconnect
 from service.wire.disconnect import Disconnect
+from workers.beats import Beats
 from workers.frames import Frames
 from workers.guard import ReadGuard
 from workers.metrics import Metrics
@@ -40,6 +41,7 @@ class Conn:
     """
 
     __slots__ = (
+        "beats",
         "bye",
         "cursor",
         "done",
@@ -69,8 +71,10 @@ class Conn:
         *,
         metrics: Metrics,
         queue_size: int,
+        beats: Beats,
     ) -> None:
         self.ws, self.metrics, self.queue_size = ws, metrics, queue_size
+        self.beats = beats
         self.username, self.session_id = username, session_id
         self.cursor = cursor
         self.pending: list[Event] | None = []
@@ -83,7 +87,7 @@ class Conn:
         self.reader: asyncio.Task[object] | None = None  # the handler, while it reads
         self.heartbeat, self.next_ping_at = 0.0, 0.0
         self.ping_asked_at: float | None = None  # a ping is queued or unanswered since
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: int | None = None  # the heartbeat's bucket in `beats`
 
     def send(self, data: str, kind: str, at_ms: int = 0) -> None:
         """Queue a frame without waiting; a client that falls behind is disconnected."""
@@ -168,14 +172,15 @@ class Conn:
         """Ping every `interval`; a ping unanswered for half of it means the peer is gone."""
         self.heartbeat = interval
         self.next_ping_at = _now() + interval
-        self.timer = asyncio.get_running_loop().call_at(self.next_ping_at, self._tick)
+        self.timer = self.beats.schedule(self, self.next_ping_at)
 
     def stop_heartbeat(self) -> None:
         if self.timer is not None:
-            self.timer.cancel()
+            self.beats.cancel(self, self.timer)
             self.timer = None
 
-    def _tick(self) -> None:
+    def beat(self) -> None:
+        """The heartbeat's tick (from `beats`, when due): ping, give up, or wait more."""
         now, wait = _now(), self.heartbeat / 2
         if self.ping_asked_at is not None:
             if now - self.ping_asked_at >= wait:
@@ -190,7 +195,7 @@ class Conn:
             when = now + wait
         else:
             when = self.next_ping_at
-        self.timer = asyncio.get_running_loop().call_at(when, self._tick)
+        self.timer = self.beats.schedule(self, when)
 
     def pong(self, payload: bytes) -> None:
         """A pong from the client; one that answers our ping proves what it has read."""

@@ -19,6 +19,7 @@ from service.clock import Clock
 from service.sessions.eventlog import StreamId
 from service.sessions.records import Event, Tombstone
 from service.wire import disconnect
+from workers.beats import Beats
 from workers.conn import Conn
 from workers.frames import FrameCache, revoked_from_tombstone
 from workers.metrics import Metrics
@@ -52,6 +53,7 @@ class Hub:
         self.closing = False  # shutting down: sockets leave without unsubscribing
         metrics.syncing.set_function(self._syncing)  # counted when scraped, not per change
         self.frames = FrameCache()
+        self.beats = Beats()  # every socket's heartbeat, on one timer
 
     def new_conn(
         self, ws: web.WebSocketResponse, username: str, session_id: str, cursor: StreamId
@@ -64,6 +66,7 @@ class Hub:
             cursor,
             metrics=self.metrics,
             queue_size=self.queue_size,
+            beats=self.beats,
         )
 
     def take_slot(self, session_id: str, limit: int) -> bool:
