@@ -33,7 +33,8 @@ class UserState:
     __slots__ = ("confirmed", "generation", "sessions")
 
     def __init__(self) -> None:
-        self.sessions: dict[str, set[Conn]] = {}
+        # A list, not a set: a session has a socket or two (a set of one is 216 bytes).
+        self.sessions: dict[str, list[Conn]] = {}
         self.confirmed = False  # the user's channel subscription is confirmed by Redis
         self.generation = 0  # bumped when the feed is lost: older replays are stale
 
@@ -88,7 +89,10 @@ class Hub:
         first = state is None
         if state is None:
             state = self.users[conn.username] = UserState()
-        state.sessions.setdefault(conn.session_id, set()).add(conn)
+        conns = state.sessions.setdefault(conn.session_id, [])
+        if conn in conns:
+            return False
+        conns.append(conn)
         self.metrics.sockets.inc()
         return first
 
@@ -100,7 +104,7 @@ class Hub:
         conns = state.sessions.get(conn.session_id)
         if conns is None or conn not in conns:
             return False
-        conns.discard(conn)
+        conns.remove(conn)
         self.metrics.sockets.dec()
         if not conns:
             del state.sessions[conn.session_id]
