@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
-from service.clock import Clock
 from service.engine.errors import REDIS_DOWN, broke_in_the_client
 from service.runtime.appkeys import SETTINGS, STORE, TICKETS, TOKENS
 from service.runtime.credentials import Credential, Via, presented_on_upgrade
@@ -215,35 +214,17 @@ async def send_revoked(
 
 
 async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> None:
-    """Register the device, push its events and read its frames until the socket ends.
+    """Register the device, then answer pings, hand pongs to the read guard and cut a
+    client that floods, until the client leaves or a close is asked for (Conn.close
+    cancels the read).
 
-    The close is sent from here, where nothing else is reading, so aiohttp waits for the
-    client's close frame instead of dropping the connection right after ours (clients
-    then see 1006, not the code sent).
+    The frames are read here, in the handler's own task, so an idle socket has no task
+    (nor coroutine) of its own. The close is sent from here too, where nothing else is
+    reading, so aiohttp waits for the client's close frame instead of dropping the
+    connection right after ours (clients then see 1006, not the code sent).
     """
-    conn.send(
-        messages.encode(messages.Ready(session_id=conn.session_id, username=conn.username)), "ready"
-    )
-    listener = app[LISTENER]
-    listener.join(conn)
-    app[PRESENCE].opened(conn)
-    conn.start_heartbeat(app[HEARTBEAT_INTERVAL])
-    try:
-        await read_frames(ws, conn, app[HUB].clock)
-    finally:
-        listener.leave(conn)
-        app[PRESENCE].closed(conn)
-        await conn.finish()
-    if conn.bye is not None and not ws.closed:
-        await close(ws, conn.bye)
-
-
-async def read_frames(ws: web.WebSocketResponse, conn: Conn, clock: Clock) -> None:
-    """Answer pings, hand pongs to the read guard, and cut a client that floods, until the
-    client leaves or a close is asked for (Conn.close cancels this read).
-
-    It runs in the handler's own task: an idle socket has no task of its own.
-    """
+    register(app, conn)
+    clock = app[HUB].clock
     task = conn.reader = asyncio.current_task()
     assert task is not None
     try:
@@ -262,11 +243,29 @@ async def read_frames(ws: web.WebSocketResponse, conn: Conn, clock: Clock) -> No
     except ConnectionError as exc:
         log.debug("reading from session %s failed: %s", conn.session_id, exc)
     except asyncio.CancelledError:
-        # Ours, from Conn.close: the handler goes on to close. Any other cancel goes on.
+        # Ours, from Conn.close: go on to close. Any other cancel goes on.
         if conn.bye is None or task.uncancel() > 0:
             raise
     finally:
         conn.reader = None
+        await unregister(app, conn)
+    if conn.bye is not None and not ws.closed:
+        await close(ws, conn.bye)
+
+
+def register(app: web.Application, conn: Conn) -> None:
+    conn.send(
+        messages.encode(messages.Ready(session_id=conn.session_id, username=conn.username)), "ready"
+    )
+    app[LISTENER].join(conn)
+    app[PRESENCE].opened(conn)
+    conn.start_heartbeat(app[HEARTBEAT_INTERVAL])
+
+
+async def unregister(app: web.Application, conn: Conn) -> None:
+    app[LISTENER].leave(conn)
+    app[PRESENCE].closed(conn)
+    await conn.finish()
 
 
 async def close(ws: web.WebSocketResponse, bye: Disconnect) -> None:
