@@ -105,9 +105,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 
 def release_upgrade(request: web.Request, ws: web.WebSocketResponse) -> None:
-    """Free what the upgrade needed and the socket never uses again (~1.1 KiB a socket).
+    """Free what the upgrade needed and the socket never uses again (~1 KiB a socket).
 
-    The response headers went out with the 101 but stay as long as the socket (~370
+    The response headers went out with the 101 but stay as long as the socket (~240
     bytes). The connection's HTTP parser (~760 bytes) is private to aiohttp (3.14): once
     the upgrade is accepted, frames go to the WebSocket reader and the HTTP parser is never
     fed again; aiohttp itself sets it to None when the connection is lost, and checks for
