@@ -9,10 +9,13 @@ are due, in order: a tick runs up to STEP late, never early.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 from typing import Protocol
 
-STEP = 0.05  # seconds per bucket: a 25 s heartbeat spreads its sockets over 500 of them
+# Seconds per bucket: small, so that sockets that connected together (a reconnect storm)
+# still ping a few at a time, between the notices, not hundreds in one callback.
+STEP = 0.005
 
 
 class Beating(Protocol):
@@ -25,13 +28,18 @@ class Beats:
     def __init__(self, step: float = STEP) -> None:
         self.step = step
         self.buckets: dict[int, set[Beating]] = {}
+        self.order: list[int] = []  # a heap of the buckets (and of some emptied since)
         self.timer: asyncio.TimerHandle | None = None
         self.armed_for: int | None = None  # the bucket the timer runs
 
     def schedule(self, conn: Beating, when: float) -> int:
         """File `conn` to tick at loop time `when`; the bucket, to cancel it with."""
         bucket = math.ceil(when / self.step)
-        self.buckets.setdefault(bucket, set()).add(conn)
+        conns = self.buckets.get(bucket)
+        if conns is None:
+            conns = self.buckets[bucket] = set()
+            heapq.heappush(self.order, bucket)
+        conns.add(conn)
         if self.armed_for is None or bucket < self.armed_for:
             self._arm(bucket)
         return bucket
@@ -54,9 +62,12 @@ class Beats:
         due = math.floor(asyncio.get_running_loop().time() / self.step)
         # Ticks file their next tick in later buckets; none re-arms the timer meanwhile.
         self.timer, self.armed_for = None, due
-        while self.buckets and (bucket := min(self.buckets)) <= due:
-            for conn in self.buckets.pop(bucket):
+        order = self.order
+        while order and order[0] <= due:
+            for conn in self.buckets.pop(heapq.heappop(order), ()):
                 conn.beat()
+        while order and order[0] not in self.buckets:  # emptied by cancels
+            heapq.heappop(order)
         self.armed_for = None
-        if self.buckets:
-            self._arm(min(self.buckets))
+        if order:
+            self._arm(order[0])
