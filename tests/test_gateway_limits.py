@@ -153,3 +153,27 @@ async def test_unsolicited_pongs_do_not_keep_a_dead_peer(
         if msg.type is not aiohttp.WSMsgType.PING:
             break
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_each_socket_keeps_its_own_heartbeat(
+    gateway: Gateway, store: SessionStore, many: Settings
+) -> None:
+    gw = await gateway(heartbeat=0.2)
+    protocols = ("sessionwire.v1",)
+    sockets = []
+    for name in ("alice", "bob"):
+        user = await sign_in(store, many, name)
+        ws = await gw.ws_connect(
+            "/ws", protocols=(*protocols, f"bearer.{user.token}"), autoping=False
+        )
+        await Device(ws).ready()
+        sockets.append(ws)
+    alive, dead = sockets
+    for _ in range(4):  # pinged again and again while it answers, never dropped
+        msg = await asyncio.wait_for(alive.receive(), WAIT)
+        assert msg.type is aiohttp.WSMsgType.PING
+        await alive.pong(msg.data)
+    while (msg := await asyncio.wait_for(dead.receive(), WAIT)).type is aiohttp.WSMsgType.PING:
+        pass  # answers none: dropped
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert not alive.closed

@@ -13,6 +13,7 @@ from service.sessions.eventlog import StreamId, parse_id
 from service.sessions.records import Event
 from service.wire import disconnect
 from service.wire.disconnect import Disconnect
+from workers.beats import Beats
 from workers.frames import Frames
 from workers.guard import ReadGuard
 from workers.metrics import Metrics
@@ -33,13 +34,15 @@ class Conn:
     idle socket costs neither. While `pending` is a list the socket is catching up from the
     log, and live events wait there, in order, until the catch-up is merged in.
 
-    The socket's handler waits on `closing`: whoever decides the socket must end (the writer
-    after a revocation, the read guard, the heartbeat, the reader) sets it to the close to
-    send, and the handler closes from its own task, so the closing handshake is finished.
+    The socket's handler reads its frames in its own task (`reader` while it does), so an
+    idle socket has no task of its own. Whoever else decides the socket must end (the
+    writer after a revocation, the read guard, the heartbeat) sets `bye` and cancels that
+    read; the handler then closes from its own task, so the closing handshake is finished.
     """
 
     __slots__ = (
-        "closing",
+        "beats",
+        "bye",
         "cursor",
         "done",
         "guard",
@@ -50,6 +53,7 @@ class Conn:
         "ping_asked_at",
         "queue",
         "queue_size",
+        "reader",
         "recheck",
         "session_id",
         "timer",
@@ -67,8 +71,10 @@ class Conn:
         *,
         metrics: Metrics,
         queue_size: int,
+        beats: Beats,
     ) -> None:
         self.ws, self.metrics, self.queue_size = ws, metrics, queue_size
+        self.beats = beats
         self.username, self.session_id = username, session_id
         self.cursor = cursor
         self.pending: list[Event] | None = []
@@ -77,10 +83,11 @@ class Conn:
         self.queue: deque[tuple[str, int, str]] | None = None
         self.writer: asyncio.Task[None] | None = None
         self.guard = ReadGuard()
-        self.closing: asyncio.Future[Disconnect | None] = asyncio.get_running_loop().create_future()
+        self.bye: Disconnect | None = None  # the close to send, once decided
+        self.reader: asyncio.Task[object] | None = None  # the handler, while it reads
         self.heartbeat, self.next_ping_at = 0.0, 0.0
         self.ping_asked_at: float | None = None  # a ping is queued or unanswered since
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: int | None = None  # the heartbeat's bucket in `beats`
 
     def send(self, data: str, kind: str, at_ms: int = 0) -> None:
         """Queue a frame without waiting; a client that falls behind is disconnected."""
@@ -102,10 +109,15 @@ class Conn:
         self.send(data, "session.revoked", at_ms)
         self.done = True
 
-    def close(self, bye: Disconnect | None) -> None:
-        """Ask the socket's handler to close with `bye` (None: the peer is gone already)."""
-        if not self.closing.done():
-            self.closing.set_result(bye)
+    def close(self, bye: Disconnect) -> None:
+        """Ask the socket's handler to close with `bye`; the first close asked for wins."""
+        if self.bye is not None:
+            return
+        self.bye = bye
+        # Cancel the handler's read (it closes next); the handler itself (a pong that
+        # showed the client too slow) sees `bye` before it reads again.
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader.cancel()
 
     async def _write(self, queue: deque[tuple[str, int, str]]) -> None:
         metrics, guard = self.metrics, self.guard
@@ -160,14 +172,15 @@ class Conn:
         """Ping every `interval`; a ping unanswered for half of it means the peer is gone."""
         self.heartbeat = interval
         self.next_ping_at = _now() + interval
-        self.timer = asyncio.get_running_loop().call_at(self.next_ping_at, self._tick)
+        self.timer = self.beats.schedule(self, self.next_ping_at)
 
     def stop_heartbeat(self) -> None:
         if self.timer is not None:
-            self.timer.cancel()
+            self.beats.cancel(self, self.timer)
             self.timer = None
 
-    def _tick(self) -> None:
+    def beat(self) -> None:
+        """The heartbeat's tick (from `beats`, when due): ping, give up, or wait more."""
         now, wait = _now(), self.heartbeat / 2
         if self.ping_asked_at is not None:
             if now - self.ping_asked_at >= wait:
@@ -182,7 +195,7 @@ class Conn:
             when = now + wait
         else:
             when = self.next_ping_at
-        self.timer = asyncio.get_running_loop().call_at(when, self._tick)
+        self.timer = self.beats.schedule(self, when)
 
     def pong(self, payload: bytes) -> None:
         """A pong from the client; one that answers our ping proves what it has read."""

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
-from service.clock import Clock
 from service.engine.errors import REDIS_DOWN, broke_in_the_client
 from service.runtime.appkeys import SETTINGS, STORE, TICKETS, TOKENS
 from service.runtime.credentials import Credential, Via, presented_on_upgrade
@@ -92,6 +91,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     try:
         await request.app[PACER].turn()  # workers/pacer.py: a storm's sockets start paced
         await ws.prepare(request)
+        release_upgrade(request, ws)
         if admission.gone is not None:
             await send_revoked(request.app, ws, admission)
         else:
@@ -104,6 +104,21 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         hub.free_slot(sid)
         drop_tracebacks(ws)
     return ws
+
+
+def release_upgrade(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """Free what the upgrade needed and the socket never uses again (~1 KiB a socket).
+
+    The response headers went out with the 101 but stay as long as the socket (~240
+    bytes). The connection's HTTP parser (~760 bytes) is private to aiohttp (3.14): once
+    the upgrade is accepted, frames go to the WebSocket reader and the HTTP parser is never
+    fed again; aiohttp itself sets it to None when the connection is lost, and checks for
+    None wherever it could still be used. The tests run whole sockets after this.
+    """
+    ws.headers.clear()
+    protocol = request.protocol
+    if getattr(protocol, "_parser", None) is not None:
+        protocol._parser = None
 
 
 def drop_tracebacks(ws: web.WebSocketResponse) -> None:
@@ -215,56 +230,58 @@ async def send_revoked(
 
 
 async def serve(app: web.Application, ws: web.WebSocketResponse, conn: Conn) -> None:
-    """Register the device, push its events and read its frames until the socket ends.
+    """Register the device, then answer pings, hand pongs to the read guard and cut a
+    client that floods, until the client leaves or a close is asked for (Conn.close
+    cancels the read).
 
-    The close is sent from here, where nothing else is reading, so aiohttp waits for the
-    client's close frame instead of dropping the connection right after ours (clients
-    then see 1006, not the code sent).
+    The frames are read here, in the handler's own task, so an idle socket has no task
+    (nor coroutine) of its own. The close is sent from here too, where nothing else is
+    reading, so aiohttp waits for the client's close frame instead of dropping the
+    connection right after ours (clients then see 1006, not the code sent).
     """
-    conn.send(
-        messages.encode(messages.Ready(session_id=conn.session_id, username=conn.username)), "ready"
-    )
-    listener = app[LISTENER]
-    listener.join(conn)
-    app[PRESENCE].opened(conn)
-    conn.start_heartbeat(app[HEARTBEAT_INTERVAL])
-    reader = asyncio.create_task(read_frames(ws, conn, app[HUB].clock))
+    register(app, conn)
+    clock = app[HUB].clock
+    task = conn.reader = asyncio.current_task()
+    assert task is not None
     try:
-        bye = await conn.closing
-    finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
-        listener.leave(conn)
-        app[PRESENCE].closed(conn)
-        await conn.finish()
-    if bye is not None and not ws.closed:
-        await close(ws, bye)
-
-
-async def read_frames(ws: web.WebSocketResponse, conn: Conn, clock: Clock) -> None:
-    """Answer pings, hand pongs to the read guard, and cut a client that floods.
-
-    However it ends, the socket's handler is told (a close already asked for wins).
-    """
-    try:
-        while (msg := await ws.receive()).type not in ENDED:
+        while conn.bye is None and (msg := await ws.receive()).type not in ENDED:
             if not conn.guard.frame(clock.now_ms()):
                 log.warning(
                     "closing the socket of %s session %s: frame flood",
                     conn.username,
                     conn.session_id,
                 )
-                conn.close(disconnect.FLOODING)
-                return
-            if msg.type is WSMsgType.PING:
+                conn.bye = disconnect.FLOODING
+            elif msg.type is WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type is WSMsgType.PONG:
                 conn.pong(msg.data)
     except ConnectionError as exc:
         log.debug("reading from session %s failed: %s", conn.session_id, exc)
+    except asyncio.CancelledError:
+        # Ours, from Conn.close: go on to close. Any other cancel goes on.
+        if conn.bye is None or task.uncancel() > 0:
+            raise
     finally:
-        conn.close(None)
+        conn.reader = None
+        await unregister(app, conn)
+    if conn.bye is not None and not ws.closed:
+        await close(ws, conn.bye)
+
+
+def register(app: web.Application, conn: Conn) -> None:
+    conn.send(
+        messages.encode(messages.Ready(session_id=conn.session_id, username=conn.username)), "ready"
+    )
+    app[LISTENER].join(conn)
+    app[PRESENCE].opened(conn)
+    conn.start_heartbeat(app[HEARTBEAT_INTERVAL])
+
+
+async def unregister(app: web.Application, conn: Conn) -> None:
+    app[LISTENER].leave(conn)
+    app[PRESENCE].closed(conn)
+    await conn.finish()
 
 
 async def close(ws: web.WebSocketResponse, bye: Disconnect) -> None:

@@ -19,6 +19,7 @@ from service.clock import Clock
 from service.sessions.eventlog import StreamId
 from service.sessions.records import Event, Tombstone
 from service.wire import disconnect
+from workers.beats import Beats
 from workers.conn import Conn
 from workers.frames import FrameCache, revoked_from_tombstone
 from workers.metrics import Metrics
@@ -32,7 +33,8 @@ class UserState:
     __slots__ = ("confirmed", "generation", "sessions")
 
     def __init__(self) -> None:
-        self.sessions: dict[str, set[Conn]] = {}
+        # A list, not a set: a session has a socket or two (a set of one is 216 bytes).
+        self.sessions: dict[str, list[Conn]] = {}
         self.confirmed = False  # the user's channel subscription is confirmed by Redis
         self.generation = 0  # bumped when the feed is lost: older replays are stale
 
@@ -52,6 +54,7 @@ class Hub:
         self.closing = False  # shutting down: sockets leave without unsubscribing
         metrics.syncing.set_function(self._syncing)  # counted when scraped, not per change
         self.frames = FrameCache()
+        self.beats = Beats()  # every socket's heartbeat, on one timer
 
     def new_conn(
         self, ws: web.WebSocketResponse, username: str, session_id: str, cursor: StreamId
@@ -64,6 +67,7 @@ class Hub:
             cursor,
             metrics=self.metrics,
             queue_size=self.queue_size,
+            beats=self.beats,
         )
 
     def take_slot(self, session_id: str, limit: int) -> bool:
@@ -85,7 +89,10 @@ class Hub:
         first = state is None
         if state is None:
             state = self.users[conn.username] = UserState()
-        state.sessions.setdefault(conn.session_id, set()).add(conn)
+        conns = state.sessions.setdefault(conn.session_id, [])
+        if conn in conns:
+            return False
+        conns.append(conn)
         self.metrics.sockets.inc()
         return first
 
@@ -97,7 +104,7 @@ class Hub:
         conns = state.sessions.get(conn.session_id)
         if conns is None or conn not in conns:
             return False
-        conns.discard(conn)
+        conns.remove(conn)
         self.metrics.sockets.dec()
         if not conns:
             del state.sessions[conn.session_id]

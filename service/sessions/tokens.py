@@ -97,14 +97,20 @@ class FastHS256:
 
 class TokenCodec:
     def __init__(
-        self, settings: Settings, clock: Clock = SYSTEM_CLOCK, *, fast_path: bool = True
+        self,
+        settings: Settings,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        fast_path: bool = True,
+        cache_size: int = VERIFIED_CACHE_SIZE,
     ) -> None:
-        """`fast_path=False` leaves every decode to PyJWT (the differential test's reference)."""
+        """`fast_path=False` leaves every decode to PyJWT (the differential test's reference);
+        `cache_size` tokens already verified are remembered (0: none)."""
         self.clock = clock
         self._secret = settings.jwt_secret
         self._issuer = settings.jwt_issuer
         self._fast = FastHS256(settings.jwt_secret) if fast_path else None
-        self._decode_cached = lru_cache(maxsize=VERIFIED_CACHE_SIZE)(self._decode)
+        self._decode_cached = lru_cache(maxsize=cache_size)(self._decode)
 
     def issue(self, username: str, session_id: str, issued_ms: int, expires_ms: int) -> str:
         claims = {
