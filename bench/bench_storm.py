@@ -49,6 +49,7 @@ from bench.common import (
     markers,
     server_env,
     wait_http,
+    waited_seconds,
     write_section,
 )
 from bench.wsraw import RawSocket
@@ -84,6 +85,7 @@ class Result:
     worker_p99_ms: float = float("nan")  # the worker's own p99 during the storm (a bucket)
     listen_drops: int = 0  # connection attempts the kernel dropped: the listen queue was full
     watch_after: tuple[float, float] = (math.nan, math.nan)  # ... in the 3 s after it
+    worker_waited_s: float = 0.0  # worker B's time runnable, waiting for a core, in the storm
 
     @property
     def cpu_per_connect_us(self) -> float:
@@ -387,6 +389,7 @@ async def measure(
             "clients": [c.pid for c in clients],
         }
         cpu_before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+        waited_before = waited_seconds(worker_b.pid)
         by_metrics = not floor and concurrency == 1
         buckets_before = await asyncio.to_thread(notice_buckets, port_b) if by_metrics else {}
         drops_before = listen_drops()
@@ -409,6 +412,7 @@ async def measure(
         caught_up_s = (time.monotonic_ns() - go) / 1e9
         drops = listen_drops() - drops_before
         cpu = {n: sum(cpu_seconds(p) for p in ps) - cpu_before[n] for n, ps in pids.items()}
+        waited = waited_seconds(worker_b.pid) - waited_before
         storm_over.set()
         during = await during_task
         worker_p99 = float("nan")
@@ -448,6 +452,7 @@ async def measure(
         worker_p99_ms=worker_p99,
         listen_drops=drops,
         watch_after=percentiles(after, told),
+        worker_waited_s=waited,
     )
 
 
@@ -524,7 +529,7 @@ def report(results: list[Result], command: str) -> str:
             if r.watch_samples
             else "| | | | "
         )
-        + f"{r.listen_drops:,} | {r.cpu_per_connect_us:.0f} | "
+        + f"{r.listen_drops:,} | {r.cpu_per_connect_us:.0f} | {r.worker_waited_s:.2f} s | "
         f"{r.cpu['worker']:.2f} / {r.cpu['redis']:.2f} / {r.cpu['clients']:.2f} s "
         f"| {r.load:.1f} / {r.load_after:.1f} |"
         for n, r in runs_numbered(results)
@@ -547,12 +552,16 @@ def report(results: list[Result], command: str) -> str:
         " the shared cores). SYNs dropped counts the connection attempts the kernel dropped"
         " because the worker's accept queue was full (TcpExt ListenDrops, net.core.somaxconn"
         f" = {somaxconn()}): each waits for its retransmission, 1 s and then 3 s after its"
-        " first try. Load is the 1-minute load average at the go / at the end.",
+        " first try. Waiting for a core is the time worker B's event loop was runnable but"
+        " not running (the scheduler's run delay, /proc schedstat) during the storm: the"
+        " client processes share its cores. Load is the 1-minute load average at the go /"
+        " at the end.",
         "",
         "| worker | run | all `ready` | all caught up | watchers before | watchers during "
         "| watchers after | of which in the worker, p99 | SYNs dropped "
-        "| worker CPU µs per connect | CPU: worker / Redis / clients | load |",
-        "|---|---|---|---|---|---|---|---|---:|---:|---|---|",
+        "| worker CPU µs per connect | worker waiting for a core | CPU: worker / Redis / clients "
+        "| load |",
+        "|---|---|---|---|---|---|---|---|---:|---:|---:|---|---|",
         *rows,
         "",
     ]

@@ -56,6 +56,15 @@ def cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(int(child)) for child in children)
 
 
+def waited_seconds(pid: int) -> float:
+    """Time the process's main thread (an event loop's) and its living children's have
+    spent runnable but waiting for a core so far (/proc schedstat: the scheduler's run
+    delay), which no loop can spend on its sockets."""
+    waited = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return waited + sum(waited_seconds(int(child)) for child in children)
+
+
 def markers(name: str) -> tuple[str, str]:
     """The comments that delimit one benchmark's section of docs/BENCHMARKS.md."""
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
