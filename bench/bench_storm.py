@@ -1,7 +1,8 @@
 """Benchmark a reconnect storm: a worker restarts and all its devices come back at once.
 
     python -m bench.bench_storm [--runs 3] [--devices 10000] [--compare DIR] [--floor]
-                                [--concurrency 2] [--write docs/BENCHMARKS.md]
+                                [--concurrency 2] [--clients-nice 10]
+                                [--write docs/BENCHMARKS.md]
 
 Two worker processes share one Redis. `--devices` devices (one per user) hold sockets on
 worker A, from client processes; `WATCHERS` devices sit on worker B. Worker A stops
@@ -15,7 +16,8 @@ notice latency is compared with the same measure just before the storm and just 
 (the code before a change), `--floor` against bench/floor.py (a hand-written 101 and one
 frame per device: the least a connect can cost here), `--concurrency N` with
 GATEWAY_CONCURRENCY=N on worker B (then "caught up" is every device's `ready`: /metrics
-answers for one process of the N).
+answers for one process of the N), `--clients-nice N` with the storm's client processes
+at a lower priority (as if they ran elsewhere, the cores are the servers' first).
 """
 
 from __future__ import annotations
@@ -279,7 +281,10 @@ def somaxconn() -> int:
     return int(Path("/proc/sys/net/core/somaxconn").read_text())
 
 
-async def spawn(role: str, tmp: Path, spec: object, name: str) -> asyncio.subprocess.Process:
+async def spawn(
+    role: str, tmp: Path, spec: object, name: str, nice: int = 0
+) -> asyncio.subprocess.Process:
+    """A client or watcher process, `nice` below the others' priority."""
     (tmp / f"{name}.json").write_text(json.dumps(spec))
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -291,6 +296,7 @@ async def spawn(role: str, tmp: Path, spec: object, name: str) -> asyncio.subpro
         cwd=ROOT,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
+        preexec_fn=(lambda: os.nice(nice)) if nice else None,
     )
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 600)
@@ -320,7 +326,12 @@ def percentiles(sent: dict[str, int], told: dict[str, int]) -> tuple[float, floa
 
 
 async def measure(
-    devices: int, tmp: Path, target: str = "this tree", tree: Path = ROOT, concurrency: int = 1
+    devices: int,
+    tmp: Path,
+    target: str = "this tree",
+    tree: Path = ROOT,
+    concurrency: int = 1,
+    clients_nice: int = 0,
 ) -> Result:
     """One storm onto worker B: this tree's, `tree`'s, or the floor (target "floor")."""
     floor = target == "floor"
@@ -368,6 +379,7 @@ async def measure(
                 tmp,
                 {"urls": urls, "tokens": [t for t, _ in storm[i::CLIENT_PROCESSES]]},
                 f"client-{i}",
+                clients_nice,
             )
             for i in range(CLIENT_PROCESSES)
         ]
@@ -612,6 +624,9 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, help="another checkout whose worker runs beside")
     parser.add_argument("--floor", action="store_true", help="also the hand-written floor")
     parser.add_argument("--concurrency", type=int, default=1, help="GATEWAY_CONCURRENCY of B")
+    parser.add_argument(
+        "--clients-nice", type=int, default=0, help="the storm's clients at this nice value"
+    )
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -627,7 +642,9 @@ def main() -> None:
         for target, tree in targets:  # interleaved: each run sees every worker
             with tempfile.TemporaryDirectory(prefix="sw-storm-") as tmp:
                 result = asyncio.run(
-                    measure(args.devices, Path(tmp), target, tree, args.concurrency)
+                    measure(
+                        args.devices, Path(tmp), target, tree, args.concurrency, args.clients_nice
+                    )
                 )
             print(
                 f"run {n + 1}, {target}: ready {result.all_ready_s:.2f} s, caught up "
