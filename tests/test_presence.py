@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from service.sessions import keys
+from service.sessions import presence as presence_core
 from service.settings import Settings
 from tests.conftest import (
     ENGINES,
@@ -28,7 +29,6 @@ from tests.conftest import (
 )
 from tests.devices import Device, start_gateway, wait_for
 from tests.processes import running
-from workers import presence as presence_keeper
 
 MakeApi = Callable[..., Awaitable[TestClient]]
 ONLINE_WITHIN = 2.0  # the contract: online or offline within 2 s of a connect or close
@@ -249,8 +249,9 @@ async def test_presence_survives_redis_trouble_between_reports(
 async def test_a_refresh_in_several_parts_reports_every_user(
     world: Callable[..., Awaitable[World]], rdb: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A full refresh goes out a few users at a time; each of them is reported."""
-    monkeypatch.setattr(presence_keeper, "USERS_PER_PART", 1)
+    """A full refresh is grouped and sent a few users at a time; each of them is reported."""
+    monkeypatch.setattr(presence_core, "MAX_PIPELINE", 1)
+    monkeypatch.setattr(presence_core, "GROUPED_PER_TURN", 1)
     w = await world()
     devices = [await w.socket((await login(w.api, user))["token"]) for user in TEST_USERS]
     held = [keys.presence(user) for user in TEST_USERS]
@@ -259,7 +260,7 @@ async def test_a_refresh_in_several_parts_reports_every_user(
         return [await rdb.zcard(key) for key in held]
 
     await wait_for(counts, lambda found: found == [1] * len(held), ONLINE_WITHIN)
-    await rdb.delete(*held)  # lost: only the refreshes, one part per user, bring it back
+    await rdb.delete(*held)  # lost: only the refreshes, a pipeline per user, bring it back
     await wait_for(counts, lambda found: found == [1] * len(held), ONLINE_WITHIN)
     for device in devices:
         await device.ws.close()

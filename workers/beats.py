@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import math
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 # Seconds per bucket: small, so that sockets that connected together (a reconnect storm)
 # still ping a few at a time, between the notices, not hundreds in one callback.
@@ -65,7 +68,10 @@ class Beats:
         order = self.order
         while order and order[0] <= due:
             for conn in self.buckets.pop(heapq.heappop(order), ()):
-                conn.beat()
+                try:
+                    conn.beat()
+                except Exception:  # one socket's must not stop every heartbeat of the worker
+                    log.exception("a socket's heartbeat failed")
         while order and order[0] not in self.buckets:  # emptied by cancels
             heapq.heappop(order)
         self.armed_for = None

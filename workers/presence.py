@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 FLUSH_DELAY = 0.1  # seconds an open or a close waits for others to share its batch
 BACKOFF_MAX = 2.0
 LAST_REPORT_TIMEOUT = 1.0  # at shutdown: the closed sockets go offline at once
-# Users reported per trip: a full refresh of 20,000 sockets built in one turn held the
-# loop for ~40 ms every PRESENCE_REFRESH, and notice p99 with it (docs/BENCHMARKS.md).
-USERS_PER_PART = 256
 
 
 class PresenceKeeper:
@@ -90,9 +87,8 @@ class PresenceKeeper:
                 next_full = loop.time() + self.refresh
 
     async def report(self, full: bool) -> None:
-        """The users with changes (or a notice due), or everyone when `full`, a part at a
-        time: each part's reports are made just before they leave, so a full refresh of
-        thousands of users never holds the event loop (and the notices) for long."""
+        """One batch: the users with changes (or a notice due), or everyone when `full`;
+        each user's report is made just before its pipeline leaves (Presence.report)."""
         now = self.clock.now_ms()
         users = set(self._opened) | set(self._closed)
         users |= {user for user, at in self._due.items() if at <= now}
@@ -102,25 +98,19 @@ class PresenceKeeper:
             return
         opened, closed = self._opened, self._closed
         self._opened, self._closed = {}, {}
-        order = list(users)
+
+        def build(user: str) -> UserReport:
+            alive = list(self.sockets.get(user, {}).values())
+            return UserReport(alive=alive, gone=list(closed.get(user, ())))
+
         try:
-            for start in range(0, len(order), USERS_PER_PART):
-                await self._report_part(order[start : start + USERS_PER_PART], closed)
+            found = await self.presence.report(users, build)
         except BaseException:  # nothing is lost: the next batch has them again
             for user, names in closed.items():
                 self._closed.setdefault(user, set()).update(names)
             for user, names in opened.items():
                 self._opened.setdefault(user, set()).update(names)
             raise
-
-    async def _report_part(self, users: list[str], closed: dict[str, set[str]]) -> None:
-        reports = {
-            user: UserReport(
-                alive=list(self.sockets.get(user, {}).values()), gone=list(closed.get(user, ()))
-            )
-            for user in users
-        }
-        found = await self.presence.report(reports)
         for user in users:
             at = found.get(user, 0)
             if at and user in self.sockets:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_PIPELINE = 256  # users' scripts per write to one master
+GROUPED_PER_TURN = 1024  # users sorted by master per turn of the event loop
 _json = msgspec.json.Encoder()
 
 
@@ -64,25 +65,31 @@ class Presence:
         self.keep_ms = settings.session_max_age * 1000
         self._script = client.register_script(session_script("presence"))
 
-    async def report(self, reports: Mapping[str, UserReport]) -> dict[str, int]:
-        """Apply a worker's reports; for each user, when a held-back notice is due (ms,
-        0: none). A user whose script failed is absent (its sockets are in the next one)."""
-        now = self.clock.now_ms()
-        by_node: dict[Node, list[tuple[str, UserReport]]] = {}
-        for username, report in reports.items():
-            node = self.engine.node_of(keys.presence(username))
-            by_node.setdefault(node, []).append((username, report))
+    async def report(
+        self, users: Iterable[str], build: Callable[[str], UserReport]
+    ) -> dict[str, int]:
+        """Apply a worker's reports, `build(user)` making each just before its pipeline
+        leaves; for each user, when a held-back notice is due (ms, 0: none). A user whose
+        script failed is absent (its sockets are in the next report).
+
+        Made all at once, a full refresh of 20,000 sockets held the event loop (and every
+        notice to an open socket) for tens of ms. Each master's pipelines go one at a time
+        and the masters at once, so a master that is down holds up only its own users.
+        """
+        by_node: dict[Node, list[str]] = {}
+        for n, username in enumerate(users, 1):
+            by_node.setdefault(self.engine.node_of(keys.presence(username)), []).append(username)
+            if n % GROUPED_PER_TURN == 0:
+                await asyncio.sleep(0)
         results: dict[str, int] = {}
 
-        async def report_to(node: Node, users: list[tuple[str, UserReport]]) -> None:
-            # One pipeline at a time, each built just before it leaves: built at once, a
-            # worker's full refresh of 10,000 sockets is 10,000 scripts packed in one turn
-            # of the event loop, and every notice to an open socket waits for it.
-            for i in range(0, len(users), MAX_PIPELINE):
-                part = [(u, self._command(u, r, now)) for u, r in users[i : i + MAX_PIPELINE]]
+        async def report_to(node: Node, names: list[str]) -> None:
+            for i in range(0, len(names), MAX_PIPELINE):
+                now = self.clock.now_ms()
+                part = [(u, self._command(u, build(u), now)) for u in names[i : i + MAX_PIPELINE]]
                 results.update(await self._run(node, part))
 
-        await asyncio.gather(*(report_to(node, users) for node, users in by_node.items()))
+        await asyncio.gather(*(report_to(node, names) for node, names in by_node.items()))
         return results
 
     def _command(self, username: str, report: UserReport, now: int) -> tuple[Any, ...]:
