@@ -4,6 +4,7 @@ process CPU time, and the results file."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 import urllib.request
@@ -25,12 +26,24 @@ def server_env(redis_url: str, **extra: str) -> dict[str, str]:
     }
 
 
+# Servers' ports come from below the kernel's ephemeral range (32768-60999 by default):
+# a port of the ephemeral range found free can be taken, before the server binds it, by
+# one of the tens of thousands of client connections a benchmark opens (a run was lost so).
+SERVER_PORTS = range(20_000, 32_000)
+
+
 def free_port() -> int:
-    """A port free on every address: the clients' ports on 127.0.0.2, 127.0.0.3, ... (and
-    their TIME_WAITs) do not block 127.0.0.1, but they do block redis-server's `*:port`."""
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
+    """A port free on every address, outside the ephemeral range: the clients' ports on
+    127.0.0.2, 127.0.0.3, ... (and their TIME_WAITs) do not block 127.0.0.1, but they do
+    block redis-server's `*:port`."""
+    for port in random.sample(SERVER_PORTS, 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {SERVER_PORTS}")
 
 
 def wait_http(url: str, timeout: float = 20) -> None:
