@@ -22,7 +22,7 @@ STEP = 0.005
 
 
 class Beating(Protocol):
-    def beat(self) -> None: ...
+    def beat(self, now: float) -> None: ...
 
 
 class Beats:
@@ -62,14 +62,15 @@ class Beats:
         self.timer = asyncio.get_running_loop().call_at(bucket * self.step, self._run)
 
     def _run(self) -> None:
-        due = math.floor(asyncio.get_running_loop().time() / self.step)
+        now = asyncio.get_running_loop().time()  # one clock read for every tick that is due
+        due = math.floor(now / self.step)
         # Ticks file their next tick in later buckets; none re-arms the timer meanwhile.
         self.timer, self.armed_for = None, due
         order = self.order
         while order and order[0] <= due:
             for conn in self.buckets.pop(heapq.heappop(order), ()):
                 try:
-                    conn.beat()
+                    conn.beat(now)
                 except Exception:  # one socket's must not stop every heartbeat of the worker
                     log.exception("a socket's heartbeat failed")
         while order and order[0] not in self.buckets:  # emptied by cancels

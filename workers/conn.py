@@ -25,7 +25,7 @@ PING = "ping"  # a queue entry that is our ping, sent in order with the messages
 
 
 def _now() -> float:
-    """The loop's clock: the heartbeat runs on its timers."""
+    """The loop's clock: the heartbeat (workers/beats.py) runs on it."""
     return asyncio.get_running_loop().time()
 
 
@@ -41,6 +41,7 @@ class Conn:
     """
 
     __slots__ = (
+        "beat_bucket",
         "beats",
         "bye",
         "cursor",
@@ -56,7 +57,6 @@ class Conn:
         "reader",
         "recheck",
         "session_id",
-        "timer",
         "username",
         "writer",
         "ws",
@@ -87,7 +87,7 @@ class Conn:
         self.reader: asyncio.Task[object] | None = None  # the handler, while it reads
         self.heartbeat, self.next_ping_at = 0.0, 0.0
         self.ping_asked_at: float | None = None  # a ping is queued or unanswered since
-        self.timer: int | None = None  # the heartbeat's bucket in `beats`
+        self.beat_bucket: int | None = None  # where the next heartbeat tick is filed in `beats`
 
     def send(self, data: str, kind: str, at_ms: int = 0) -> None:
         """Queue a frame without waiting; a client that falls behind is disconnected."""
@@ -172,19 +172,20 @@ class Conn:
         """Ping every `interval`; a ping unanswered for half of it means the peer is gone."""
         self.heartbeat = interval
         self.next_ping_at = _now() + interval
-        self.timer = self.beats.schedule(self, self.next_ping_at)
+        self.beat_bucket = self.beats.schedule(self, self.next_ping_at)
 
     def stop_heartbeat(self) -> None:
-        if self.timer is not None:
-            self.beats.cancel(self, self.timer)
-            self.timer = None
+        if self.beat_bucket is not None:
+            self.beats.cancel(self, self.beat_bucket)
+            self.beat_bucket = None
 
-    def beat(self) -> None:
-        """The heartbeat's tick (from `beats`, when due): ping, give up, or wait more."""
-        now, wait = _now(), self.heartbeat / 2
+    def beat(self, now: float) -> None:
+        """The heartbeat's tick (from `beats`, when due, with the loop's time): ping, give
+        up, or wait more."""
+        wait = self.heartbeat / 2
         if self.ping_asked_at is not None:
             if now - self.ping_asked_at >= wait:
-                self.timer = None
+                self.beat_bucket = None
                 self.close(disconnect.NO_PONG)
                 return
             when = self.ping_asked_at + wait
@@ -195,7 +196,7 @@ class Conn:
             when = now + wait
         else:
             when = self.next_ping_at
-        self.timer = self.beats.schedule(self, when)
+        self.beat_bucket = self.beats.schedule(self, when)
 
     def pong(self, payload: bytes) -> None:
         """A pong from the client; one that answers our ping proves what it has read."""

@@ -89,10 +89,7 @@ class Hub:
         first = state is None
         if state is None:
             state = self.users[conn.username] = UserState()
-        conns = state.sessions.setdefault(conn.session_id, [])
-        if conn in conns:
-            return False
-        conns.append(conn)
+        state.sessions.setdefault(conn.session_id, []).append(conn)
         self.metrics.sockets.inc()
         return first
 
