@@ -4,11 +4,13 @@ process CPU time, and the results file."""
 from __future__ import annotations
 
 import os
-import random
-import socket
 import time
 import urllib.request
 from pathlib import Path
+
+# Below the ephemeral range, where none of the tens of thousands of client connections a
+# benchmark opens can take a port before its server binds it (a run was lost so).
+from tests.rediscluster import free_port as free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-" + "x" * 40
@@ -24,26 +26,6 @@ def server_env(redis_url: str, **extra: str) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         **extra,
     }
-
-
-# Servers' ports come from below the kernel's ephemeral range (32768-60999 by default):
-# a port of the ephemeral range found free can be taken, before the server binds it, by
-# one of the tens of thousands of client connections a benchmark opens (a run was lost so).
-SERVER_PORTS = range(20_000, 32_000)
-
-
-def free_port() -> int:
-    """A port free on every address, outside the ephemeral range: the clients' ports on
-    127.0.0.2, 127.0.0.3, ... (and their TIME_WAITs) do not block 127.0.0.1, but they do
-    block redis-server's `*:port`."""
-    for port in random.sample(SERVER_PORTS, 200):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {SERVER_PORTS}")
 
 
 def wait_http(url: str, timeout: float = 20) -> None:
